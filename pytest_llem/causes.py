@@ -1,0 +1,33 @@
+"""The cause vocabulary (DESIGN §3): one word for every way a GPU container can fail."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+Cause = Literal[
+    "docker_cli_missing",
+    "daemon_unreachable",
+    "daemon_permission_denied",
+    "toolkit_missing",
+    "toolkit_hook_missing",
+    "host_driver_unavailable",
+    "gpu_driver_not_configured",
+    "nvidia_runtime_unknown",
+    "cdi_injection_failed",
+    "cgroup_device_setup_failed",
+    "nvml_driver_library_mismatch",
+    "driver_not_loaded",
+    "cuda_requirement_unsatisfied",
+    "nvml_unknown_error_cgroups",
+    "no_devices",
+    "image_not_found",
+    "registry_unreachable",
+    "container_command_not_found",
+    "probe_timeout",
+    "gpu_count_mismatch",
+    "check_error",
+    "unknown",
+    "ok",
+]
+
+CAUSES: tuple[str, ...] = get_args(Cause)

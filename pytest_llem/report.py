@@ -1,0 +1,113 @@
+"""The pre-flight report: findings, per-check outcomes, rendering (DESIGN §2) and JSON (§5)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Outcome = Literal["passed", "failed", "warning", "skipped", "not-run"]
+Severity = Literal["error", "warning"]
+
+SCHEMA = 1
+
+
+@dataclass
+class Finding:
+    """A failure or a warning of one check, with what to do about it."""
+
+    id: str
+    tier: int
+    cause: str
+    message: str
+    fix: str = ""
+    url: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    severity: Severity = "error"
+
+    def fix_line(self) -> str:
+        if self.fix and self.url:
+            return f"Fix: {self.fix} — {self.url}"
+        return f"Fix: {self.fix or self.url}" if (self.fix or self.url) else ""
+
+
+@dataclass
+class CheckResult:
+    """What happened to one check item."""
+
+    id: str
+    tier: int
+    outcome: Outcome
+    duration_s: float = 0.0
+    reason: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False
+    finding: Finding | None = None
+
+
+@dataclass
+class Report:
+    checks: list[CheckResult] = field(default_factory=list)
+    host: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> list[Finding]:
+        return [c.finding for c in self.checks if c.outcome == "failed" and c.finding]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [c.finding for c in self.checks if c.outcome == "warning" and c.finding]
+
+    @property
+    def status(self) -> str:
+        if self.failures:
+            return "failed"
+        return "warning" if self.warnings else "passed"
+
+    def render(self) -> str:
+        """The numbered report; empty when nothing failed or warned."""
+        failures, warnings = self.failures, self.warnings
+        lines: list[str] = []
+        if failures:
+            lines.append(f"Docker pre-flight failed: {len(failures)} issue(s) found")
+            for number, f in enumerate(failures, 1):
+                lines.append(f"  {number}. [{f.id}] {f.message}")
+                if f.fix_line():
+                    lines.append(f"     {f.fix_line()}")
+        elif warnings:
+            lines.append(f"Docker pre-flight passed with {len(warnings)} warning(s)")
+        if warnings:
+            lines.append("Warnings:")
+            for w in warnings:
+                lines.append(f"  - [{w.id}] {w.message}")
+                if w.fix_line():
+                    lines.append(f"    {w.fix_line()}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        def finding(f: Finding, number: int | None) -> dict[str, Any]:
+            d: dict[str, Any] = {"number": number} if number is not None else {}
+            d.update(id=f.id, tier=f.tier, cause=f.cause, message=f.message, fix=f.fix,
+                     url=f.url, details=f.details)
+            return d
+
+        return {
+            "schema": SCHEMA,
+            "status": self.status,
+            "failures": [finding(f, n) for n, f in enumerate(self.failures, 1)],
+            "warnings": [finding(w, None) for w in self.warnings],
+            "checks": [
+                {"id": c.id, "tier": c.tier, "outcome": c.outcome,
+                 "duration_s": round(c.duration_s, 3), "reason": c.reason,
+                 "details": c.details, "cached": c.cached}
+                for c in self.checks
+            ],
+            "host": self.host,
+        }
+
+
+def finding_from_dict(data: dict[str, Any]) -> Finding:
+    return Finding(**data)
+
+
+def finding_to_dict(f: Finding) -> dict[str, Any]:
+    return asdict(f)
