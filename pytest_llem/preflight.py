@@ -1,11 +1,83 @@
-"""run_docker_preflight(): the pre-flight through pytest.main, isolated from the caller."""
+"""run_docker_preflight(): the checks through pytest.main, isolated from the caller's project."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from .errors import DockerPreFlightError, PreFlightError
 from .report import Report
+
+# Environment that would let the caller's settings or plugins into our pytest run.
+_ISOLATED_ENV = {"PYTEST_ADDOPTS": None, "PYTEST_PLUGINS": None,
+                 "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+
+class _ReportSink:
+    """Receives the report at the end of the in-process session."""
+
+    def __init__(self) -> None:
+        self.report: Report | None = None
+
+    def pytest_sessionfinish(self, session: Any) -> None:
+        from .runtime import PREFLIGHT_KEY
+
+        preflight = session.config.stash.get(PREFLIGHT_KEY, None)
+        if preflight is not None:
+            self.report = preflight.outcomes.report()
+
+
+@contextmanager
+def _isolated_environ() -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in _ISOLATED_ENV}
+    try:
+        for key, value in _ISOLATED_ENV.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def preflight_args(
+    images: Sequence[str] | None = None,
+    config: str | Path | None = None,
+    *,
+    timeout_s: float | None = None,
+    pull_timeout_s: float | None = None,
+    cache_s: float | None = None,
+    no_cache: bool = False,
+    json_path: str | Path | None = None,
+) -> list[str]:
+    """pytest arguments of an isolated pre-flight: no user ini, conftest, cache or plugins."""
+    package_dir = str(Path(__file__).resolve().parent)
+    args = ["--llem-preflight", "-p", "pytest_llem.plugin", "-c", os.devnull,
+            f"--rootdir={package_dir}", f"--confcutdir={package_dir}",
+            "-p", "no:cacheprovider", "-p", "no:terminal", "-q"]
+    for image in images or ():
+        args += ["--llem-image", image]
+    if config is not None:
+        args += ["--llem-config", str(config)]
+    if timeout_s is not None:
+        args += ["--llem-timeout", str(timeout_s)]
+    if pull_timeout_s is not None:
+        args += ["--llem-pull-timeout", str(pull_timeout_s)]
+    if cache_s is not None:
+        args += ["--llem-cache-s", str(cache_s)]
+    if no_cache:
+        args.append("--llem-no-cache")
+    if json_path is not None:
+        args += ["--llem-json", str(json_path)]
+    return args
 
 
 def run_docker_preflight(
@@ -14,12 +86,30 @@ def run_docker_preflight(
     config: str | Path | None = None,
     *,
     timeout_s: float | None = None,
+    pull_timeout_s: float | None = None,
     cache_s: float | None = None,
     no_cache: bool = False,
     json_path: str | Path | None = None,
 ) -> Report:
-    """Run the Docker pre-flight; return the report, raise DockerPreFlightError on failure.
+    """Run the Docker pre-flight through ``pytest.main`` and return its report.
 
-    (stub: implemented by the core plugin work)
+    Raises `DockerPreFlightError` (its text is the numbered report) when a check failed, and
+    `PreFlightError` when pytest itself could not run the checks. With ``skip`` nothing runs.
     """
-    raise NotImplementedError
+    if skip:
+        return Report()
+    import pytest
+
+    sink = _ReportSink()
+    args = preflight_args(images, config, timeout_s=timeout_s, pull_timeout_s=pull_timeout_s,
+                          cache_s=cache_s, no_cache=no_cache, json_path=json_path)
+    with _isolated_environ():
+        code = pytest.main(args, plugins=[sink])
+    if code == pytest.ExitCode.INTERRUPTED:
+        raise KeyboardInterrupt
+    report = sink.report
+    if report is None or code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        raise PreFlightError(f"the Docker pre-flight could not run (pytest exit status {code})")
+    if code == pytest.ExitCode.TESTS_FAILED or report.failures:
+        raise DockerPreFlightError(report)
+    return report

@@ -1,0 +1,29 @@
+"""Tier 1: can this host reach a Docker daemon that can give containers NVIDIA GPUs?"""
+
+from pytest_llem import verdicts
+from pytest_llem.checking import check
+from pytest_llem.context import CheckContext
+
+
+@check(tier=1, id="docker-cli")
+def check_docker_cli(llem: CheckContext) -> None:
+    """The docker CLI is on PATH."""
+    llem.expect(verdicts.docker_cli(llem.host))
+
+
+@check(tier=1, id="docker-daemon")
+def check_docker_daemon(llem: CheckContext) -> None:
+    """The CLI reaches a daemon (DOCKER_HOST and docker contexts honoured)."""
+    llem.expect(verdicts.docker_daemon(llem.host))
+
+
+@check(tier=1, id="nvidia-toolkit")
+def check_nvidia_toolkit(llem: CheckContext) -> None:
+    """An NVIDIA Container Toolkit CLI is installed next to a local daemon."""
+    llem.expect(verdicts.nvidia_toolkit(llem.host))
+
+
+@check(tier=1, id="host-driver")
+def check_host_driver(llem: CheckContext) -> None:
+    """Host nvidia-smi reports the driver and the CUDA version it supports (warning only)."""
+    llem.expect(verdicts.host_driver(llem.host))

@@ -1,0 +1,21 @@
+"""Tier 2: will each image the study runs get its GPUs?"""
+
+from pytest_llem import verdicts
+from pytest_llem.checking import check
+from pytest_llem.context import CheckContext
+
+
+@check(tier=2, id="cuda-compat")
+def check_cuda_compat(llem: CheckContext, llem_image: str) -> None:
+    """The image's NVIDIA_REQUIRE_* holds for the host driver, judged before anything runs."""
+    llem.expect(verdicts.cuda_compat(llem.image(llem_image), llem.host, llem.probed_driver))
+
+
+@check(tier=2, id="gpu-in-container")
+def check_gpu_in_container(llem: CheckContext, llem_image: str) -> None:
+    """`docker run --gpus all IMAGE nvidia-smi` sees the host's GPUs."""
+    image = llem.image(llem_image)
+    compat_failed = llem.failed(f"cuda-compat[{llem_image}]")
+    probe = None if compat_failed or image.info is None else llem.probe(llem_image)
+    llem.expect(verdicts.gpu_in_container(image, probe, llem.host, compat_failed,
+                                          llem.settings.timeout_s))

@@ -1,0 +1,5 @@
+"""`python -m pytest_llem` is `llem`."""
+
+from .cli import main
+
+raise SystemExit(main())

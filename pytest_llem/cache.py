@@ -1,0 +1,115 @@
+"""Per-user memory of passed GPU probes, keyed by everything that could change their answer."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .facts_types import HostFacts, ImageFacts, ProbeFacts
+from .host import docker, nvidia
+from .host.proc import CommandResult
+
+SCHEMA = 1
+
+
+def cache_dir(env: dict[str, str] | None = None) -> Path:
+    env = dict(os.environ) if env is None else env
+    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME", str(Path.home()))) / ".cache")
+    return Path(base) / "llenergymeasure"
+
+
+class ProbeCache:
+    """A JSON file of passed probes; damaged or unwritable files are ignored, never fatal."""
+
+    def __init__(self, ttl_s: float, path: Path | None = None) -> None:
+        self.ttl_s = ttl_s
+        self.path = path or cache_dir() / "probes.json"
+        self._lock = threading.Lock()
+        self._identity: dict[str, str] | None = None
+
+    def _host_identity(self, host: HostFacts) -> dict[str, str] | None:
+        """Daemon id and toolkit version and config, asked once (None: cannot key safely)."""
+        with self._lock:
+            if self._identity is None:
+                info = docker.docker_info(timeout=10)
+                daemon_id = ""
+                if info.ok:
+                    with contextlib.suppress(ValueError, AttributeError):
+                        daemon_id = str(json.loads(info.stdout).get("id") or "")
+                self._identity = {
+                    "daemon_id": daemon_id,
+                    "toolkit_version": nvidia.toolkit_version(host.toolkit, timeout=10),
+                    "toolkit_config": nvidia.toolkit_config_digest(),
+                }
+            identity = dict(self._identity)
+        return identity if identity["daemon_id"] else None
+
+    def key(self, host: HostFacts, image: ImageFacts) -> str | None:
+        identity = self._host_identity(host)
+        if identity is None or image.info is None or not image.info.id:
+            return None
+        parts = {
+            **identity,
+            "endpoint": host.endpoint.url,
+            "server_version": host.server_version,
+            "image_id": image.info.id,
+            "driver_version": host.smi_info.driver_version if host.smi_info else "",
+        }
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            return {}
+        entries = data.get("entries")
+        return entries if isinstance(entries, dict) else {}
+
+    def lookup(self, host: HostFacts, image: ImageFacts) -> ProbeFacts | None:
+        key = self.key(host, image)
+        entry = self._read().get(key) if key else None
+        if not isinstance(entry, dict):
+            return None
+        try:
+            if float(entry["expires"]) < time.time():
+                return None
+            gpus = [{str(k): str(v) for k, v in g.items()} for g in entry["gpus"]]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+        result = CommandResult(tuple(docker.probe_argv(image.image, "cached")), 0)
+        return ProbeFacts(image.image, "cached", result, gpus, cached=True)
+
+    def store(self, host: HostFacts, image: ImageFacts, probe: ProbeFacts) -> None:
+        key = self.key(host, image)
+        if key is None:
+            return
+        now = time.time()
+        with self._lock, contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            entries = {k: v for k, v in self._read().items() if _alive(v, now)}
+            entries[key] = {"image": image.image, "gpus": probe.gpus, "stored": now,
+                            "expires": now + self.ttl_s}
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".probes.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    json.dump({"schema": SCHEMA, "entries": entries}, handle)
+                os.replace(tmp, self.path)  # atomic: readers see the old or the new file
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+
+
+def _alive(entry: Any, now: float) -> bool:
+    try:
+        return float(entry["expires"]) > now
+    except (KeyError, TypeError, ValueError):
+        return False

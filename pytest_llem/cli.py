@@ -1,0 +1,217 @@
+"""The `llem` command: `llem run` and `llem preflight`.
+
+Exit status: 0 ok (pre-flight warnings allowed); 1 pre-flight or experiment failure;
+2 bad usage or bad config (one `llem: error: ...` line, never a traceback); 130 / 143 when
+stopped by Ctrl-C / SIGTERM. Heavy modules are imported inside the commands: `llem --help`
+and `llem --version` import neither pydantic nor pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NoReturn, TextIO
+
+if TYPE_CHECKING:
+    from .config import StudyConfig
+    from .report import CheckResult, Report
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"llem: error: {message} (see '{self.prog} --help')\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog="llem", description="Pre-flight and run LLM energy experiments.")
+    parser.add_argument("--version", action="version", version=f"llem {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="check the host, then run a study's experiments",
+        description="Validate a study, run the Docker pre-flight when a runner is Docker, "
+        "then run every experiment. A single experiment can be given with --model and "
+        "--backend (and its command after '--').",
+    )
+    run.add_argument("config", nargs="?", metavar="CONFIG", help="the study YAML file")
+    run.add_argument("--model", help="run this one model instead of the study's experiments")
+    run.add_argument("--backend", help="the backend of --model")
+    run.add_argument(
+        "--runner", action="append", default=[], metavar="BACKEND=RUNNER",
+        help="runner of a backend: local, docker or docker:IMAGE (repeatable; wins over "
+        "LLEM_RUNNER_<BACKEND>, the study and the user config)",
+    )  # fmt: skip
+    run.add_argument(
+        "--skip-preflight", action=argparse.BooleanOptionalAction, default=None,
+        help="skip (or, with --no-skip-preflight, run) the Docker pre-flight, whatever the "
+        "study file says",
+    )  # fmt: skip
+    run.add_argument("--dry-run", action="store_true", help="validate and pre-flight only")
+    run.add_argument("--output", metavar="DIR", help="run directory (default ./llem-runs/...)")
+
+    pre = commands.add_parser(
+        "preflight",
+        help="check that this host can run GPU containers",
+        description="Run the Docker pre-flight checks and show each one.",
+    )
+    pre.add_argument("config", nargs="?", metavar="CONFIG", help="a study YAML: its images")
+    pre.add_argument(
+        "--image", action="append", default=[], metavar="IMAGE",
+        help="an image to validate (repeatable; default: the study's Docker images, else "
+        "the probe image)",
+    )  # fmt: skip
+    pre.add_argument("--json", metavar="PATH", help="also write the JSON report here")
+    pre.add_argument("--timeout", type=float, metavar="SECONDS", help="limit of one probe")
+    pre.add_argument("--no-cache", action="store_true", help="ignore cached probe results")
+    pre.add_argument("-v", "--verbose", action="store_true", help="details and timings")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] | None = None
+    if args_list[:1] == ["run"] and "--" in args_list:
+        cut = args_list.index("--")
+        args_list, command = args_list[:cut], args_list[cut + 1 :]
+    try:
+        args = _parser().parse_args(args_list)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+
+    from .errors import ConfigError, LLEMError
+
+    try:
+        if args.command == "run":
+            return _run(args, command)
+        return _preflight(args)
+    except ConfigError as exc:
+        return _error(exc, EXIT_USAGE)
+    except LLEMError as exc:
+        return _error(exc, EXIT_FAILED)
+    except OSError as exc:
+        return _error(exc, EXIT_FAILED)
+    except KeyboardInterrupt as exc:
+        from .host.workloads import signal_number
+
+        signum = signal_number(exc)
+        print(f"llem: stopped by {'SIGTERM' if signum == 15 else 'Ctrl-C'}", file=sys.stderr)
+        return 128 + signum
+
+
+def _error(exc: BaseException, code: int) -> int:
+    print(f"llem: error: {exc}", file=sys.stderr)
+    return code
+
+
+def _study(config: str | None) -> StudyConfig:
+    """The study file, or an empty study with the user's defaults (for --model/--backend)."""
+    from . import config as cfg
+
+    if config is not None:
+        return cfg.load_study(config)
+    return cfg.with_user_defaults(cfg.StudyConfig(), cfg.load_user_config())
+
+
+def _run(args: argparse.Namespace, command: list[str] | None) -> int:
+    from .config import single_experiment
+    from .errors import ConfigError, DockerPreFlightError
+    from .host.workloads import sigterm_interrupts
+    from .runners import parse_runner_option
+    from .study import run_study
+
+    if (args.model is None) != (args.backend is None):
+        raise ConfigError("--model and --backend go together")
+    if args.config is None and args.model is None:
+        raise ConfigError("give a study file, or --model and --backend")
+    if command is not None and args.model is None:
+        raise ConfigError("a command after '--' needs --model and --backend")
+    overrides = dict(parse_runner_option(text) for text in args.runner)
+    study = _study(args.config)
+    if args.model is not None:
+        study = single_experiment(study, args.model, args.backend, command)
+    with sigterm_interrupts():
+        try:
+            manifest = run_study(
+                study, cli_skip=args.skip_preflight, runner_overrides=overrides,
+                output=args.output, dry_run=args.dry_run,
+            )  # fmt: skip
+        except DockerPreFlightError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_FAILED
+    if args.dry_run:
+        return EXIT_OK
+    failed, total = len(manifest.failed), len(manifest.experiments)
+    print(
+        f"llem: {total - failed} of {total} experiment(s) ok; manifest: {manifest.path}",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _preflight(args: argparse.Namespace) -> int:
+    from .errors import ConfigError, DockerPreFlightError
+    from .imageref import invalid_image_message
+    from .preflight import run_docker_preflight
+    from .runners import docker_images, resolve_runners
+
+    for image in args.image:
+        problem = invalid_image_message("--image", image)
+        if problem:
+            raise ConfigError(problem)
+    if args.timeout is not None and not args.timeout > 0:
+        raise ConfigError("--timeout: must be a positive number of seconds")
+    images: list[str] = list(args.image)
+    timeout, cache = args.timeout, None
+    if args.config is not None:
+        study = _study(args.config)
+        if not images:
+            images = docker_images(study, resolve_runners(study)) or [study.docker.probe_image]
+        timeout = study.docker.probe_timeout_s if timeout is None else timeout
+        cache = study.docker.probe_cache_s
+    try:
+        report = run_docker_preflight(
+            images=images or None, timeout_s=timeout, cache_s=cache,
+            no_cache=args.no_cache, json_path=args.json,
+        )  # fmt: skip
+    except DockerPreFlightError as exc:
+        report = exc.report
+    _print_checklist(report, verbose=args.verbose, out=sys.stdout)
+    return EXIT_FAILED if report.failures else EXIT_OK
+
+
+def _print_checklist(report: Report, *, verbose: bool, out: TextIO) -> None:
+    marks = _marks(out)
+    for check in report.checks:
+        line = f"{marks[check.outcome]} {check.id}"
+        note = _note(check)
+        if note:
+            line += f": {note}"
+        if verbose:
+            line += f" ({check.duration_s:.2f}s{', cached' if check.cached else ''})"
+        out.write(line + "\n")
+        if verbose:
+            for key, value in sorted(check.details.items()):
+                out.write(f"    {key}: {value}\n")
+    # The verdict: the first line of the numbered report, or a pass line when it is empty.
+    out.write((report.render() or f"Docker pre-flight passed: {len(report.checks)} checks") + "\n")
+
+
+def _note(check: CheckResult) -> str:
+    if check.finding is not None and check.outcome in ("failed", "warning"):
+        return check.finding.message
+    return check.reason
+
+
+def _marks(out: TextIO) -> dict[str, str]:
+    fancy = {"passed": "✓", "warning": "!", "failed": "✗", "skipped": "-", "not-run": "-"}
+    try:
+        "✓✗".encode(out.encoding or "ascii")
+    except (LookupError, UnicodeEncodeError):
+        return {**fancy, "passed": "+", "failed": "x"}
+    return fancy

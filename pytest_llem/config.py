@@ -1,0 +1,406 @@
+"""The study file, the user's defaults, and their validation (DESIGN §7).
+
+Every problem becomes a ``ConfigError`` with one line naming the file and the field path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+
+from .errors import ConfigError
+from .imageref import image_ref_problem
+
+BACKENDS: frozenset[str] = frozenset({"pytorch", "vllm", "tensorrt"})
+DEFAULT_PROBE_IMAGE = "nvidia/cuda:12.0.0-base-ubuntu22.04"
+DEFAULT_STUDY_NAME = "llem"
+RUNNER_FORMS = "local, docker or docker:<image>"
+USER_CONFIG = Path("llenergymeasure") / "config.yaml"
+
+RunnerMode = Literal["local", "docker"]
+
+
+def known_backends() -> str:
+    return ", ".join(sorted(BACKENDS))
+
+
+def parse_runner(value: str) -> tuple[RunnerMode, str | None]:
+    """``local`` | ``docker`` | ``docker:<image>`` -> (mode, image); ValueError otherwise."""
+    if value == "local":
+        return "local", None
+    if value == "docker":
+        return "docker", None
+    if value.startswith("docker:"):
+        image = value.removeprefix("docker:")
+        problem = image_ref_problem(image)
+        if problem is None:
+            return "docker", image
+        raise ValueError(f"invalid image reference {image!r} in runner ({problem})")
+    raise ValueError(f"invalid runner {value!r} (expected {RUNNER_FORMS})")
+
+
+def _backend(value: str) -> str:
+    if value not in BACKENDS:
+        raise ValueError(f"unknown backend {value!r} (known backends: {known_backends()})")
+    return value
+
+
+def _runner(value: str) -> str:
+    parse_runner(value)
+    return value
+
+
+def _image(value: str) -> str:
+    problem = image_ref_problem(value)
+    if problem is not None:
+        raise ValueError(f"invalid image reference {value!r} ({problem})")
+    return value
+
+
+def _int_to_str(value: object) -> object:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _plain_data(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        json.dumps(value, default=str)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError("must be plain data without cyclic references") from exc
+    return value
+
+
+Backend = Annotated[str, AfterValidator(_backend)]
+Runner = Annotated[str, AfterValidator(_runner)]
+ImageRef = Annotated[str, AfterValidator(_image)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+ExperimentId = Annotated[
+    str,
+    BeforeValidator(_int_to_str),
+    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
+]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+CacheSeconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Execution(_Model):
+    skip_preflight: bool | None = None
+
+
+class DockerDefaults(_Model):
+    """Docker settings a user may also set once in their own config file."""
+
+    probe_image: ImageRef = DEFAULT_PROBE_IMAGE
+    probe_timeout_s: Seconds = 30.0
+    pull_timeout_s: Seconds = 600.0
+    probe_cache_s: CacheSeconds = 900.0
+    images: dict[Backend, ImageRef] = Field(default_factory=dict)
+
+
+class DockerSettings(DockerDefaults):
+    skip_preflight: bool | None = None
+
+
+class Experiment(_Model):
+    model: NonEmpty
+    backend: Backend
+    id: ExperimentId | None = None
+    command: list[NonEmpty] | None = Field(default=None, min_length=1)
+    image: ImageRef | None = None
+    params: Annotated[dict[str, Any], AfterValidator(_plain_data)] = Field(default_factory=dict)
+
+
+class UserConfig(_Model):
+    """``$XDG_CONFIG_HOME/llenergymeasure/config.yaml``: defaults below the study file."""
+
+    runners: dict[Backend, Runner] = Field(default_factory=dict)
+    docker: DockerDefaults = Field(default_factory=DockerDefaults)
+
+
+class StudyConfig(_Model):
+    name: NonEmpty = DEFAULT_STUDY_NAME
+    execution: Execution = Field(default_factory=Execution)
+    runners: dict[Backend, Runner] = Field(default_factory=dict)
+    docker: DockerSettings = Field(default_factory=DockerSettings)
+    experiments: list[Experiment] = Field(default_factory=list)
+
+    _path: Path | None = PrivateAttr(default=None)
+    _user: UserConfig = PrivateAttr(default_factory=UserConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StudyConfig:
+        skips = (self.execution.skip_preflight, self.docker.skip_preflight)
+        if None not in skips and skips[0] != skips[1]:
+            raise ValueError("execution.skip_preflight and docker.skip_preflight disagree")
+        ids = [e.id for e in self.experiments if e.id is not None]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate experiment id {duplicates[0]!r}")
+        return self
+
+    @property
+    def path(self) -> Path | None:
+        """The study file, or None for a study built in code or on the command line."""
+        return self._path
+
+    @property
+    def user(self) -> UserConfig:
+        """The user's defaults this study was loaded with (their runners rank below the study's)."""
+        return self._user
+
+    @property
+    def origin(self) -> str:
+        return str(self._path) if self._path is not None else "the study"
+
+    def skip_preflight_setting(self) -> tuple[bool, str] | None:
+        """(skip, where it is set) from the study file, or None when it says nothing."""
+        for section, value in (
+            ("execution", self.execution.skip_preflight),
+            ("docker", self.docker.skip_preflight),
+        ):
+            if value is not None:
+                return value, f"{section}.skip_preflight in {self.origin}"
+        return None
+
+    def numbered(self) -> list[tuple[str, Experiment]]:
+        """(id, experiment): the ``id:``, else the position (``001``, ``002``, ...)."""
+        return [(e.id or f"{n:03d}", e) for n, e in enumerate(self.experiments, 1)]
+
+
+# ---- reading files ----------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (the last would win silently)."""
+
+
+def _checked_map(loader: _Loader, node: yaml.MappingNode) -> Iterator[dict[Any, Any]]:
+    seen: set[object] = set()
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+            continue
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    yield from loader.construct_yaml_map(node)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _checked_map)
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a study file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        what = exc.problem or exc.context or "syntax error"
+        raise ConfigError(f"{where}: invalid YAML: {what}") from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {_kind(data)}")
+    return data
+
+
+def user_config_path(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    base = env.get("XDG_CONFIG_HOME", "")
+    if not os.path.isabs(base):  # the XDG spec says to ignore a relative value
+        base = os.path.join(env.get("HOME") or str(Path.home()), ".config")
+    return Path(base) / USER_CONFIG
+
+
+def load_user_config(env: Mapping[str, str] | None = None) -> UserConfig:
+    path = user_config_path(env)
+    if not path.exists():
+        return UserConfig()
+    return _validate(UserConfig, _read_mapping(path), str(path))
+
+
+def load_study(path: str | Path, *, env: Mapping[str, str] | None = None) -> StudyConfig:
+    """Read and validate a study file, with the user's defaults merged below it."""
+    path = Path(path)
+    data = _read_mapping(path)
+    data.setdefault("name", path.stem or DEFAULT_STUDY_NAME)
+    study = _validate(StudyConfig, data, str(path))
+    return with_user_defaults(study, load_user_config(env), path)
+
+
+def with_user_defaults(
+    study: StudyConfig, user: UserConfig, path: Path | None = None
+) -> StudyConfig:
+    """The study with ``user``'s Docker settings under its own; runners keep their sources."""
+    own = study.docker
+    update: dict[str, Any] = {
+        name: getattr(user.docker, name)
+        for name in user.docker.model_fields_set - own.model_fields_set
+    }
+    update["images"] = {**user.docker.images, **own.images}
+    merged = study.model_copy(update={"docker": own.model_copy(update=update)})
+    merged._path = path if path is not None else study.path
+    merged._user = user
+    return merged
+
+
+def single_experiment(
+    study: StudyConfig, model: str, backend: str, command: list[str] | None = None
+) -> StudyConfig:
+    """The study with one experiment given on the command line instead of its own."""
+    if not model:
+        raise ConfigError("--model: must not be empty")
+    if backend not in BACKENDS:
+        raise ConfigError(
+            f"--backend: unknown backend {backend!r} (known backends: {known_backends()})"
+        )
+    if command is not None and (not command or not all(command)):
+        raise ConfigError("the command after '--' must not be empty")
+    experiment = Experiment(model=model, backend=backend, command=command)
+    return study.model_copy(update={"experiments": [experiment]})
+
+
+# ---- error messages -------------------------------------------------------------------------
+
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "list_type": "a list",
+}
+_MAX_ERRORS = 3
+
+_M = typing.TypeVar("_M", bound=BaseModel)
+
+
+def _validate(model: type[_M], data: dict[str, Any], origin: str) -> _M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {describe(exc, model)}") from None
+    except RecursionError:
+        raise ConfigError(f"{origin}: nested too deeply") from None
+
+
+def describe(exc: ValidationError, model: type[BaseModel]) -> str:
+    """All of a validation error on one line: ``path: problem; path: problem``."""
+    errors = exc.errors(include_url=False)
+    parts = [_one(error, model) for error in errors[:_MAX_ERRORS]]
+    more = len(errors) - _MAX_ERRORS
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _one(error: Any, model: type[BaseModel]) -> str:
+    loc = [str(p) for p in error["loc"] if p != "[key]"]
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        problem = "unknown key" + _suggestion(model, error["loc"])
+    elif kind == "missing":
+        problem = "missing required key"
+    elif kind == "invalid_key":
+        problem = "keys must be strings"
+    elif kind in _EXPECTED:
+        problem = f"expected {_EXPECTED[kind]}, got {_kind(value)}"
+    elif kind in ("value_error", "assertion_error"):
+        problem = str(error["ctx"]["error"])
+    elif kind == "string_pattern_mismatch":
+        problem = f"invalid value {value!r} (letters, digits, '_', '.', '-'; up to 64)"
+    elif kind == "too_short":
+        problem = "must not be empty"
+    else:
+        problem = str(error["msg"]).replace("Input should be", "should be")
+        problem = f"{problem}, got {_short(value)}"
+    path = ".".join(loc)
+    return f"{path}: {problem}" if path else problem
+
+
+def _suggestion(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """`` (did you mean 'model'?)`` from the field names of the model that holds the key."""
+    tp: Any = model
+    for part in loc[:-1]:
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(str(part))
+            tp = _unwrap(field.annotation) if field else None
+        else:
+            args = typing.get_args(tp)
+            tp = _unwrap(args[-1]) if args else None
+    if not (isinstance(tp, type) and issubclass(tp, BaseModel)):
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(tp.model_fields), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unwrap(tp: Any) -> Any:
+    """``Annotated[X, ...]`` and ``X | None`` -> ``X``."""
+    while True:
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if origin is Annotated:
+            tp = args[0]
+        elif origin in (typing.Union, types.UnionType):
+            tp = next(a for a in args if a is not type(None))
+        else:
+            return tp
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    for kind, name in (
+        (bool, "a boolean"),
+        (int, "an integer"),
+        (float, "a number"),
+        (str, "a string"),
+        (list, "a list"),
+        (dict, "a mapping"),
+    ):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,142 @@
+"""Gathers host, image and probe facts concurrently, once per session, on first need."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from .facts_types import HostFacts, ImageFacts, ProbeFacts
+from .host import docker, nvidia
+from .host.proc import CommandResult
+from .settings import Settings
+
+ProbeCache = Callable[[HostFacts, ImageFacts], "ProbeFacts | None"]
+
+
+class Facts:
+    """Lazily started, memoised fact gathering shared by every check of a session."""
+
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.env = dict(os.environ if env is None else env)
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="llem")
+        self._lock = threading.Lock()
+        self._host: Future[HostFacts] | None = None
+        self._images: dict[str, Future[ImageFacts]] = {}
+        self._probes: dict[str, Future[ProbeFacts]] = {}
+        self._live: set[str] = set()  # probe containers that may still exist
+        self.cache_lookup: Callable[[HostFacts, ImageFacts], ProbeFacts | None] | None = None
+        self.cache_store: Callable[[HostFacts, ImageFacts, ProbeFacts], None] | None = None
+
+    # --- host -------------------------------------------------------------------------
+
+    def start_host(self) -> None:
+        with self._lock:
+            if self._host is None:
+                self._host = self._pool.submit(self._gather_host)
+
+    def host(self) -> HostFacts:
+        self.start_host()
+        assert self._host is not None
+        return self._host.result()
+
+    def _gather_host(self) -> HostFacts:
+        timeout = self.settings.host_timeout_s
+        endpoint = docker.daemon_endpoint(self.env)
+        docker_path = docker.docker_path(self.env)
+        version = self._pool.submit(docker.docker_version, timeout) if docker_path else None
+        smi: CommandResult | None = None
+        if not endpoint.remote:
+            smi = nvidia.nvidia_smi_query(timeout)
+        smi_info = None
+        if smi is not None and smi.ok:
+            from .nvidia_smi import parse_q
+
+            smi_info = parse_q(smi.stdout)
+        return HostFacts(
+            endpoint=endpoint,
+            docker_path=docker_path,
+            version=version.result() if version else None,
+            toolkit=nvidia.toolkit_tools(self.env),
+            smi=smi,
+            smi_info=smi_info,
+        )
+
+    # --- images -----------------------------------------------------------------------
+
+    def image(self, image: str) -> ImageFacts:
+        with self._lock:
+            if not self._images:
+                for name in self.settings.images:
+                    self._images[name] = self._pool.submit(self._gather_image, name)
+            if image not in self._images:
+                self._images[image] = self._pool.submit(self._gather_image, image)
+            future = self._images[image]
+        return future.result()
+
+    def _gather_image(self, image: str) -> ImageFacts:
+        timeout = self.settings.host_timeout_s
+        info, inspect = docker.image_inspect(image, timeout)
+        if info is not None:
+            return ImageFacts(image, info, inspect)
+        pull = docker.pull(image, self.settings.pull_timeout_s)
+        if pull.ok:
+            info, inspect = docker.image_inspect(image, timeout)
+        return ImageFacts(image, info, inspect, pull)
+
+    # --- probes -----------------------------------------------------------------------
+
+    def probe(self, image: str, eligible: Callable[[str], bool]) -> ProbeFacts | None:
+        """The probe of ``image``; the first call starts every eligible image's probe at once."""
+        with self._lock:
+            if not self._probes:
+                for name in self.settings.images:
+                    if eligible(name):
+                        self._probes[name] = self._pool.submit(self._run_probe, name)
+            future = self._probes.get(image)
+        return future.result() if future else None
+
+    def probe_driver(self, eligible: Callable[[str], bool]) -> str | None:
+        """A driver version seen inside a container by any probe (for a remote daemon)."""
+        for image in self.settings.images:
+            probe = self.probe(image, eligible)
+            if probe and probe.result.ok and probe.gpus and probe.gpus[0].get("driver_version"):
+                return probe.gpus[0]["driver_version"]
+        return None
+
+    def _run_probe(self, image: str) -> ProbeFacts:
+        from .nvidia_smi import parse_query_csv
+
+        facts = self.image(image)
+        host = self.host()
+        if self.cache_lookup and not self.settings.no_cache:
+            cached = self.cache_lookup(host, facts)
+            if cached is not None:
+                return cached
+        name = f"llem-probe-{os.getpid()}-{secrets.token_hex(4)}"
+        with self._lock:
+            self._live.add(name)
+        result = docker.probe(image, name, self.settings.timeout_s)
+        if result.timed_out:
+            # The engine may still be inside the NVIDIA hook: removal must not be waited for.
+            docker.remove_container(name)
+        with self._lock:
+            self._live.discard(name)
+        gpus = parse_query_csv(result.stdout, docker.PROBE_FIELDS) if result.ok else []
+        probe = ProbeFacts(image, name, result, gpus)
+        if result.ok and gpus and self.cache_store and not self.settings.no_cache:
+            self.cache_store(host, facts, probe)
+        return probe
+
+    # --- end --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Remove every probe container still in flight and stop waiting for the rest."""
+        with self._lock:
+            live, self._live = set(self._live), set()
+        for name in sorted(live):
+            docker.remove_container(name)
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,1 @@
+"""Host adapters: the only modules that run subprocesses or read the host's files."""

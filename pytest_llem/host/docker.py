@@ -1,0 +1,151 @@
+"""The Docker engine, reached only through the docker CLI (the path `llem run` itself uses)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .proc import CommandResult, run, spawn_detached
+
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+PROBE_FIELDS = ("index", "name", "uuid", "driver_version")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the docker CLI will connect, and whether that daemon runs on another machine."""
+
+    url: str
+    context: str | None = None
+    source: str = "default"
+
+    @property
+    def remote(self) -> bool:
+        return self.url.startswith(("tcp://", "ssh://", "http://", "https://"))
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    env: dict[str, str] = field(default_factory=dict)
+    entrypoint: tuple[str, ...] = ()
+
+
+def docker_path(env: Mapping[str, str] | None = None) -> str | None:
+    env = os.environ if env is None else env
+    return shutil.which("docker", path=env.get("PATH", os.defpath))
+
+
+def _docker_config_dir(env: Mapping[str, str]) -> Path:
+    if env.get("DOCKER_CONFIG"):
+        return Path(env["DOCKER_CONFIG"])
+    return Path(env.get("HOME", str(Path.home()))) / ".docker"
+
+
+def daemon_endpoint(env: Mapping[str, str] | None = None) -> Endpoint:
+    """Resolve DOCKER_HOST, then DOCKER_CONTEXT, then the CLI config's current context.
+
+    Reads the CLI's own files instead of running `docker context inspect` (one process less).
+    """
+    env = os.environ if env is None else env
+    if env.get("DOCKER_HOST"):
+        return Endpoint(env["DOCKER_HOST"], source="DOCKER_HOST")
+    config_dir = _docker_config_dir(env)
+    context = env.get("DOCKER_CONTEXT")
+    source = "DOCKER_CONTEXT"
+    if not context:
+        try:
+            data = json.loads((config_dir / "config.json").read_text())
+            context = data.get("currentContext") if isinstance(data, dict) else None
+        except (OSError, ValueError):
+            context = None
+        source = "docker context"
+    if not context or context == "default":
+        return Endpoint(DEFAULT_HOST)
+    digest = hashlib.sha256(context.encode()).hexdigest()
+    try:
+        meta = json.loads((config_dir / "contexts" / "meta" / digest / "meta.json").read_text())
+        host = meta["Endpoints"]["docker"]["Host"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return Endpoint(DEFAULT_HOST, context=context, source=source)
+    return Endpoint(str(host), context=context, source=source)
+
+
+def docker_version(timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
+    return run(["docker", "version", "--format", "{{json .}}"], timeout=timeout, env=env)
+
+
+def parse_version(result: CommandResult) -> dict[str, Any]:
+    """The Client/Server parts of `docker version --format '{{json .}}'` (empty if unreadable)."""
+    for line in result.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            return data if isinstance(data, dict) else {}
+    return {}
+
+
+def docker_info(timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
+    fmt = '{"id":{{json .ID}},"runtimes":{{json .Runtimes}},"default_runtime":{{json .DefaultRuntime}}}'
+    return run(["docker", "info", "--format", fmt], timeout=timeout, env=env)
+
+
+def image_inspect(
+    image: str, timeout: float, env: Mapping[str, str] | None = None
+) -> tuple[ImageInfo | None, CommandResult]:
+    result = run(
+        ["docker", "image", "inspect", "--format", "{{json .}}", "--", image],
+        timeout=timeout, env=env,
+    )
+    if not result.ok:
+        return None, result
+    try:
+        data = json.loads(result.stdout)
+        config = data.get("Config") or {}
+        env_pairs = (item.partition("=") for item in config.get("Env") or [])
+        info = ImageInfo(
+            id=str(data.get("Id", "")),
+            env={k: v for k, _, v in env_pairs},
+            entrypoint=tuple(config.get("Entrypoint") or ()),
+        )
+    except (ValueError, AttributeError, TypeError):
+        return None, result
+    return info, result
+
+
+def pull(image: str, timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
+    return run(["docker", "pull", "--quiet", "--", image], timeout=timeout, env=env)
+
+
+def probe_argv(image: str, name: str, fields: Sequence[str] = PROBE_FIELDS) -> list[str]:
+    """`docker run` of the image's nvidia-smi with every GPU, no network, no implicit pull."""
+    return [
+        "docker", "run", "--rm", "--name", name, "--gpus", "all", "--network", "none",
+        "--pull", "never", "-e", "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
+        "--entrypoint", "nvidia-smi", "--", image,
+        f"--query-gpu={','.join(fields)}", "--format=csv,noheader",
+    ]
+
+
+def probe(
+    image: str, name: str, timeout: float, env: Mapping[str, str] | None = None
+) -> CommandResult:
+    return run(probe_argv(image, name), timeout=timeout, env=env)
+
+
+def remove_container(name: str, env: Mapping[str, str] | None = None, wait: bool = False) -> None:
+    """`docker rm -f NAME`; detached unless ``wait`` (it blocks while an NVIDIA hook runs)."""
+    argv = ["docker", "rm", "-f", name]
+    if wait:
+        run(argv, timeout=30, env=env)
+    else:
+        spawn_detached(argv, env=env)

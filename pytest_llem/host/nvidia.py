@@ -1,0 +1,44 @@
+"""The host's NVIDIA driver and Container Toolkit, as seen from this machine."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+from .proc import CommandResult, run
+
+TOOLKIT_TOOLS = ("nvidia-ctk", "nvidia-container-runtime", "nvidia-container-cli")
+HOOK_TOOL = "nvidia-container-runtime-hook"
+TOOLKIT_CONFIG = Path("/etc/nvidia-container-runtime/config.toml")
+
+
+def toolkit_tools(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The toolkit executables on PATH, name -> path (the hook included)."""
+    path = (os.environ if env is None else env).get("PATH", os.defpath)
+    found = {name: shutil.which(name, path=path) for name in (*TOOLKIT_TOOLS, HOOK_TOOL)}
+    return {name: where for name, where in found.items() if where}
+
+
+def toolkit_version(tools: Mapping[str, str], timeout: float) -> str:
+    """First line of the toolkit's own version output ("" when it cannot tell)."""
+    for name in ("nvidia-ctk", "nvidia-container-cli"):
+        if name in tools:
+            result = run([tools[name], "--version"], timeout=timeout)
+            if result.ok and result.stdout.strip():
+                return result.stdout.strip().splitlines()[0]
+    return ""
+
+
+def toolkit_config_digest(path: Path = TOOLKIT_CONFIG) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return ""
+
+
+def nvidia_smi_query(timeout: float) -> CommandResult:
+    """`nvidia-smi -q`: driver, CUDA version, and per GPU its name, brand, architecture, UUID."""
+    return run(["nvidia-smi", "-q"], timeout=timeout)

@@ -1,0 +1,119 @@
+"""Run one command with a limit, never through a shell, and kill what it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+# Processes started by run() and not yet ended, so that an interrupt can kill them all.
+_LIVE: set[subprocess.Popen[bytes]] = set()
+_LIVE_LOCK = threading.Lock()
+
+# Output kept per stream: enough for any real error, bounded for a hook that spews.
+MAX_OUTPUT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int | None
+    stdout: str = ""
+    stderr: str = ""
+    duration_s: float = 0.0
+    timed_out: bool = False
+    missing: bool = False  # the executable itself was not found
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    @property
+    def output(self) -> str:
+        return "\n".join(s for s in (self.stdout.strip(), self.stderr.strip()) if s)
+
+    @property
+    def command(self) -> str:
+        return " ".join(self.argv)
+
+
+def _text(data: bytes | None) -> str:
+    if not data:
+        return ""
+    text = data[:MAX_OUTPUT].decode("utf-8", errors="replace")
+    return text + ("\n[... output clipped ...]" if len(data) > MAX_OUTPUT else "")
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+) -> CommandResult:
+    """Run ``argv`` with a wall-clock limit; on expiry or interrupt kill its process group."""
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=None if env is None else dict(env),
+            start_new_session=True,
+        )
+    except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+        return CommandResult(tuple(argv), 127, stderr=f"{argv[0]}: {exc.strerror}", missing=True)
+    with _LIVE_LOCK:
+        _LIVE.add(proc)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, err = proc.communicate()
+        return CommandResult(
+            tuple(argv), None, _text(out), _text(err), time.monotonic() - start, timed_out=True
+        )
+    except BaseException:
+        _kill_group(proc)
+        proc.wait()
+        raise
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
+    return CommandResult(tuple(argv), proc.returncode, _text(out), _text(err),
+                         time.monotonic() - start)
+
+
+def spawn_detached(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> None:
+    """Start ``argv`` in its own session and do not wait for it (reaped by a daemon thread)."""
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=None if env is None else dict(env),
+            start_new_session=True,
+        )
+    except OSError:
+        return
+    threading.Thread(target=proc.wait, daemon=True).start()
+
+
+def kill_all() -> None:
+    """Kill every command that run() started and that is still running."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for proc in live:
+        _kill_group(proc)

@@ -1,0 +1,155 @@
+"""Run an experiment's process (a `docker run` client or a local command) and stop it on demand.
+
+Argument lists only, never a shell. Output goes to a log file; the tail is kept for diagnosis.
+Ctrl-C or SIGTERM stops the workload (its container removed, or its process group killed) and
+then propagates as KeyboardInterrupt (``Terminated`` for SIGTERM).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from . import docker
+
+TAIL_BYTES = 64 * 1024
+STOP_GRACE_S = 10.0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, so it unwinds like Ctrl-C."""
+
+    signum = signal.SIGTERM
+
+
+def signal_number(exc: KeyboardInterrupt) -> int:
+    return int(exc.signum) if isinstance(exc, Terminated) else int(signal.SIGINT)
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``Terminated`` (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _shielded() -> Iterator[None]:
+    """Ignore further Ctrl-C / SIGTERM while a stopped workload is cleaned up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
+@dataclass(frozen=True)
+class WorkloadResult:
+    returncode: int
+    duration_s: float
+    output_tail: str  # the end of stdout and stderr together
+    missing: bool = False  # the executable was not found or not executable
+
+
+def run_container(argv: Sequence[str], *, name: str, log_path: Path) -> WorkloadResult:
+    """Run a ``docker run --name NAME ...`` client; on interrupt ``docker rm -f NAME``."""
+
+    def stop(proc: subprocess.Popen[bytes]) -> None:
+        docker.remove_container(name, wait=True)
+        _end(proc, grace_s=STOP_GRACE_S)
+        # A client killed between create and start leaves a created container behind.
+        docker.remove_container(name, wait=True)
+
+    return _run(argv, cwd=None, env=None, log_path=log_path, stop=stop)
+
+
+def run_local(
+    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log_path: Path
+) -> WorkloadResult:
+    """Run a local command in ``cwd``; on interrupt terminate, then kill, its process group."""
+
+    def stop(proc: subprocess.Popen[bytes]) -> None:
+        _signal_group(proc, signal.SIGTERM)
+        _end(proc, grace_s=STOP_GRACE_S)
+        _signal_group(proc, signal.SIGKILL)  # what the command left running in its group
+
+    return _run(argv, cwd=cwd, env=env, log_path=log_path, stop=stop)
+
+
+def _run(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None,
+    env: Mapping[str, str] | None,
+    log_path: Path,
+    stop: Callable[[subprocess.Popen[bytes]], None],
+) -> WorkloadResult:
+    start = time.monotonic()
+    with open(log_path, "wb") as log:
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                env=None if env is None else dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches llem, which decides how to stop
+            )
+        except OSError as exc:
+            message = f"{argv[0]}: {exc.strerror or exc}"
+            log.write(message.encode() + b"\n")
+            code = 126 if isinstance(exc, PermissionError) else 127
+            return WorkloadResult(code, time.monotonic() - start, message, missing=True)
+        try:
+            returncode = proc.wait()
+        except BaseException:
+            with _shielded():
+                stop(proc)
+            raise
+    return WorkloadResult(returncode, time.monotonic() - start, _tail(log_path))
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def _end(proc: subprocess.Popen[bytes], *, grace_s: float) -> None:
+    """Wait up to ``grace_s`` for the process, then kill its group and reap it."""
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+
+
+def _tail(path: Path) -> str:
+    with open(path, "rb") as log:
+        log.seek(0, os.SEEK_END)
+        size = log.tell()
+        log.seek(max(0, size - TAIL_BYTES))
+        data = log.read()
+    return data.decode("utf-8", errors="replace")

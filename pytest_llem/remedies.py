@@ -1,0 +1,154 @@
+"""What to do about each cause: the default fix line and its documentation link.
+
+``diagnose()`` and the checks start from these and specialise them when the output says more
+(the image, the CUDA version, the socket, ...).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+DOCKER_INSTALL_URL = "https://docs.docker.com/engine/install/"
+DOCKER_POSTINSTALL_URL = "https://docs.docker.com/engine/install/linux-postinstall/"
+DOCKER_START_URL = "https://docs.docker.com/engine/daemon/start/"
+DOCKER_TROUBLESHOOT_URL = "https://docs.docker.com/engine/daemon/troubleshoot/"
+DOCKER_PROXY_URL = "https://docs.docker.com/engine/daemon/proxy/"
+DOCKER_PULL_URL = "https://docs.docker.com/reference/cli/docker/image/pull/"
+DOCKER_CONTEXT_URL = "https://docs.docker.com/engine/manage-resources/contexts/"
+TOOLKIT_INSTALL_URL = (
+    "https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/install-guide.html"
+)
+TOOLKIT_CONFIGURE_URL = (
+    "https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/"
+    "install-guide.html#configuring-docker"
+)
+TOOLKIT_CDI_URL = (
+    "https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/cdi-support.html"
+)
+TOOLKIT_TROUBLESHOOT_URL = (
+    "https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/troubleshooting.html"
+)
+TOOLKIT_SPECIALIZED_URL = (
+    "https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/"
+    "docker-specialized.html"
+)
+DRIVER_INSTALL_URL = "https://docs.nvidia.com/datacenter/tesla/driver-installation-guide/index.html"
+CUDA_COMPAT_URL = "https://docs.nvidia.com/deploy/cuda-compatibility/index.html"
+WSL_CUDA_URL = "https://docs.nvidia.com/cuda/wsl-user-guide/index.html"
+PYTEST_OUTPUT_URL = "https://docs.pytest.org/en/stable/how-to/output.html"
+
+CONFIGURE_DOCKER = (
+    "sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker"
+)
+RELOAD_NVIDIA_MODULES = (
+    "sudo rmmod nvidia_uvm nvidia_drm nvidia_modeset nvidia && sudo modprobe nvidia"
+)
+
+
+class Remedy(NamedTuple):
+    fix: str
+    url: str
+
+
+_REMEDIES: dict[str, Remedy] = {
+    "docker_cli_missing": Remedy("Install Docker Engine", DOCKER_INSTALL_URL),
+    "daemon_unreachable": Remedy(
+        "Start the Docker daemon (sudo systemctl start docker), or point DOCKER_HOST / "
+        "`docker context use` at a running one",
+        DOCKER_START_URL,
+    ),
+    "daemon_permission_denied": Remedy(
+        "sudo usermod -aG docker $USER, then log in again", DOCKER_POSTINSTALL_URL
+    ),
+    "toolkit_missing": Remedy("Install the NVIDIA Container Toolkit", TOOLKIT_INSTALL_URL),
+    "toolkit_hook_missing": Remedy(
+        "Reinstall the NVIDIA Container Toolkit packages (nvidia-container-toolkit and "
+        "libnvidia-container-tools), then sudo systemctl restart docker",
+        TOOLKIT_INSTALL_URL,
+    ),
+    "host_driver_unavailable": Remedy(
+        "Install the NVIDIA driver on the host so that `nvidia-smi` runs", DRIVER_INSTALL_URL
+    ),
+    "gpu_driver_not_configured": Remedy(CONFIGURE_DOCKER, TOOLKIT_CONFIGURE_URL),
+    "nvidia_runtime_unknown": Remedy(CONFIGURE_DOCKER, TOOLKIT_CONFIGURE_URL),
+    "cdi_injection_failed": Remedy(
+        "sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml, then check the device "
+        "names with `nvidia-ctk cdi list`",
+        TOOLKIT_CDI_URL,
+    ),
+    "cgroup_device_setup_failed": Remedy(
+        "Upgrade the NVIDIA Container Toolkit (cgroup v2 needs 1.8 or newer); for rootless "
+        "Docker or Podman set `no-cgroups = true` in /etc/nvidia-container-runtime/config.toml",
+        TOOLKIT_TROUBLESHOOT_URL,
+    ),
+    "nvml_driver_library_mismatch": Remedy(
+        f"Reboot the host, or reload the NVIDIA kernel modules: {RELOAD_NVIDIA_MODULES}",
+        DRIVER_INSTALL_URL,
+    ),
+    "driver_not_loaded": Remedy(
+        "Install the NVIDIA driver and load its kernel module (sudo modprobe nvidia); "
+        "`nvidia-smi` on the host must work",
+        DRIVER_INSTALL_URL,
+    ),
+    "cuda_requirement_unsatisfied": Remedy(
+        "Upgrade the host NVIDIA driver to one that supports the image's CUDA version, or use "
+        "an image built for an older CUDA",
+        CUDA_COMPAT_URL,
+    ),
+    "nvml_unknown_error_cgroups": Remedy(
+        "Restart the container; to stop it recurring run "
+        "`sudo nvidia-ctk system create-dev-char-symlinks --create-all` (or use Docker's "
+        "cgroupfs cgroup driver)",
+        TOOLKIT_TROUBLESHOOT_URL,
+    ),
+    "no_devices": Remedy(
+        "Check that the host sees the GPU (`nvidia-smi`, `lspci | grep -i nvidia`) and that "
+        "--gpus / NVIDIA_VISIBLE_DEVICES names devices that exist",
+        TOOLKIT_SPECIALIZED_URL,
+    ),
+    "image_not_found": Remedy(
+        "Check the image name and tag (`docker pull IMAGE`); run `docker login` for a private "
+        "registry",
+        DOCKER_PULL_URL,
+    ),
+    "registry_unreachable": Remedy(
+        "Check the network, DNS and proxy settings of the Docker daemon (or configure a "
+        "registry mirror), then `docker pull IMAGE`",
+        DOCKER_PROXY_URL,
+    ),
+    "container_command_not_found": Remedy(
+        "Use an image that provides the command, or correct the command",
+        TOOLKIT_SPECIALIZED_URL,
+    ),
+    "probe_timeout": Remedy(
+        "Re-run with a longer --llem-timeout; look for a stuck container (`docker ps`) and "
+        "at the daemon log (`journalctl -u docker`)",
+        DOCKER_TROUBLESHOOT_URL,
+    ),
+    "gpu_count_mismatch": Remedy(
+        "Run with --gpus all and check NVIDIA_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES and the "
+        "MIG configuration",
+        TOOLKIT_SPECIALIZED_URL,
+    ),
+    "check_error": Remedy(
+        "Re-run `pytest --llem-preflight -v` to see the check's full traceback",
+        PYTEST_OUTPUT_URL,
+    ),
+    "unknown": Remedy(
+        "Read the output kept in details.output and the NVIDIA Container Toolkit "
+        "troubleshooting guide",
+        TOOLKIT_TROUBLESHOOT_URL,
+    ),
+    "ok": Remedy("", ""),
+}
+
+
+def remedy(cause: str) -> Remedy:
+    """The default ``(fix, url)`` for ``cause``; ``("", "")`` for ``ok``.
+
+    Raises ``KeyError`` for a word outside the cause vocabulary.
+    """
+    try:
+        return _REMEDIES[cause]
+    except KeyError:
+        raise KeyError(f"not a cause of the vocabulary: {cause!r}") from None

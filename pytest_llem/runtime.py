@@ -1,0 +1,304 @@
+"""Pre-flight mode: collection of the built-in checks, ordering, gating, outcomes, report."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .checking import CheckFailed, CheckWarned, NotRun
+from .context import VERDICT_KEY, CheckContext
+from .facts import Facts
+from .report import Finding, Report
+from .session import BUILTIN_IDS, Outcomes
+from .settings import Settings
+
+PREFLIGHT_KEY = pytest.StashKey["Preflight"]()
+
+
+def checks_dir() -> Path:
+    import pytest_llem.checks
+
+    return Path(pytest_llem.checks.__file__).resolve().parent
+
+
+class Preflight:
+    """One session's settings, facts and outcomes (also on each xdist worker)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.facts = Facts(settings)
+        self.outcomes = Outcomes()
+        if settings.cache_s > 0 and not settings.no_cache:
+            from .cache import ProbeCache
+
+            cache = ProbeCache(settings.cache_s)
+            self.facts.cache_lookup = cache.lookup
+            self.facts.cache_store = cache.store
+
+    def context(self, item: pytest.Item) -> CheckContext:
+        return CheckContext(self, item)
+
+    def probe_eligible(self, image: str) -> bool:
+        if self.outcomes.outcome(f"cuda-compat[{image}]") == "failed":
+            return False
+        return self.facts.image(image).info is not None
+
+
+def marker_info(item: pytest.Item) -> tuple[str, int] | None:
+    """(base id, tier) of a preflight-marked item, else None."""
+    marker = item.get_closest_marker("preflight")
+    if marker is None:
+        return None
+    tier = int(marker.kwargs.get("tier", marker.args[0] if marker.args else 1))
+    base = marker.kwargs.get("id") or item.name.split("[")[0]
+    for prefix in ("test_", "check_"):
+        if base.startswith(prefix) and "id" not in marker.kwargs:
+            base = base[len(prefix):].replace("_", "-")
+    return str(base), tier
+
+
+def check_id(item: pytest.Item, base: str) -> str:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return base
+    if "llem_image" in callspec.params:
+        return f"{base}[{callspec.params['llem_image']}]"
+    return f"{base}[{callspec.id}]"
+
+
+class ChecksDirectory(pytest.Directory):
+    """The built-in checks, imported as modules of the installed package (never by path)."""
+
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+        for path in sorted(self.path.glob("*.py")):
+            if not path.name.startswith("_"):
+                yield CheckModule.from_parent(self, path=path)
+
+
+class CheckModule(pytest.Module):
+    def _getobj(self) -> Any:
+        import importlib
+
+        return importlib.import_module(f"pytest_llem.checks.{self.path.stem}")
+
+
+class PreflightHooks:
+    def __init__(self, config: pytest.Config) -> None:
+        from .imageref import invalid_image_message
+
+        self.config = config
+        settings = Settings.from_config(config)
+        for image in settings.images:
+            problem = invalid_image_message("--llem-image", image)
+            if problem:
+                raise pytest.UsageError(problem)
+        if settings.json_path:
+            parent = Path(settings.json_path).resolve().parent
+            if not parent.is_dir() or not os.access(parent, os.W_OK):
+                raise pytest.UsageError(
+                    f"--llem-json: cannot write {settings.json_path}: {parent} is not a "
+                    "writable directory")
+        self.preflight = Preflight(settings)
+        config.stash[PREFLIGHT_KEY] = self.preflight
+        # A pre-flight reports every failure of a tier together: -x / --maxfail would hide some.
+        config.option.maxfail = 0
+        self.checks_dir = checks_dir()
+        explicit = config.args_source == pytest.Config.ArgsSource.ARGS
+        self.user_paths = [Path(a).resolve() for a in config.args] if explicit else []
+        config.args = [str(self.checks_dir), *(str(p) for p in self.user_paths)]
+        self.preflight.facts.start_host()  # overlaps the docker/nvidia-smi calls with collection
+
+    # --- collection -------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collect_directory(self, path: Path, parent: pytest.Collector) -> Any:
+        if path == self.checks_dir:
+            return ChecksDirectory.from_parent(parent, path=path)
+        return None
+
+    def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
+        path = collection_path.resolve()
+        if path == self.checks_dir or path in self.checks_dir.parents:
+            return None  # the checks, and the directories pytest walks down to reach them
+        if any(path == p or p in path.parents or path in p.parents for p in self.user_paths):
+            return None
+        return True
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "llem_image" in metafunc.fixturenames:
+            images = list(self.preflight.settings.images)
+            metafunc.parametrize("llem_image", images, ids=images)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_collection_modifyitems(
+        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> Generator[None, None, None]:
+        yield
+        # Runs after every other reordering plugin: keep preflight items, in a stable order.
+        keep: list[tuple[tuple[int, str, int], pytest.Item]] = []
+        dropped: list[pytest.Item] = []
+        for index, item in enumerate(items):
+            info = marker_info(item)
+            if info is None:
+                dropped.append(item)
+                continue
+            base, tier = info
+            item.stash[ITEM_KEY] = (check_id(item, base), base, tier)
+            keep.append(((tier, base, index), item))
+        keep.sort(key=lambda pair: pair[0])
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for _, item in keep]
+        for order, item in enumerate(items):
+            item.stash[ORDER_KEY] = order
+        self._validate_skip([item.stash[ITEM_KEY] for item in items])
+
+    def _validate_skip(self, ids: list[tuple[str, str, int]]) -> None:
+        known = {"all", *BUILTIN_IDS} | {cid for cid, _, _ in ids} | {b for _, b, _ in ids}
+        unknown = sorted(self.preflight.settings.skip - known)
+        if unknown:
+            raise pytest.UsageError(
+                f"--llem-skip: unknown check id {', '.join(map(repr, unknown))}; valid ids: "
+                + ", ".join(sorted(known)))
+
+    # --- running ----------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        cid, base, tier = item.stash[ITEM_KEY]
+        skip = self.preflight.settings.skip
+        if {"all", cid, base} & skip:
+            pytest.skip(f"skipped by --llem-skip {next(iter({'all', cid, base} & skip))}")
+        blocking = self.preflight.outcomes.hard_failures_before(tier)
+        if blocking:
+            raise NotRun(f"not run: {', '.join(blocking)} failed")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        cid, base, tier = item.stash[ITEM_KEY]
+        report.llem_id = cid  # type: ignore[attr-defined]
+        report.llem_order = item.stash[ORDER_KEY]  # type: ignore[attr-defined]
+        data = outcome_of(item, call, report, cid, tier)
+        if data is not None:
+            report.llem = data  # type: ignore[attr-defined]
+            finding = data.get("finding")
+            if finding:
+                item.user_properties.append(("llem_cause", finding["cause"]))
+            item.user_properties.append(("llem_outcome", data["outcome"]))
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        cid = getattr(report, "llem_id", None)
+        if cid is None:
+            return
+        outcomes = self.preflight.outcomes
+        outcomes.add_duration(cid, report.duration)
+        data = getattr(report, "llem", None)
+        if data is not None:
+            outcomes.record(data, getattr(report, "llem_order", 0))
+
+    # --- the end ----------------------------------------------------------------------
+
+    def report(self) -> Report:
+        return self.preflight.outcomes.report()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.preflight.facts.close()
+        if hasattr(self.config, "workerinput"):
+            return
+        path = self.preflight.settings.json_path
+        if path:
+            write_json(Path(path), self.report())
+
+    def pytest_keyboard_interrupt(self) -> None:
+        from .host.proc import kill_all
+
+        kill_all()
+        self.preflight.facts.close()
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if hasattr(self.config, "workerinput"):
+            return
+        report = self.report()
+        text = report.render()
+        terminalreporter.section("llem pre-flight")
+        if text:
+            for line in text.splitlines():
+                terminalreporter.line(line)
+        else:
+            terminalreporter.line(f"Docker pre-flight passed ({len(report.checks)} checks)")
+
+
+ITEM_KEY = pytest.StashKey[tuple[str, str, int]]()
+ORDER_KEY = pytest.StashKey[int]()
+
+
+def outcome_of(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport,
+               cid: str, tier: int) -> dict[str, Any] | None:
+    """The llem outcome a phase decides (None when it decides nothing); adjusts ``report``."""
+    exc = call.excinfo.value if call.excinfo else None
+    verdict = item.stash.get(VERDICT_KEY, None)
+    base: dict[str, Any] = {"id": cid, "tier": tier, "reason": "", "details": {}}
+    if verdict is not None:
+        base["details"] = verdict.details
+        base["reason"] = verdict.reason
+        base["cached"] = bool(verdict.details.get("cached"))
+    if isinstance(exc, (CheckFailed, CheckWarned)):
+        finding = exc.finding
+        finding.id, finding.tier = cid, tier
+        warning = isinstance(exc, CheckWarned)
+        finding.severity = "warning" if warning else "error"
+        base.update(outcome="warning" if warning else "failed", finding=finding_dict(finding),
+                    details=finding.details or base["details"])
+        if warning:
+            report.outcome = "passed"
+            report.longrepr = None
+        else:
+            report.longrepr = f"[{cid}] {finding.message}\n{finding.fix_line()}"
+        return base
+    if isinstance(exc, NotRun):
+        base.update(outcome="not-run", reason=str(exc.msg))
+        return base
+    if isinstance(exc, pytest.skip.Exception):
+        base.update(outcome="skipped", reason=str(exc.msg))
+        return base
+    if exc is not None:
+        if call.when == "teardown" and report.outcome != "failed":
+            return None
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, AssertionError) and not str(exc).strip():
+            message = "assertion failed"
+        finding = Finding(cid, tier, "check_error", message,
+                          fix="See the check's traceback in the pytest output",
+                          details={"exception": type(exc).__name__})
+        base.update(outcome="failed", finding=finding_dict(finding))
+        return base
+    if call.when == "call":
+        base.update(outcome="passed")
+        return base
+    return None
+
+
+def finding_dict(finding: Finding) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(finding)
+
+
+def write_json(path: Path, report: Report) -> None:
+    try:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        print(f"llem: cannot write the JSON report to {path}: {exc.strerror}", file=sys.stderr)

@@ -1,0 +1,53 @@
+"""Settings of one pre-flight session, read once from pytest's options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+DEFAULT_PROBE_IMAGE = "nvidia/cuda:12.0.0-base-ubuntu22.04"
+DEFAULT_PROBE_TIMEOUT_S = 30.0
+DEFAULT_PULL_TIMEOUT_S = 600.0
+DEFAULT_CACHE_S = 900.0
+# Limit for the quick host commands (docker version/info/inspect, nvidia-smi).
+HOST_COMMAND_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    images: tuple[str, ...] = (DEFAULT_PROBE_IMAGE,)
+    skip: frozenset[str] = frozenset()
+    timeout_s: float = DEFAULT_PROBE_TIMEOUT_S
+    pull_timeout_s: float = DEFAULT_PULL_TIMEOUT_S
+    cache_s: float = DEFAULT_CACHE_S
+    no_cache: bool = False
+    json_path: str | None = None
+    host_timeout_s: float = HOST_COMMAND_TIMEOUT_S
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Settings:
+        opt = config.option
+        images: list[str] = list(opt.llem_image or [])
+        timeout_s, pull_s, cache_s = opt.llem_timeout, opt.llem_pull_timeout, opt.llem_cache_s
+        if opt.llem_config:
+            from .studyconfig import preflight_settings_from_study
+
+            study = preflight_settings_from_study(opt.llem_config)
+            images = images or list(study.images)
+            timeout_s = timeout_s if timeout_s is not None else study.timeout_s
+            pull_s = pull_s if pull_s is not None else study.pull_timeout_s
+            cache_s = cache_s if cache_s is not None else study.cache_s
+        skip = frozenset(
+            part.strip() for value in (opt.llem_skip or []) for part in value.split(",")
+            if part.strip()
+        )
+        return cls(
+            images=tuple(dict.fromkeys(images)) or (DEFAULT_PROBE_IMAGE,),
+            skip=skip,
+            timeout_s=DEFAULT_PROBE_TIMEOUT_S if timeout_s is None else float(timeout_s),
+            pull_timeout_s=DEFAULT_PULL_TIMEOUT_S if pull_s is None else float(pull_s),
+            cache_s=DEFAULT_CACHE_S if cache_s is None else float(cache_s),
+            no_cache=bool(opt.llem_no_cache),
+            json_path=opt.llem_json,
+        )

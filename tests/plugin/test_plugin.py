@@ -1,0 +1,178 @@
+"""The plugin's behaviour, through pytester: collection, ordering, gating, report, JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+BUILTINS = "docker-cli,docker-daemon,nvidia-toolkit,host-driver,cuda-compat,gpu-in-container"
+
+pytestmark = pytest.mark.usefixtures("bare_host")
+
+USER_CHECKS = """
+import pytest
+import pytest_llem.checking as llem
+
+@pytest.mark.preflight(tier=1, id="zz-user-ok")
+def test_ok():
+    pass
+
+@pytest.mark.preflight(tier=2, id="gpu-memory")
+def test_memory():
+    llem.fail("only 8 GiB free on GPU 0", cause="check_error", fix="free GPU memory",
+              details={"free_gib": 8})
+
+@pytest.mark.preflight(tier=1, id="model-cache")
+def test_cache():
+    llem.warn("model cache not mounted", cause="check_error", fix="mount it")
+
+def test_not_a_check():
+    raise RuntimeError("a user's ordinary test must never run in pre-flight mode")
+"""
+
+
+def test_missing_docker_and_toolkit_are_numbered_and_tier2_not_run(
+    pytester: pytest.Pytester,
+) -> None:
+    result = pytester.runpytest("--llem-preflight", "--llem-json", "r.json")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines([
+        "Docker pre-flight failed: 2 issue(s) found",
+        "  1. [docker-cli] Docker not found on PATH",
+        "     Fix: Install Docker Engine — https://docs.docker.com/engine/install/",
+        "  2. [nvidia-toolkit] NVIDIA Container Toolkit not found",
+        "     Fix: Install the NVIDIA Container Toolkit — https://docs.nvidia.com/datacenter/"
+        "cloud-native/container-toolkit/install-guide.html",
+        "Warnings:",
+        "  - [host-driver] nvidia-smi not found on this host: the host driver version is unknown",
+    ])
+    data = json.loads((pytester.path / "r.json").read_text())
+    assert data["schema"] == 1 and data["status"] == "failed"
+    assert [(f["number"], f["id"], f["cause"]) for f in data["failures"]] == [
+        (1, "docker-cli", "docker_cli_missing"), (2, "nvidia-toolkit", "toolkit_missing")]
+    outcomes = {c["id"]: c["outcome"] for c in data["checks"]}
+    assert outcomes == {
+        "docker-cli": "failed", "docker-daemon": "not-run", "host-driver": "warning",
+        "nvidia-toolkit": "failed",
+        "cuda-compat[nvidia/cuda:12.0.0-base-ubuntu22.04]": "not-run",
+        "gpu-in-container[nvidia/cuda:12.0.0-base-ubuntu22.04]": "not-run",
+    }
+    assert data["warnings"][0]["cause"] == "host_driver_unavailable"
+
+
+def test_user_checks_are_ordered_gated_and_reported(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_mine=USER_CHECKS)
+    result = pytester.runpytest("--llem-preflight", "--llem-skip", BUILTINS, ".",
+                                "--llem-json", "r.json", "-v")
+    assert result.ret == 1
+    data = json.loads((pytester.path / "r.json").read_text())
+    ids = [c["id"] for c in data["checks"] if c["outcome"] != "skipped"]
+    assert ids == ["model-cache", "zz-user-ok", "gpu-memory"]  # by tier, then id
+    assert data["failures"] == [{
+        "number": 1, "id": "gpu-memory", "tier": 2, "cause": "check_error",
+        "message": "only 8 GiB free on GPU 0", "fix": "free GPU memory", "url": "",
+        "details": {"free_gib": 8}}]
+    assert [w["id"] for w in data["warnings"]] == ["model-cache"]
+    assert "test_not_a_check" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["  1. [gpu-memory] only 8 GiB free on GPU 0",
+                                 "     Fix: free GPU memory"])
+
+
+def test_tier1_failure_stops_later_tiers(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_mine="""
+        import pytest
+        import pytest_llem.checking as llem
+
+        @pytest.mark.preflight(tier=1, id="a-broken")
+        def test_broken():
+            llem.fail("broken", cause="check_error")
+
+        @pytest.mark.preflight(tier=1, id="b-also-broken")
+        def test_also():
+            assert 1 == 2, "numbers differ"
+
+        @pytest.mark.preflight(tier=2, id="later")
+        def test_later():
+            raise RuntimeError("must not run")
+    """)
+    result = pytester.runpytest("--llem-preflight", "--llem-skip", BUILTINS, ".", "-x",
+                                "--llem-json", "r.json")
+    assert result.ret == 1
+    data = json.loads((pytester.path / "r.json").read_text())
+    # -x is neutralised: both tier-1 failures are reported together.
+    assert [(f["id"], f["cause"]) for f in data["failures"]] == [
+        ("a-broken", "check_error"), ("b-also-broken", "check_error")]
+    assert "numbers differ" in data["failures"][1]["message"]
+    later = next(c for c in data["checks"] if c["id"] == "later")
+    assert later["outcome"] == "not-run" and "a-broken" in later["reason"]
+
+
+def test_warnings_only_pass_with_exit_zero(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_mine="""
+        import pytest
+        import pytest_llem.checking as llem
+
+        @pytest.mark.preflight(tier=1, id="soft")
+        def test_soft():
+            llem.warn("just so you know", fix="nothing to do")
+    """)
+    result = pytester.runpytest("--llem-preflight", "--llem-skip", BUILTINS, ".")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["Docker pre-flight passed with 1 warning(s)", "Warnings:",
+                                 "  - [soft] just so you know", "    Fix: nothing to do"])
+
+
+def test_skip_all_and_unknown_ids(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--llem-preflight", "--llem-skip", "all", "--llem-json", "r.json")
+    assert result.ret == 0
+    data = json.loads((pytester.path / "r.json").read_text())
+    assert {c["outcome"] for c in data["checks"]} == {"skipped"}
+    bad = pytester.runpytest("--llem-preflight", "--llem-skip", "docker-clii")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    assert "unknown check id 'docker-clii'; valid ids: " in bad.stderr.str()
+
+
+def test_skip_by_full_image_id(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest(
+        "--llem-preflight", "--llem-image", "a/b:1", "--llem-image", "c/d:2",
+        "--llem-skip", "docker-cli,docker-daemon,nvidia-toolkit,host-driver",
+        "--llem-skip", "gpu-in-container[c/d:2]", "--llem-json", "r.json")
+    data = json.loads((pytester.path / "r.json").read_text())
+    outcomes = {c["id"]: c["outcome"] for c in data["checks"]}
+    assert outcomes["gpu-in-container[c/d:2]"] == "skipped"
+    assert outcomes["gpu-in-container[a/b:1]"] != "skipped"
+    assert result.ret in (0, 1)
+
+
+def test_invalid_image_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    marker = pytester.path / "pwned"
+    result = pytester.runpytest("--llem-preflight", "--llem-image", f"$(touch {marker})")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--llem-image: invalid image reference" in result.stderr.str()
+    assert not marker.exists()
+
+
+def test_inert_without_the_flag(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_plain="""
+        def test_one():
+            assert True
+    """)
+    result = pytester.runpytest("-v")
+    result.assert_outcomes(passed=1)
+    assert "pre-flight" not in result.stdout.str()
+    assert "docker-cli" not in result.stdout.str()
+
+
+def test_user_tests_are_not_imported_without_paths(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_boom="raise SystemExit('user test module imported')")
+    result = pytester.runpytest("--llem-preflight", "--llem-skip", "all")
+    assert result.ret == 0
+
+
+def test_junit_xml_carries_causes(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--llem-preflight", "--junitxml", "j.xml")
+    assert result.ret == 1
+    xml = (pytester.path / "j.xml").read_text()
+    assert 'name="llem_cause" value="docker_cli_missing"' in xml
+    assert "Docker not found on PATH" in xml

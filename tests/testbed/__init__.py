@@ -1,0 +1,50 @@
+"""The test bed: a simulated GPU host around a real Docker engine.
+
+Independent of pytest_llem by design, so that the tests can catch the product's mistakes.
+"""
+
+from .engine import DOCKER_CLI, Engine, EngineError, engine_unavailable_reason, rootfs_tar
+from .hanging import HangingSocket
+from .hook import REQUIREMENT_ERROR, compare_versions, unsatisfied_requirement
+from .host import (
+    DOCKER_CLIS,
+    TEST_USER,
+    TOOLKIT,
+    HostSmi,
+    HostTools,
+    as_user,
+    ensure_test_user,
+    run,
+    user_command,
+)
+from .scenario import DEFAULT_GPUS, Gpu, GpuScenario, HookBehaviour, nvidia_smi_script, visible_gpus
+from .workload import WORKLOAD_PATH, build_workload_image
+
+__all__ = [
+    "DEFAULT_GPUS",
+    "DOCKER_CLI",
+    "DOCKER_CLIS",
+    "REQUIREMENT_ERROR",
+    "TEST_USER",
+    "TOOLKIT",
+    "WORKLOAD_PATH",
+    "Engine",
+    "EngineError",
+    "Gpu",
+    "GpuScenario",
+    "HangingSocket",
+    "HookBehaviour",
+    "HostSmi",
+    "HostTools",
+    "as_user",
+    "build_workload_image",
+    "compare_versions",
+    "engine_unavailable_reason",
+    "ensure_test_user",
+    "nvidia_smi_script",
+    "rootfs_tar",
+    "run",
+    "unsatisfied_requirement",
+    "user_command",
+    "visible_gpus",
+]

@@ -1,0 +1,52 @@
+"""A daemon that accepts connections and never answers."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from pathlib import Path
+from types import TracebackType
+
+
+class HangingSocket:
+    """A unix socket listener that accepts every connection and never writes a byte."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._listener: socket.socket | None = None
+        self._accepted: list[socket.socket] = []
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self.path}"
+
+    def start(self) -> HangingSocket:
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(self.path))
+        listener.listen(16)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True, name="llem-hanging-socket").start()
+        return self
+
+    def _accept(self, listener: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self._accepted.append(listener.accept()[0])
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        for conn in self._accepted:
+            conn.close()
+        self._accepted.clear()
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> HangingSocket:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

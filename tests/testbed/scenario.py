@@ -1,0 +1,284 @@
+"""GPU scenarios of the simulated host, and the fake `nvidia-smi` each one shows.
+
+Standard library only and free of package-relative imports: the fake hook imports this module
+when the engine runs it as a plain script.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+HookMode = Literal["ok", "fail", "sleep", "garbage"]
+ContainerSmi = Literal["ok", "missing", "nvml_unknown"]
+SmiFailure = Literal["driver_not_loaded", "nvml_mismatch", "no_devices", "nvml_unknown"]
+
+# Real texts and exit codes of a failing nvidia-smi.
+SMI_FAILURES: dict[str, tuple[tuple[str, ...], int]] = {
+    "driver_not_loaded": (
+        (
+            "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
+            "Make sure that the latest NVIDIA driver is installed and running.",
+        ),
+        9,
+    ),
+    "nvml_mismatch": (
+        ("Failed to initialize NVML: Driver/library version mismatch", "NVML library version: {nvml}"),
+        18,
+    ),
+    "no_devices": (("No devices were found",), 6),
+    "nvml_unknown": (("Failed to initialize NVML: Unknown Error",), 255),
+}
+
+_ARCHITECTURES = {
+    "6": "Pascal",
+    "7.0": "Volta",
+    "7.2": "Volta",
+    "7.5": "Turing",
+    "8.9": "Ada Lovelace",
+    "8": "Ampere",
+    "9": "Hopper",
+    "10": "Blackwell",
+    "12": "Blackwell",
+}
+_BRANDS = {
+    "tesla": "Tesla",
+    "nvidia": "NVIDIA",
+    "geforce": "GeForce",
+    "quadro": "Quadro",
+    "titan": "Titan",
+    "grid": "GRID",
+    "nvidiartx": "NVIDIA RTX",
+    "geforcertx": "GeForce RTX",
+    "quadrortx": "Quadro RTX",
+    "titanrtx": "Titan RTX",
+}
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    uuid: str
+    pci_bus_id: str = "00000000:19:00.0"
+    memory_mib: int = 81559
+
+
+DEFAULT_GPUS = (
+    Gpu("NVIDIA H100 80GB HBM3", "GPU-8f6b2c3a-1d4e-4b7a-9c2d-5e6f7a8b9c01", "00000000:19:00.0"),
+    Gpu("NVIDIA H100 80GB HBM3", "GPU-3a9d7e21-6c5b-4f80-a1d2-e3f4a5b6c702", "00000000:3B:00.0"),
+)
+
+
+@dataclass(frozen=True)
+class HookBehaviour:
+    """What the fake `nvidia-container-runtime-hook` does for each `--gpus` container."""
+
+    mode: HookMode = "ok"
+    message: str = ""  # "fail": written to stderr as is
+    exit_code: int = 1  # "fail"
+    sleep_s: float = 0.0  # "sleep": then behaves as "ok"
+    garbage_bytes: int = 20000  # "garbage": that many non-UTF-8 bytes on stderr, exit 1
+    delay_s: float | None = None  # every mode; None: env LLEM_TESTBED_HOOK_DELAY_S, else 0
+
+
+@dataclass(frozen=True)
+class GpuScenario:
+    """The GPUs, driver and toolkit behaviour that the simulated host shows."""
+
+    driver_version: str = "550.54.15"
+    cuda_version: str = "12.4"  # the highest CUDA version the driver supports
+    brand: str = "tesla"  # as NVIDIA_REQUIRE_* conditions name it
+    arch: str = "9.0"  # compute capability
+    gpus: tuple[Gpu, ...] = DEFAULT_GPUS
+    hook: HookBehaviour = HookBehaviour()
+    container_smi: ContainerSmi = "ok"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> GpuScenario:
+        data: dict[str, Any] = json.loads(text)
+        gpus = tuple(Gpu(**gpu) for gpu in data.pop("gpus", [dataclasses.asdict(g) for g in DEFAULT_GPUS]))
+        hook = HookBehaviour(**data.pop("hook", {}))
+        return cls(gpus=gpus, hook=hook, **data)
+
+    @property
+    def product_brand(self) -> str:
+        """The `Product Brand` that `nvidia-smi -q` prints for this brand."""
+        return _BRANDS.get(self.brand, self.brand.capitalize())
+
+    @property
+    def architecture(self) -> str:
+        major = self.arch.split(".")[0]
+        return _ARCHITECTURES.get(self.arch) or _ARCHITECTURES.get(major, "Unknown")
+
+
+def _fields(scenario: GpuScenario, index: int, gpu: Gpu, count: int) -> dict[str, str]:
+    memory = f"{gpu.memory_mib} MiB"
+    return {
+        "index": str(index),
+        "name": gpu.name,
+        "uuid": gpu.uuid,
+        "driver_version": scenario.driver_version,
+        "memory.total": memory,
+        "memory.free": memory,
+        "memory.used": "0 MiB",
+        "pci.bus_id": gpu.pci_bus_id,
+        "compute_cap": scenario.arch,
+        "count": str(count),
+    }
+
+
+_ALIASES = {"gpu_name": "name", "gpu_uuid": "uuid", "gpu_bus_id": "pci.bus_id"}
+
+
+def _banner(scenario: GpuScenario, gpus: Sequence[Gpu]) -> list[str]:
+    rule = "+-----------------------------------------+------------------------+----------------------+"
+    driver, cuda = scenario.driver_version, scenario.cuda_version
+    lines = [
+        "Thu Nov 28 17:00:00 2026",
+        "+-----------------------------------------------------------------------------------------+",
+        f"| NVIDIA-SMI {driver:<22} Driver Version: {driver:<14} CUDA Version: {cuda:<9}|",
+        "|-----------------------------------------+------------------------+----------------------+",
+        "| GPU  Name                 Persistence-M | Bus-Id          Disp.A | Volatile Uncorr. ECC |",
+        "| Fan  Temp   Perf          Pwr:Usage/Cap |           Memory-Usage | GPU-Util  Compute M. |",
+        "|                                         |                        |               MIG M. |",
+        "|=========================================+========================+======================|",
+    ]
+    for index, gpu in enumerate(gpus):
+        memory = f"0MiB / {gpu.memory_mib}MiB"
+        lines += [
+            f"|{index:>4}  {gpu.name:<30}  On | {gpu.pci_bus_id:>18} Off | {0:>20} |",
+            f"| N/A   30C    P0             70W /  700W | {memory:>22} | {'0%      Default':>20} |",
+            f"| {'':<39} | {'':<22} | {'Disabled':>20} |",
+            rule,
+        ]
+    return lines
+
+
+def _full_query(scenario: GpuScenario, gpus: Sequence[Gpu]) -> list[str]:
+    lines = [
+        "==============NVSMI LOG==============",
+        "",
+        f"{'Timestamp':<42}: Thu Nov 28 17:00:00 2026",
+        f"{'Driver Version':<42}: {scenario.driver_version}",
+        f"{'CUDA Version':<42}: {scenario.cuda_version}",
+        "",
+        f"{'Attached GPUs':<42}: {len(gpus)}",
+    ]
+    for gpu in gpus:
+        lines += [
+            f"GPU {gpu.pci_bus_id}",
+            f"    {'Product Name':<38}: {gpu.name}",
+            f"    {'Product Brand':<38}: {scenario.product_brand}",
+            f"    {'Product Architecture':<38}: {scenario.architecture}",
+            f"    {'GPU UUID':<38}: {gpu.uuid}",
+        ]
+    return lines
+
+
+def _print(lines: Sequence[str]) -> str:
+    return "printf '%s\\n' " + " ".join(shlex.quote(line) for line in lines)
+
+
+def nvidia_smi_script(
+    scenario: GpuScenario,
+    *,
+    gpus: Sequence[Gpu] | None = None,
+    failure: SmiFailure | None = None,
+    nvml_library_version: str = "550.67",
+) -> str:
+    """A POSIX sh script (shell builtins only) that answers like `nvidia-smi` would.
+
+    It understands `--query-gpu=F,... --format=csv[,noheader][,nounits]`, `-L`, `-q` and plain
+    invocation; `gpus` are the visible GPUs (default: all of the scenario's), renumbered from 0.
+    """
+    gpus = scenario.gpus if gpus is None else gpus
+    if failure is None and not gpus:
+        failure = "no_devices"
+    head = ["#!/bin/sh", "# nvidia-smi emulated by the pytest-llem test bed"]
+    if failure is not None:
+        texts, code = SMI_FAILURES[failure]
+        return "\n".join([*head, _print([t.format(nvml=nvml_library_version) for t in texts]), f"exit {code}", ""])
+
+    values = []
+    for index, gpu in enumerate(gpus):
+        for field, value in _fields(scenario, index, gpu, len(gpus)).items():
+            values.append(f"    {index}:{field}) v={shlex.quote(value)} ;;")
+    known = "|".join(_fields(scenario, 0, gpus[0], 0))
+    aliases = "".join(f"{alias}) f={field} ;; " for alias, field in _ALIASES.items())
+    listing = [f"GPU {i}: {gpu.name} (UUID: {gpu.uuid})" for i, gpu in enumerate(gpus)]
+    body = f"""
+mode=table fields= fmt=
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --query-gpu=*) mode=query; fields=${{1#*=}} ;;
+    --query-gpu) mode=query; fields=${{2-}}; [ "$#" -gt 1 ] && shift ;;
+    --format=*) fmt=${{1#*=}} ;;
+    --format) fmt=${{2-}}; [ "$#" -gt 1 ] && shift ;;
+    -L|--list-gpus) mode=list ;;
+    -q|--query) mode=full ;;
+  esac
+  shift
+done
+value() {{
+  case "$1:$2" in
+{chr(10).join(values)}
+    *) return 1 ;;
+  esac
+}}
+case $mode in
+  list) {_print(listing)} ;;
+  full) {_print(_full_query(scenario, gpus))} ;;
+  table) {_print(_banner(scenario, gpus))} ;;
+  query)
+    case $fmt in
+      csv*) ;;
+      *) printf '%s\\n' '"--format=" switch is missing. Please use --format=csv' 'Run "nvidia-smi -h" for help.'
+         exit 2 ;;
+    esac
+    set -f; old=$IFS; IFS=', '; set -- $fields; IFS=$old; set +f
+    names= header= sep=
+    for f in "$@"; do
+      case $f in {aliases}esac
+      case $f in
+        {known}) ;;
+        *) printf 'Field "%s" is not a valid field to query.\\n\\n' "$f"; exit 2 ;;
+      esac
+      case $f in memory.*) h="$f [MiB]" ;; *) h=$f ;; esac
+      names="$names $f"; header="$header$sep$h"; sep=', '
+    done
+    case $fmt in *noheader*) ;; *) printf '%s\\n' "$header" ;; esac
+    for g in {" ".join(str(i) for i in range(len(gpus)))}; do
+      row= sep=
+      for f in $names; do
+        value "$g" "$f"
+        case $fmt in *nounits*) v=${{v% MiB}} ;; esac
+        row="$row$sep$v"; sep=', '
+      done
+      printf '%s\\n' "$row"
+    done ;;
+esac
+"""
+    return "\n".join(head) + body
+
+
+def visible_gpus(value: str | None, gpus: Sequence[Gpu]) -> list[Gpu]:
+    """The GPUs that `NVIDIA_VISIBLE_DEVICES` selects; raises KeyError naming an unknown device."""
+    if value is None or value.strip() in ("", "void", "none"):
+        return []
+    if value.strip() == "all":
+        return list(gpus)
+    chosen = []
+    for item in (part.strip() for part in value.split(",")):
+        match = [g for i, g in enumerate(gpus) if item in (str(i), g.uuid)]
+        if not match:
+            raise KeyError(item)
+        chosen += match
+    return chosen
+
