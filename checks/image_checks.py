@@ -17,5 +17,6 @@ def check_gpu_in_container(llem: CheckContext, llem_image: str) -> None:
     image = llem.image(llem_image)
     compat_failed = llem.failed(f"cuda-compat[{llem_image}]")
     probe = None if compat_failed or image.info is None else llem.probe(llem_image)
-    llem.expect(verdicts.gpu_in_container(image, probe, llem.host, compat_failed,
-                                          llem.settings.timeout_s))
+    llem.expect(
+        verdicts.gpu_in_container(image, probe, llem.host, compat_failed, llem.settings.timeout_s)
+    )

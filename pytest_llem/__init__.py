@@ -25,12 +25,44 @@ _EXPORTS: dict[str, str] = {
     "CheckResult": "report",
     "Report": "report",
     "run_docker_preflight": "preflight",
+    "evaluate_requirements": "requirements",
+    "RequirementVerdict": "requirements",
+    "min_driver_for_cuda": "cuda_table",
+    "cuda_for_driver": "cuda_table",
+    "fail": "checking",
+    "warn": "checking",
+    "check": "checking",
+    "CheckContext": "context",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "CAUSES",
+    "CheckContext",
+    "CheckResult",
+    "ConfigError",
+    "Diagnosis",
+    "DockerError",
+    "DockerPreFlightError",
+    "Finding",
+    "LLEMError",
+    "PreFlightError",
+    "Report",
+    "RequirementVerdict",
+    "check",
+    "cuda_for_driver",
+    "diagnose",
+    "evaluate_requirements",
+    "fail",
+    "min_driver_for_cuda",
+    "run_docker_preflight",
+    "warn",
+]
 
 if TYPE_CHECKING:
     from .causes import CAUSES
+    from .checking import check, fail, warn
+    from .context import CheckContext
+    from .cuda_table import cuda_for_driver, min_driver_for_cuda
     from .diagnosis import Diagnosis, diagnose
     from .errors import (
         ConfigError,
@@ -41,6 +73,7 @@ if TYPE_CHECKING:
     )
     from .preflight import run_docker_preflight
     from .report import CheckResult, Finding, Report
+    from .requirements import RequirementVerdict, evaluate_requirements
 
 
 def __getattr__(name: str) -> Any:

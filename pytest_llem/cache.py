@@ -96,8 +96,12 @@ class ProbeCache:
         with self._lock, contextlib.suppress(OSError):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             entries = {k: v for k, v in self._read().items() if _alive(v, now)}
-            entries[key] = {"image": image.image, "gpus": probe.gpus, "stored": now,
-                            "expires": now + self.ttl_s}
+            entries[key] = {
+                "image": image.image,
+                "gpus": probe.gpus,
+                "stored": now,
+                "expires": now + self.ttl_s,
+            }
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".probes.", suffix=".tmp")
             try:
                 with os.fdopen(fd, "w") as handle:

@@ -1,14 +1,16 @@
 """The `llem` command: `llem run` and `llem preflight`.
 
 Exit status: 0 ok (pre-flight warnings allowed); 1 pre-flight or experiment failure;
-2 bad usage or bad config (one `llem: error: ...` line, never a traceback); 130 / 143 when
-stopped by Ctrl-C / SIGTERM. Heavy modules are imported inside the commands: `llem --help`
+2 bad usage or bad config (one `llem: error: ...` line, never a traceback), which includes
+Docker experiments against a remote daemon (it cannot mount the run directory); 130 / 143
+when stopped by Ctrl-C / SIGTERM. Heavy modules are imported inside the commands: `llem --help`
 and `llem --version` import neither pydantic nor pytest.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn, TextIO
@@ -74,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a report's "—" must not crash an ASCII terminal
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="replace")
     args_list = list(sys.argv[1:] if argv is None else argv)
     command: list[str] | None = None
     if args_list[:1] == ["run"] and "--" in args_list:
@@ -85,23 +90,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
 
     from .errors import ConfigError, LLEMError
+    from .host.workloads import sigterm_interrupts
 
-    try:
-        if args.command == "run":
-            return _run(args, command)
-        return _preflight(args)
-    except ConfigError as exc:
-        return _error(exc, EXIT_USAGE)
-    except LLEMError as exc:
-        return _error(exc, EXIT_FAILED)
-    except OSError as exc:
-        return _error(exc, EXIT_FAILED)
-    except KeyboardInterrupt as exc:
-        from .host.workloads import signal_number
-
-        signum = signal_number(exc)
-        print(f"llem: stopped by {'SIGTERM' if signum == 15 else 'Ctrl-C'}", file=sys.stderr)
-        return 128 + signum
+    with sigterm_interrupts() as signals:
+        try:
+            return _run(args, command) if args.command == "run" else _preflight(args)
+        except ConfigError as exc:
+            return _error(exc, EXIT_USAGE)
+        except (LLEMError, OSError) as exc:
+            return _error(exc, EXIT_FAILED)
+        except KeyboardInterrupt as exc:
+            status = signals.exit_status(exc)
+            print(f"llem: stopped by {'SIGTERM' if status == 143 else 'Ctrl-C'}", file=sys.stderr)
+            return status
 
 
 def _error(exc: BaseException, code: int) -> int:
@@ -121,7 +122,6 @@ def _study(config: str | None) -> StudyConfig:
 def _run(args: argparse.Namespace, command: list[str] | None) -> int:
     from .config import single_experiment
     from .errors import ConfigError, DockerPreFlightError
-    from .host.workloads import sigterm_interrupts
     from .runners import parse_runner_option
     from .study import run_study
 
@@ -135,15 +135,14 @@ def _run(args: argparse.Namespace, command: list[str] | None) -> int:
     study = _study(args.config)
     if args.model is not None:
         study = single_experiment(study, args.model, args.backend, command)
-    with sigterm_interrupts():
-        try:
-            manifest = run_study(
-                study, cli_skip=args.skip_preflight, runner_overrides=overrides,
-                output=args.output, dry_run=args.dry_run,
-            )  # fmt: skip
-        except DockerPreFlightError as exc:
-            print(exc, file=sys.stderr)
-            return EXIT_FAILED
+    try:
+        manifest = run_study(
+            study, cli_skip=args.skip_preflight, runner_overrides=overrides,
+            output=args.output, dry_run=args.dry_run,
+        )  # fmt: skip
+    except DockerPreFlightError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILED
     if args.dry_run:
         return EXIT_OK
     failed, total = len(manifest.failed), len(manifest.experiments)
@@ -158,7 +157,7 @@ def _preflight(args: argparse.Namespace) -> int:
     from .errors import ConfigError, DockerPreFlightError
     from .imageref import invalid_image_message
     from .preflight import run_docker_preflight
-    from .runners import docker_images, resolve_runners
+    from .runners import preflight_settings
 
     for image in args.image:
         problem = invalid_image_message("--image", image)
@@ -166,19 +165,16 @@ def _preflight(args: argparse.Namespace) -> int:
             raise ConfigError(problem)
     if args.timeout is not None and not args.timeout > 0:
         raise ConfigError("--timeout: must be a positive number of seconds")
-    images: list[str] = list(args.image)
-    timeout, cache = args.timeout, None
-    if args.config is not None:
-        study = _study(args.config)
-        if not images:
-            images = docker_images(study, resolve_runners(study)) or [study.docker.probe_image]
-        timeout = study.docker.probe_timeout_s if timeout is None else timeout
-        cache = study.docker.probe_cache_s
+    settings = preflight_settings(_study(args.config))
     try:
         report = run_docker_preflight(
-            images=images or None, timeout_s=timeout, cache_s=cache,
-            no_cache=args.no_cache, json_path=args.json,
-        )  # fmt: skip
+            images=args.image or settings.images,
+            timeout_s=settings.timeout_s if args.timeout is None else args.timeout,
+            pull_timeout_s=settings.pull_timeout_s,
+            cache_s=settings.cache_s,
+            no_cache=args.no_cache,
+            json_path=args.json,
+        )
     except DockerPreFlightError as exc:
         report = exc.report
     _print_checklist(report, verbose=args.verbose, out=sys.stdout)

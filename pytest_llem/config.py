@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from .errors import ConfigError
-from .imageref import image_ref_problem
+from .imageref import image_ref_error
 
 BACKENDS: frozenset[str] = frozenset({"pytorch", "vllm", "tensorrt"})
 DEFAULT_PROBE_IMAGE = "nvidia/cuda:12.0.0-base-ubuntu22.04"
@@ -50,10 +50,10 @@ def parse_runner(value: str) -> tuple[RunnerMode, str | None]:
         return "docker", None
     if value.startswith("docker:"):
         image = value.removeprefix("docker:")
-        problem = image_ref_problem(image)
-        if problem is None:
+        error = image_ref_error(image)
+        if error is None:
             return "docker", image
-        raise ValueError(f"invalid image reference {image!r} in runner ({problem})")
+        raise ValueError(error)
     raise ValueError(f"invalid runner {value!r} (expected {RUNNER_FORMS})")
 
 
@@ -69,9 +69,9 @@ def _runner(value: str) -> str:
 
 
 def _image(value: str) -> str:
-    problem = image_ref_problem(value)
-    if problem is not None:
-        raise ValueError(f"invalid image reference {value!r} ({problem})")
+    error = image_ref_error(value)
+    if error is not None:
+        raise ValueError(error)
     return value
 
 
@@ -231,9 +231,16 @@ def _read_mapping(path: Path) -> dict[str, Any]:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         what = exc.problem or exc.context or "syntax error"
-        raise ConfigError(f"{where}: invalid YAML: {what}") from None
+        raise ConfigError(f"{where}: invalid YAML: {_line(what)}") from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise ConfigError(
+            f"{path}:{line}:{column}: invalid YAML: character #x{code:04x} is not allowed"
+        ) from None
     except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        raise ConfigError(f"{path}: invalid YAML: {_line(str(exc))}") from None
     except RecursionError:
         raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     if data is None:
@@ -320,7 +327,7 @@ def _validate(model: type[_M], data: dict[str, Any], origin: str) -> _M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{origin}: {describe(exc, model)}") from None
+        raise ConfigError(f"{origin}: {_line(describe(exc, model))}") from None
     except RecursionError:
         raise ConfigError(f"{origin}: nested too deeply") from None
 
@@ -348,7 +355,7 @@ def _one(error: Any, model: type[BaseModel]) -> str:
         problem = str(error["ctx"]["error"])
     elif kind == "string_pattern_mismatch":
         problem = f"invalid value {value!r} (letters, digits, '_', '.', '-'; up to 64)"
-    elif kind == "too_short":
+    elif kind in ("too_short", "string_too_short"):
         problem = "must not be empty"
     else:
         problem = str(error["msg"]).replace("Input should be", "should be")
@@ -383,6 +390,11 @@ def _unwrap(tp: Any) -> Any:
             tp = next(a for a in args if a is not type(None))
         else:
             return tp
+
+
+def _line(text: str) -> str:
+    """``text`` on one line: a key or value with a line break must not split the message."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _kind(value: object) -> str:

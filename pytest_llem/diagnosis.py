@@ -1,9 +1,35 @@
-"""diagnose(): the pure classifier of Docker / NVIDIA output (DESIGN §3)."""
+"""diagnose(): the pure classifier of Docker / NVIDIA output (DESIGN §3).
+
+How a text is read:
+
+1. Clip it (head and tail: engine errors come first or last, never in the middle of a long
+   log) and normalise it: unescape the nested quoting of Go errors (Docker 19.03 wraps the
+   hook's stderr in up to three levels of ``\\"``), drop ANSI colours and carriage returns,
+   squeeze runs of blanks. Line breaks stay: some rules look at one line.
+2. Pick out the facts: versions, image references, endpoints.
+3. Mask the image references, so that ``nvidia/cuda:12.4.0-base`` in pull output can never
+   look like a GPU failure.
+4. The first rule of ``_RULES`` that matches names the cause. The rules are grouped by the
+   component that speaks, most specific first: the docker CLI and its daemon, the registry,
+   the engine's runtime and device setup, the NVIDIA hook / driver, NVML inside the
+   container, and last the "command not found" family (whose command decides between
+   ``docker_cli_missing``, ``toolkit_missing``, ``toolkit_hook_missing`` and
+   ``container_command_not_found``).
+5. With no rule matching, the exit status decides: 0/None ``ok``, 127 with no output
+   ``docker_cli_missing``, 126/127 ``container_command_not_found``, anything else ``unknown``.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import remedies as R
+from .nvidia_smi import parse_any
+
+__all__ = ["Diagnosis", "diagnose"]
 
 
 @dataclass(frozen=True)
@@ -15,8 +41,850 @@ class Diagnosis:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+_HEAD = 64 * 1024
+_TAIL = 192 * 1024
+_OUTPUT_HEAD = 1024
+_OUTPUT_TAIL = 3072
+_LINE_MAX = 300
+_V = r"\d+(?:\.\d+)+"
+
+
+def _rx(table: str) -> re.Pattern[str]:
+    """One pattern from a table of lower-case alternatives, one per line. A space stands for
+    any run of white space: reporters and wrappers break lines anywhere."""
+    alternatives = [line.strip() for line in table.strip().splitlines() if line.strip()]
+    blank = r"\s+"
+    return re.compile("|".join(f"(?:{a.replace(' ', blank)})" for a in alternatives), re.M)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    cause: str
+    speaker: str
+    pattern: re.Pattern[str]
+    near: re.Pattern[str] | None = None
+    """Must also occur on the matched line or the one before it."""
+
+
+def _rule(cause: str, speaker: str, table: str, near: str = "") -> _Rule:
+    return _Rule(cause, speaker, _rx(table), _rx(near) if near else None)
+
+
+_COMMAND = "<command>"  # routed by the command that was not found (see _route)
+
+_CONTAINER_CONTEXT = re.compile(
+    r"error response from daemon|oci runtime|runc|crun|container process|container init"
+    r"|prestart hook|error running hook|shim task|containerd task"
+)
+
+# Ordered: the first rule that matches wins. Each group is one component speaking.
+_RULES: tuple[_Rule, ...] = (
+    # -- the docker CLI talking to its daemon
+    _rule("daemon_permission_denied", "docker-cli", r"""
+        permission denied while trying to connect to the (?:docker|podman)
+        dial unix [^\s:]*(?:docker|podman)[^\s:]*: connect: permission denied
+    """),
+    _rule("daemon_unreachable", "docker-cli", r"""
+        cannot connect to the docker daemon
+        is the docker daemon running
+        failed to connect to the docker api
+        error during connect
+        docker daemon is not running
+        dial unix [^\s:]*(?:docker|podman)[^\s:]*: connect: (?:no such file|connection refused)
+        cannot connect to podman
+        unable to connect to podman
+        context "[^"\n]+" (?:does not exist|is not found|not found)
+        open //\./pipe/docker\w*: the system cannot find
+    """),
+    # -- the registry / pull path (image references are masked before this runs)
+    _rule("image_not_found", "registry", r"""
+        pull access denied
+        repository does not exist
+        manifest for \S+ not found
+        manifest unknown
+        no matching manifest for
+        failed to resolve reference "[^"\n]*":[^\n]*\bnot found
+        no such image
+        image not known
+        name unknown:
+        requested access to the resource is denied
+        unauthorized: authentication required
+        invalid reference format
+        short-name "[^"\n]*" did not resolve
+        \bimage \S+ not found
+        \brepository \S+ not found
+    """),
+    _rule("registry_unreachable", "registry", r"""
+        dial tcp
+        no such host
+        i/o timeout
+        tls handshake timeout
+        connection refused
+        connection reset by peer
+        client\.timeout exceeded
+        request canceled
+        network is unreachable
+        no route to host
+        temporary failure in name resolution
+        server misbehaving
+        x509:
+        proxyconnect
+        toomanyrequests
+        too many requests
+        pull rate limit
+        service unavailable
+        bad gateway
+        context deadline exceeded
+        unexpected eof
+    """, near=r"""
+        /v2/
+        registry
+        unable to find image
+        \bpull
+        manifest
+        failed to resolve
+        failed to do request
+        failed to fetch
+        failed to copy
+        failed to authorize
+        auth\.docker\.io
+        error response from daemon: (?:get|head)\s
+    """),
+    # -- the engine: runtime selection, device drivers, CDI, the NVIDIA hook binaries
+    _rule("cdi_injection_failed", "daemon", r"""
+        could not select device driver "cdi"
+        unresolvable cdi devices
+        (?:setting up|injecting|inject) cdi devices
+        cdi device injection failed
+        failed to (?:refresh|create|initialize) cdi (?:registry|cache)
+        unknown cdi device
+        error mounting "?/\S*lib\w*(?:cuda|nvidia)[\w-]*\.so\.\d
+        cannot stat `?/\S*lib\w*(?:cuda|nvidia)[\w-]*\.so\.\d
+    """),
+    _rule("nvidia_runtime_unknown", "daemon", r"""
+        unknown or invalid runtime name:? "?nvidia
+        unknown runtime specified:? "?nvidia
+        no runtime for "?nvidia
+        no valid executable found for oci runtime "?nvidia
+        oci runtime "?nvidia"?[^\n]*not found
+    """),
+    _rule("gpu_driver_not_configured", "daemon", r"""
+        could not select device driver
+        unknown flag: --gpus
+    """),
+    _rule("toolkit_hook_missing", "oci-hook", r"""
+        couldn't find binary nvidia-container-(?:cli|runtime-hook|toolkit)
+        exec: "?[^\s"]*nvidia-container-[\w-]*"?: executable file not found
+        exec: "?[^\s"]*nvidia-container-[\w-]*"?: (?:no such file|stat )
+        fork/exec \S*nvidia-container-(?:runtime-hook|toolkit|cli|runtime): no such file
+        nvidia-container-cli: error while loading shared libraries
+        error executing hook `[^`\n]*nvidia[^`\n]*` \(exit code: 127\)
+    """),
+    # -- nvidia-container-cli (the hook) and the driver
+    _rule("cgroup_device_setup_failed", "nvidia-container-cli", r"""
+        cgroup subsystem devices not found
+        failed to get device cgroup mount path
+        bpf_prog_query\(bpf_cgroup_device\)
+        unable to find any existing device filters attached to the cgroup
+        failed to add device rules
+        /sys/fs/cgroup/devices\S*: (?:no such file|permission denied|read-only)
+    """),
+    _rule("nvml_driver_library_mismatch", "nvml", r"""
+        driver/library version mismatch
+        api mismatch: the client has the version
+    """),
+    _rule("driver_not_loaded", "nvidia-driver", r"""
+        couldn't communicate with the nvidia driver
+        nvml error: driver not loaded
+        failed to initialize nvml: driver not loaded
+        error_driver_not_loaded
+        load library failed: lib(?:nvidia-ml|cuda)\.so
+        lib(?:nvidia-ml|cuda)\.so(?:\.1)?: cannot open shared object file
+        couldn't find libnvidia-ml\.so
+        nvml shared library not found
+        error_library_not_found
+        initialization error: driver error
+        gpu access blocked by the operating system
+        module nvidia not found
+        found no nvidia driver on your system
+        nvidia kernel module (?:is )?(?:missing|not loaded)
+    """),
+    _rule("cuda_requirement_unsatisfied", "nvidia-container-cli", r"""
+        unsatisfied condition:
+        cuda driver version is insufficient for cuda runtime version
+        the nvidia driver on your system is too old
+        forward compatibility was attempted on non supported hw
+        system has unsupported display driver / cuda driver combination
+        cuda_error_(?:insufficient_driver|compat_not_supported_on_device|system_driver_mismatch)
+    """),
+    # -- NVML inside a container that started
+    _rule("nvml_unknown_error_cgroups", "nvml", r"failed to initialize nvml: unknown error"),
+    _rule("no_devices", "nvidia-driver", r"""
+        no devices were found
+        no cuda-capable device is detected
+        unable to determine the device handle for gpu
+        gpu is lost
+        device error: [^\n]*unknown device
+        cuda_error_no_device
+    """),
+    # -- a command that does not exist: group "cmd" names it
+    _rule(_COMMAND, "oci-runtime", r'exec: "(?P<cmd>[^"\n]+)": executable file not found'),
+    _rule(_COMMAND, "oci-runtime", r"executable file `(?P<cmd>[^`\n]+)` not found"),
+    _rule(_COMMAND, "oci-runtime", r'exec: "(?P<cmd>[^"\n]+)": stat [^\n]*no such file'),
+    _rule(_COMMAND, "shell", r"(?P<cmd>[\w.+/-]*[a-z_][\w.+/-]*): command not found"),
+    _rule(_COMMAND, "shell", r"command not found: (?P<cmd>[\w.+/-]+)"),
+    _rule(_COMMAND, "shell",
+          r"(?:^|\s)[\w/.-]*sh(?:: (?:line )?\d+)?: (?:\d+: )?(?P<cmd>[\w.+/-]+): not found"),
+    _rule(_COMMAND, "shell", r"'(?P<cmd>[^'\n]+)' is not recognized as an internal"),
+    _rule(_COMMAND, "shell", r"the term '(?P<cmd>[^'\n]+)' is not recognized"),
+    _rule(_COMMAND, "shell", r"unknown command:? '?(?P<cmd>[\w.+/-]+)"),
+    _rule(_COMMAND, "shell", r"which: no (?P<cmd>[\w.+-]+) in \("),
+    _rule(_COMMAND, "python",
+          r"filenotfounderror: \[errno 2\] no such file or directory: '(?P<cmd>[^'\n]+)'"),
+    _rule("container_command_not_found", "oci-runtime",
+          r"oci runtime attempted to invoke a command that was not found"),
+)  # fmt: skip
+
+_DOCKER_COMMANDS = frozenset({"docker", "podman"})
+_HOOK_COMMANDS = frozenset(
+    {
+        "nvidia-container-cli",
+        "nvidia-container-runtime-hook",
+        "nvidia-container-toolkit",
+        "nvidia-container-runtime",
+    }
+)
+_TOOLKIT_COMMANDS = frozenset({"nvidia-ctk", "nvidia-docker", "nvidia-docker2"})
+
+# -- facts ----------------------------------------------------------------------------------
+
+_FACTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (key, re.compile(pattern, re.I | re.M))
+    for key, pattern in (
+        ("driver_version", rf"Driver\s+Version\s*:\s*({_V})"),
+        ("driver_version", rf"NVRM\s+version:\s*({_V})"),
+        ("driver_version", rf"this\s+kernel\s+module\s+has\s+the\s+version\s+\"?({_V})"),
+        ("driver_version", rf"Kernel\s+Module\s+({_V})"),
+        ("cuda_version", rf"CUDA\s+Version\s*:\s*({_V})"),
+        ("required_cuda", rf"unsatisfied\s+condition:\s*cuda\s*>=?\s*({_V})"),
+        ("required_driver", r"unsatisfied\s+condition:\s*driver\s*>=?\s*(\d+(?:\.\d+)*)"),
+        ("required_arch", rf"unsatisfied\s+condition:\s*arch\s*>=?\s*({_V})"),
+        ("required_brand", r"unsatisfied\s+condition:\s*brand\s*==?\s*(\w+)"),
+        ("nvml_library_version", rf"NVML\s+library\s+version:\s*({_V})"),
+        ("nvml_library_version", rf"the\s+client\s+has\s+the\s+version\s+\"?({_V})"),
+        ("nvidia_smi_version", rf"NVIDIA-SMI\s+({_V})"),
+        ("nvidia_ctk_version", rf"NVIDIA\s+Container\s+Toolkit\s+CLI\s+version\s+({_V})"),
+        (
+            "nvidia_container_cli_version",
+            rf"^(?:cli-)?version:\s*({_V})\s*\n(?:lib-version:[^\n]*\n)?build\s+date:",
+        ),
+        ("docker_version", rf"Docker\s+version\s+({_V})"),
+        ("docker_server_version", rf"Server\s+Version:\s*({_V})"),
+    )
+)
+# PyTorch: "The NVIDIA driver on your system is too old (found version 11040)".
+_TORCH_CUDA = re.compile(r"driver on your system is too old \(found version (\d{4,6})\)", re.I)
+
+_IMAGE_CHARS = r"[\w][\w./:@+-]*"
+_IMAGES: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(p, re.I)
+    for p in (
+        rf"unable to find image '({_IMAGE_CHARS})' locally",
+        rf"pull access denied for ({_IMAGE_CHARS})",
+        rf"manifest for ({_IMAGE_CHARS}) not found",
+        rf"failed to resolve reference \"({_IMAGE_CHARS})\"",
+        rf"failed to resolve source metadata for ({_IMAGE_CHARS}):",
+        rf"failed to solve: ({_IMAGE_CHARS}): pull access denied",
+        rf"no such image: ({_IMAGE_CHARS})",
+        rf"status: (?:downloaded newer image|image is up to date) for ({_IMAGE_CHARS})",
+        rf"trying to pull ({_IMAGE_CHARS})\.\.\.",
+        rf"initializing source docker://({_IMAGE_CHARS}): ",
+        rf"(?:^|\s)({_IMAGE_CHARS}): image not known",
+        rf"\bimage ({_IMAGE_CHARS}) not found",
+        rf"\brepository ({_IMAGE_CHARS}) not found",
+    )
+)
+_PULLING_FROM = re.compile(r"^([\w][\w.-]*): Pulling from ([\w][\w./:-]*)", re.M)
+
+_ENDPOINT = re.compile(r"(?:unix|tcp|ssh|npipe|fd)://[^\s\"',]+")
+_REGISTRY_HOST = re.compile(
+    r"https?://([\w.-]+(?::\d+)?)/|lookup ([\w.-]+\.[a-z]{2,})"
+    r"|pinging container registry ([\w.-]+)",
+    re.I,
+)
+_CDI_DEVICE = re.compile(r"\b([\w.-]+\.[a-z]+/[\w.-]+=[\w:.-]+)", re.I)
+_PLATFORM = re.compile(r"no matching manifest for ([\w/.-]+)", re.I)
+
+# -- text preparation -----------------------------------------------------------------------
+
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+_ESCAPED_QUOTE = re.compile(r'\\+"')
+_ESCAPED_NEWLINE = re.compile(r"\\+[nr]")
+_ESCAPED_TAB = re.compile(r"\\+t")
+_BLANKS = re.compile(r"[ \t\f\v\u00a0]+")
+_TYPOGRAPHIC = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
+
+
+def _window(text: str) -> str:
+    if len(text) <= _HEAD + _TAIL:
+        return text
+    return text[:_HEAD] + "\n" + text[-_TAIL:]
+
+
+def _normalise(text: str) -> str:
+    text = _ANSI.sub("", text).translate(_TYPOGRAPHIC)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\\" in text:
+        text = _ESCAPED_QUOTE.sub('"', text)
+        text = _ESCAPED_NEWLINE.sub("\n", text)
+        text = _ESCAPED_TAB.sub(" ", text)
+    return _BLANKS.sub(" ", text)
+
+
+def _lower(text: str) -> str:
+    """Lower case with the same length, so that match positions index the original."""
+    low = text.lower()
+    if len(low) == len(text):
+        return low
+    return text.encode("ascii", "replace").decode("ascii").lower()
+
+
+def _images(text: str) -> list[str]:
+    found: list[str] = []
+    for pattern in _IMAGES:
+        for m in pattern.finditer(text):
+            image = m.group(1).rstrip(".,:;'\"")
+            if image and image not in found:
+                found.append(image)
+    for m in _PULLING_FROM.finditer(text):
+        image = f"{m.group(2)}:{m.group(1)}"
+        if image not in found:
+            found.append(image)
+    return found
+
+
+def _mask(text: str, images: list[str]) -> str:
+    """Blank out image references, as whole tokens and keeping the length (so that positions
+    stay valid). Bare names (``docker``, ``registry``) stay: they are also plain words."""
+    names = {
+        i for image in images for i in (image, image.rsplit(":", 1)[0]) if "/" in i or ":" in i
+    }
+    for name in sorted(names, key=len, reverse=True):
+        token = re.compile(rf"(?<![\w./:@-]){re.escape(name)}(?![\w./:@-])")
+        text = token.sub(lambda m: "#" * len(m.group(0)), text)
+    return text
+
+
+def _facts(text: str) -> dict[str, Any]:
+    facts: dict[str, Any] = {}
+    for key, pattern in _FACTS:
+        if key not in facts:
+            m = pattern.search(text)
+            if m:
+                facts[key] = m.group(1)
+    torch = _TORCH_CUDA.search(text)
+    if torch and "cuda_version" not in facts:
+        number = int(torch.group(1))
+        facts["cuda_version"] = f"{number // 1000}.{number % 1000 // 10}"
+    return facts
+
+
+def _line_at(text: str, start: int, end: int) -> tuple[int, int]:
+    begin = text.rfind("\n", 0, start) + 1
+    stop = text.find("\n", end)
+    return begin, len(text) if stop < 0 else stop
+
+
+def _one_line(text: str, limit: int = _LINE_MAX) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _clip_output(text: str) -> str:
+    if len(text) <= _OUTPUT_HEAD + _OUTPUT_TAIL:
+        return text
+    omitted = len(text) - _OUTPUT_HEAD - _OUTPUT_TAIL
+    return f"{text[:_OUTPUT_HEAD]}\n[... {omitted} characters omitted ...]\n{text[-_OUTPUT_TAIL:]}"
+
+
+# -- matching -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Hit:
+    cause: str
+    speaker: str
+    start: int
+    end: int
+    command_start: int = 0
+    command_end: int = 0
+
+
+def _match(low: str) -> _Hit | None:
+    for rule in _RULES:
+        for m in rule.pattern.finditer(low):
+            if rule.near is not None:
+                begin, stop = _line_at(low, m.start(), m.end())
+                before = low.rfind("\n", 0, max(begin - 1, 0)) + 1 if begin else begin
+                if not rule.near.search(low, before, stop):
+                    continue
+            if rule.cause != _COMMAND:
+                return _Hit(rule.cause, rule.speaker, m.start(), m.end())
+            cause = _route(m.group("cmd"), low, m.start())
+            return _Hit(cause, rule.speaker, m.start(), m.end(), m.start("cmd"), m.end("cmd"))
+    return None
+
+
+def _route(command: str, low: str, position: int) -> str:
+    """Which cause a missing command means: docker itself, the toolkit, or the container's."""
+    name = command.strip("'\"`").rsplit("/", 1)[-1].removesuffix(".exe")
+    begin, stop = _line_at(low, position, position)
+    in_container = bool(_CONTAINER_CONTEXT.search(low, begin, stop))
+    if name in _DOCKER_COMMANDS:
+        return "container_command_not_found" if in_container else "docker_cli_missing"
+    if name in _HOOK_COMMANDS:
+        return "toolkit_hook_missing" if in_container else "toolkit_missing"
+    if name in _TOOLKIT_COMMANDS:
+        return "toolkit_missing"
+    return "container_command_not_found"
+
+
+# -- explanations ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    text: str  # normalised, unmasked
+    line: str  # the line that matched
+    inner: str  # the innermost message on that line (what the deepest component said)
+    details: dict[str, Any]
+    returncode: int | None
+    command: str = ""
+
+
+# Where the innermost message starts: the wrappers (docker, runc, the hook) put it last.
+_SPEAKERS = re.compile(
+    r"nvidia-container-cli: |nvidia-smi |failed to initialize nvml|stderr: ",
+    re.I,
+)
+_TRAILER = re.compile(r"""(?:[:\s]*unknown)?[\s."'\\]*$""", re.I)
+
+
+def _inner(line: str, at: int) -> str:
+    """The part of ``line`` from the last speaker marker before ``at`` (or the whole line)."""
+    start = 0
+    for m in _SPEAKERS.finditer(line, 0, max(at, 0) + 1):
+        start = m.end() if m.group(0).lower() == "stderr: " else m.start()
+    return _one_line(_TRAILER.sub("", line[start:]), 200)
+
+
+def _versions(d: dict[str, Any]) -> str:
+    parts = [f"driver {d['driver_version']}"] if d.get("driver_version") else []
+    if d.get("cuda_version"):
+        parts.append(f"CUDA {d['cuda_version']}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _explain_cli_missing(c: _Context) -> tuple[str, str, str]:
+    return ("Docker not found on PATH", *R.remedy("docker_cli_missing"))
+
+
+def _explain_unreachable(c: _Context) -> tuple[str, str, str]:
+    fix, url = R.remedy("daemon_unreachable")
+    endpoint = c.details.get("endpoint")
+    where = f" at {endpoint}" if endpoint else ""
+    low = c.line.lower()
+    if "context" in low and ("does not exist" in low or "not found" in low):
+        return (
+            f"The current docker context does not exist: {c.inner}",
+            "Select an existing context: `docker context ls`, then `docker context use default`",
+            R.DOCKER_CONTEXT_URL,
+        )
+    if "ssh" in low or str(endpoint).startswith("ssh://"):
+        fix = (
+            "Check `ssh HOST docker version` works without a prompt and the remote Docker is "
+            "18.09 or newer, or point DOCKER_HOST at a running daemon"
+        )
+    return f"Cannot connect to the Docker daemon{where}", fix, url
+
+
+def _explain_permission(c: _Context) -> tuple[str, str, str]:
+    endpoint = c.details.get("endpoint")
+    where = f" {endpoint}" if endpoint else ""
+    return (
+        f"Permission denied on the Docker daemon socket{where}",
+        *R.remedy("daemon_permission_denied"),
+    )
+
+
+def _explain_toolkit_missing(c: _Context) -> tuple[str, str, str]:
+    what = f" ({c.command} not found)" if c.command else ""
+    return (f"NVIDIA Container Toolkit not found{what}", *R.remedy("toolkit_missing"))
+
+
+def _explain_hook_missing(c: _Context) -> tuple[str, str, str]:
+    binary = c.command or next(
+        (
+            b
+            for b in (
+                "nvidia-container-runtime-hook",
+                "nvidia-container-toolkit",
+                "nvidia-container-cli",
+                "nvidia-container-runtime",
+            )
+            if b in c.line
+        ),
+        "a toolkit binary",
+    )
+    if "error while loading shared libraries" in c.line:
+        binary = "libnvidia-container"
+    c.details.setdefault("binary", binary)
+    return (
+        f"The NVIDIA Container Toolkit is incomplete: {binary} is missing",
+        *R.remedy("toolkit_hook_missing"),
+    )
+
+
+def _explain_gpu_driver(c: _Context) -> tuple[str, str, str]:
+    if "unknown flag: --gpus" in c.line.lower():
+        return (
+            "This docker CLI does not know --gpus (Docker older than 19.03)",
+            "Upgrade Docker Engine to 19.03 or newer, then install the NVIDIA Container Toolkit",
+            R.DOCKER_INSTALL_URL,
+        )
+    return (
+        'Docker cannot select a GPU device driver (could not select device driver "" with '
+        "capabilities [[gpu]]): the NVIDIA runtime is not configured in the daemon",
+        *R.remedy("gpu_driver_not_configured"),
+    )
+
+
+def _explain_runtime(c: _Context) -> tuple[str, str, str]:
+    return (
+        "Docker does not know the 'nvidia' runtime: the NVIDIA Container Toolkit is not "
+        "registered with the daemon (or the daemon was not restarted)",
+        *R.remedy("nvidia_runtime_unknown"),
+    )
+
+
+def _explain_cdi(c: _Context) -> tuple[str, str, str]:
+    fix, url = R.remedy("cdi_injection_failed")
+    device = _CDI_DEVICE.search(c.line)
+    if device:
+        c.details.setdefault("cdi_device", device.group(1))
+    low = c.line.lower()
+    if 'device driver "cdi"' in low:
+        return (
+            "The Docker daemon has no CDI support enabled for --device nvidia.com/gpu=...",
+            'Enable CDI in the daemon ("features": {"cdi": true} in daemon.json, Docker 25+), '
+            "generate the spec (sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml) "
+            "and restart the daemon",
+            url,
+        )
+    if ".so." in low and ("error mounting" in low or "cannot stat" in low):
+        return (
+            "The CDI spec is stale: it names NVIDIA libraries that no longer exist "
+            "(driver upgraded after the spec was generated)",
+            fix,
+            url,
+        )
+    what = f" for {device.group(1)}" if device else ""
+    return f"CDI device injection failed{what}", fix, url
+
+
+def _explain_cgroup(c: _Context) -> tuple[str, str, str]:
+    reason = next(
+        (
+            r
+            for r in (
+                "cgroup subsystem devices not found",
+                "failed to get device cgroup mount path",
+                "bpf_prog_query(BPF_CGROUP_DEVICE) failed",
+                "failed to add device rules",
+            )
+            if r.lower() in c.line.lower()
+        ),
+        "device cgroup setup failed",
+    )
+    return (
+        f"The NVIDIA hook could not set up the container's device cgroup ({reason})",
+        *R.remedy("cgroup_device_setup_failed"),
+    )
+
+
+def _explain_mismatch(c: _Context) -> tuple[str, str, str]:
+    lib = c.details.get("nvml_library_version")
+    module = c.details.get("driver_version")
+    if lib and module:
+        versions = f": NVML library {lib}, kernel module {module}"
+    elif lib:
+        versions = f": NVML library {lib} differs from the loaded kernel module"
+    elif module:
+        versions = f": the loaded kernel module is {module}"
+    else:
+        versions = ""
+    return (
+        f"NVIDIA driver/library version mismatch{versions} (driver updated without reloading "
+        "its kernel module)",
+        *R.remedy("nvml_driver_library_mismatch"),
+    )
+
+
+def _explain_not_loaded(c: _Context) -> tuple[str, str, str]:
+    fix, url = R.remedy("driver_not_loaded")
+    low = c.text.lower()
+    wsl = "/usr/lib/wsl" in low or "driver error: failed to process request" in low
+    if wsl or "gpu access blocked by the operating system" in low:
+        c.details.setdefault("platform", "wsl2")
+        fix = (
+            "Update the NVIDIA driver on Windows (not inside WSL) and WSL itself (`wsl --update`), "
+            "then `wsl --shutdown`"
+        )
+        url = R.WSL_CUDA_URL
+    return (
+        f"The NVIDIA driver is not loaded or not reachable{_versions(c.details)}: {c.inner}",
+        fix,
+        url,
+    )
+
+
+def _explain_cuda(c: _Context) -> tuple[str, str, str]:
+    d = c.details
+    need, have = d.get("required_cuda"), d.get("cuda_version")
+    driver = f" {d['driver_version']}" if d.get("driver_version") else ""
+    supports = f"supports only CUDA {have}" if have else "is too old for it"
+    if need:
+        return (
+            f"The image requires CUDA >= {need} but the host driver{driver} {supports}",
+            f"Upgrade the host NVIDIA driver to one that supports CUDA {need} or newer, or use "
+            f"an image built for {'CUDA ' + have if have else 'an older CUDA'}",
+            R.CUDA_COMPAT_URL,
+        )
+    if d.get("required_driver"):
+        return (
+            f"The image requires NVIDIA driver >= {d['required_driver']}; the host driver"
+            f"{driver} is older",
+            f"Upgrade the host NVIDIA driver to {d['required_driver']} or newer",
+            R.CUDA_COMPAT_URL,
+        )
+    condition = re.search(r"unsatisfied condition: ?([^,\n]+)", c.line, re.I)
+    if condition:
+        return (
+            f"The image's NVIDIA_REQUIRE_* condition is not met: {condition.group(1).strip()}",
+            *R.remedy("cuda_requirement_unsatisfied"),
+        )
+    return (
+        f"The host driver{driver} is too old for the CUDA version of the image"
+        f"{': ' + c.inner if c.inner else ''}",
+        *R.remedy("cuda_requirement_unsatisfied"),
+    )
+
+
+def _explain_nvml_unknown(c: _Context) -> tuple[str, str, str]:
+    return (
+        "NVML failed inside the container with 'Unknown Error': the container lost access to "
+        "the GPU device nodes (typically after `systemctl daemon-reload` with the systemd "
+        "cgroup driver)",
+        *R.remedy("nvml_unknown_error_cgroups"),
+    )
+
+
+def _explain_no_devices(c: _Context) -> tuple[str, str, str]:
+    return (
+        f"No usable NVIDIA GPU{_versions(c.details)}: {c.inner}",
+        *R.remedy("no_devices"),
+    )
+
+
+def _explain_image(c: _Context) -> tuple[str, str, str]:
+    fix, url = R.remedy("image_not_found")
+    image = c.details.get("image")
+    name = f"Image {image}" if image else "The image"
+    low = c.line.lower()
+    platform = _PLATFORM.search(c.line)
+    if platform:
+        c.details.setdefault("platform", platform.group(1))
+        return (
+            f"{name} has no build for platform {platform.group(1)}",
+            "Use a tag built for this platform, or pass --platform",
+            url,
+        )
+    if "invalid reference format" in low:
+        return f"Invalid image reference{' ' + image if image else ''}", fix, url
+    if image:
+        fix = (
+            f"Check the image name and tag (`docker pull {image}`); run `docker login` for a "
+            "private registry"
+        )
+    denied = any(w in low for w in ("denied", "unauthorized", "authorization"))
+    if denied:
+        return f"{name} not found or access denied (pull access denied)", fix, url
+    return f"{name} not found in the registry", fix, url
+
+
+def _explain_registry(c: _Context) -> tuple[str, str, str]:
+    fix, url = R.remedy("registry_unreachable")
+    host = _REGISTRY_HOST.search(c.line) or _REGISTRY_HOST.search(c.text)
+    registry = next((g for g in host.groups() if g), None) if host else None
+    if registry:
+        c.details.setdefault("registry", registry)
+    low = c.line.lower()
+    reasons = (
+        ("toomanyrequests", "pull rate limit reached"),
+        ("too many requests", "pull rate limit reached"),
+        ("rate limit", "pull rate limit reached"),
+        ("no such host", "DNS lookup failed"),
+        ("lookup ", "DNS lookup failed"),
+        ("name resolution", "DNS lookup failed"),
+        ("tls handshake timeout", "TLS handshake timed out"),
+        ("x509", "TLS certificate not trusted"),
+        ("proxyconnect", "proxy connection failed"),
+        ("connection refused", "connection refused"),
+        ("timeout", "connection timed out"),
+        ("request canceled", "connection timed out"),
+        ("deadline exceeded", "connection timed out"),
+    )
+    reason = next((r for word, r in reasons if word in low), "network error")
+    if reason == "pull rate limit reached":
+        fix = "Run `docker login` (authenticated pulls have a higher limit) or use a mirror"
+    image = c.details.get("image")
+    target = f" to pull {image}" if image else ""
+    where = f" {registry}" if registry else ""
+    return f"Cannot reach the registry{where}{target}: {reason}", fix, url
+
+
+def _explain_command(c: _Context) -> tuple[str, str, str]:
+    fix, url = R.remedy("container_command_not_found")
+    command = c.command or "the command"
+    image = c.details.get("image")
+    inside = f" in image {image}" if image else " in the container"
+    if command.rsplit("/", 1)[-1] == "nvidia-smi":
+        fix = (
+            "Let the NVIDIA runtime inject nvidia-smi: run with --gpus all (Docker) or "
+            "--device nvidia.com/gpu=all (Podman, CDI) and NVIDIA_DRIVER_CAPABILITIES "
+            "including utility"
+        )
+    if c.returncode == 126 and not c.command:
+        return f"The command could not be run{inside} (exit 126)", fix, url
+    return f"Command {command} not found{inside}", fix, url
+
+
+def _explain_unknown(c: _Context) -> tuple[str, str, str]:
+    summary = _summary(c.text)
+    if c.returncode == 125:
+        head = "Docker could not create or start the container (exit 125)"
+    elif c.returncode is not None:
+        head = f"Unrecognised failure (exit {c.returncode})"
+    else:
+        head = "Unrecognised failure"
+    return f"{head}: {summary}" if summary else head, *R.remedy("unknown")
+
+
+_EXPLAIN: dict[str, Callable[[_Context], tuple[str, str, str]]] = {
+    "docker_cli_missing": _explain_cli_missing,
+    "daemon_unreachable": _explain_unreachable,
+    "daemon_permission_denied": _explain_permission,
+    "toolkit_missing": _explain_toolkit_missing,
+    "toolkit_hook_missing": _explain_hook_missing,
+    "gpu_driver_not_configured": _explain_gpu_driver,
+    "nvidia_runtime_unknown": _explain_runtime,
+    "cdi_injection_failed": _explain_cdi,
+    "cgroup_device_setup_failed": _explain_cgroup,
+    "nvml_driver_library_mismatch": _explain_mismatch,
+    "driver_not_loaded": _explain_not_loaded,
+    "cuda_requirement_unsatisfied": _explain_cuda,
+    "nvml_unknown_error_cgroups": _explain_nvml_unknown,
+    "no_devices": _explain_no_devices,
+    "image_not_found": _explain_image,
+    "registry_unreachable": _explain_registry,
+    "container_command_not_found": _explain_command,
+    "unknown": _explain_unknown,
+}
+
+_ERROR_WORDS = re.compile(r"error|fail|denied|cannot|unable|not found|invalid|refused", re.I)
+
+
+def _summary(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if _ERROR_WORDS.search(line)]
+    pick = errors[-1] if errors else (lines[-1] if lines else "")
+    return _one_line(pick, 200)
+
+
+# -- the classifier -------------------------------------------------------------------------
+
+
 def diagnose(output: str, returncode: int | None = None) -> Diagnosis:
-    """Classify ``output`` (stdout and stderr together) into one cause of the vocabulary."""
-    if returncode in (0, None):
-        return Diagnosis("ok", "no failure recognised")
-    return Diagnosis("unknown", "unrecognised failure", details={"output": output})
+    """Classify ``output`` (stdout and stderr together) into one cause of the vocabulary.
+
+    Pure and total: any string (and ``bytes`` / ``None``, leniently) gives a
+    :class:`Diagnosis`; ``details["output"]`` (``unknown`` only) is clipped to about 4 KB.
+    """
+    if isinstance(output, bytes | bytearray):
+        output = bytes(output).decode("utf-8", "replace")
+    elif not isinstance(output, str):
+        output = "" if output is None else str(output)
+    if not isinstance(returncode, int) or isinstance(returncode, bool):
+        returncode = None
+
+    text = _window(output)
+    norm = _normalise(text)
+    images = _images(norm)
+    masked = _mask(norm, images)
+    details = _facts(masked)
+    if images:
+        details["image"] = images[0]
+    hit = _match(_lower(masked))
+
+    line = inner = command = ""
+    if hit is not None:
+        cause = hit.cause
+        begin, stop = _line_at(norm, hit.start, hit.end)
+        line = norm[begin:stop]
+        inner = _inner(line, hit.start - begin)
+        line = line.strip()
+        command = norm[hit.command_start : hit.command_end].strip("'\"`")
+        details["component"] = hit.speaker
+        details["evidence"] = _one_line(line)
+    elif not output.strip() and returncode == 127:
+        cause = "docker_cli_missing"
+    elif returncode in (126, 127):
+        cause = "container_command_not_found"
+    elif returncode in (0, None):
+        cause = "ok"
+    else:
+        cause = "unknown"
+
+    endpoint = _ENDPOINT.search(line) if cause.startswith("daemon_") else None
+    if endpoint:
+        details["endpoint"] = endpoint.group(0).rstrip(".:")
+
+    if cause == "ok":
+        return _ok(text, details)
+    if cause == "unknown":
+        details["output"] = _clip_output(output)
+    context = _Context(norm, line, inner, details, returncode, command)
+    message, fix, url = _EXPLAIN[cause](context)
+    return Diagnosis(cause, _one_line(message, 400), fix, url, details)
+
+
+def _ok(text: str, details: dict[str, Any]) -> Diagnosis:
+    info = parse_any(text)
+    if info is not None:
+        for key, value in (
+            ("driver_version", info.driver_version),
+            ("cuda_version", info.cuda_version),
+            ("nvidia_smi_version", info.smi_version),
+        ):
+            if value:
+                details[key] = value
+        details["gpus"] = [g.summary() for g in info.gpus]
+    parts = []
+    if details.get("driver_version"):
+        parts.append(f"driver {details['driver_version']}")
+    if details.get("cuda_version"):
+        parts.append(f"CUDA {details['cuda_version']}")
+    if info is not None and info.gpus:
+        parts.append(f"{len(info.gpus)} GPU(s)")
+    message = "No failure" + (f": {', '.join(parts)}" if parts else " recognised")
+    return Diagnosis("ok", message, "", "", details)

@@ -16,7 +16,7 @@ from .config import Experiment, StudyConfig
 from .errors import ConfigError
 from .host import workloads
 from .manifest import ExperimentRecord, Manifest
-from .runners import RunnerSpec, experiment_image
+from .runners import RunnerSpec, check_runnable, experiment_image
 
 RUN_MOUNT = "/run/llem"
 RUNS_DIR = "llem-runs"
@@ -103,6 +103,7 @@ def run_one(
     study: StudyConfig, experiment: Experiment, exp_id: str, spec: RunnerSpec, run_dir: Path
 ) -> ExperimentRecord:
     """Write the experiment's config, run it, and read back what it left."""
+    check_runnable(exp_id, experiment, spec)
     image = experiment_image(experiment, spec)
     result_path = run_dir / f"{exp_id}_result.json"
     error_path = run_dir / f"{exp_id}_error.json"
@@ -124,17 +125,15 @@ def run_one(
     config_path = run_dir / f"{exp_id}_config.json"
     config_path.write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
 
-    if image is not None:
+    if image is not None:  # check_runnable(): a Docker experiment has an image, a local one not
         name = container_name(study.name, exp_id)
         argv = docker_run_argv(image, name, run_dir, exp_id, experiment.command)
         outcome = workloads.run_container(argv, name=name, log_path=run_dir / log_name)
     else:
-        if not experiment.command:  # resolve_runners() refuses this; a guard for API callers
-            raise ConfigError(f"experiment {exp_id}: the local runner needs a command")
         cwd = study.path.parent.absolute() if study.path else Path.cwd()
         env = {**os.environ, "LLEM_CONFIG_PATH": str(config_path)}
         outcome = workloads.run_local(
-            experiment.command, cwd=cwd, env=env, log_path=run_dir / log_name
+            experiment.command or [], cwd=cwd, env=env, log_path=run_dir / log_name
         )
 
     record = ExperimentRecord(
@@ -245,7 +244,7 @@ def dispatch(
                     cause=None, message=f"interrupted by {signame}",
                 ))  # fmt: skip
                 manifest.write()
-                out.write("interrupted\n")
+                out.write(f"interrupted\nllem: manifest: {manifest.path}\n")
                 raise
             manifest.experiments.append(record)
             manifest.write()

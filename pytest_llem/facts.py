@@ -27,6 +27,7 @@ class Facts:
         self._host: Future[HostFacts] | None = None
         self._images: dict[str, Future[ImageFacts]] = {}
         self._probes: dict[str, Future[ProbeFacts]] = {}
+        self._probes_started = False
         self._live: set[str] = set()  # probe containers that may still exist
         self.cache_lookup: Callable[[HostFacts, ImageFacts], ProbeFacts | None] | None = None
         self.cache_store: Callable[[HostFacts, ImageFacts, ProbeFacts], None] | None = None
@@ -91,11 +92,14 @@ class Facts:
 
     def probe(self, image: str, eligible: Callable[[str], bool]) -> ProbeFacts | None:
         """The probe of ``image``; the first call starts every eligible image's probe at once."""
+        if not self._probes_started:
+            # eligible() may gather image facts itself: decide before taking the lock.
+            chosen = [name for name in self.settings.images if eligible(name)]
+            with self._lock:
+                if not self._probes_started:
+                    self._probes_started = True
+                    self._probes = {n: self._pool.submit(self._run_probe, n) for n in chosen}
         with self._lock:
-            if not self._probes:
-                for name in self.settings.images:
-                    if eligible(name):
-                        self._probes[name] = self._pool.submit(self._run_probe, name)
             future = self._probes.get(image)
         return future.result() if future else None
 

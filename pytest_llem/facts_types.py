@@ -54,8 +54,13 @@ class HostFacts:
             "cuda_version": cuda,
             "cuda_version_derived": derived,
             "gpus": [
-                {"index": g.index, "name": g.name, "uuid": g.uuid, "brand": g.brand,
-                 "architecture": g.architecture}
+                {
+                    "index": g.index,
+                    "name": g.name,
+                    "uuid": g.uuid,
+                    "brand": g.brand,
+                    "architecture": g.architecture,
+                }
                 for g in info.gpus
             ],
         }

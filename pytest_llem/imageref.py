@@ -50,9 +50,13 @@ def is_image_ref(ref: str) -> bool:
     return image_ref_problem(ref) is None
 
 
+def image_ref_error(ref: str) -> str | None:
+    """``invalid image reference 'ref' (why)``, or None when ``ref`` is valid."""
+    problem = image_ref_problem(ref)
+    return None if problem is None else f"invalid image reference {ref!r} ({problem})"
+
+
 def invalid_image_message(field: str, ref: str) -> str | None:
     """``field: invalid image reference 'ref' (why)``, or None when ``ref`` is valid."""
-    problem = image_ref_problem(ref)
-    if problem is None:
-        return None
-    return f"{field}: invalid image reference {ref!r} ({problem})"
+    error = image_ref_error(ref)
+    return None if error is None else f"{field}: {error}"

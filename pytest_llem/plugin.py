@@ -17,24 +17,62 @@ if TYPE_CHECKING:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("llem", "Docker/NVIDIA GPU pre-flight (pytest-llem)")
-    group.addoption("--llem-preflight", action="store_true", default=False,
-                    help="run the Docker pre-flight checks (and preflight-marked items)")
-    group.addoption("--llem-image", action="append", default=[], metavar="IMAGE",
-                    help="image whose CUDA requirement and GPU access tier 2 checks (repeatable)")
-    group.addoption("--llem-config", metavar="PATH", default=None,
-                    help="study YAML: its Docker runners' images and docker: settings")
-    group.addoption("--llem-skip", action="append", default=[], metavar="ID",
-                    help="check ids not to run, repeatable or comma-separated; 'all' skips all")
-    group.addoption("--llem-json", metavar="PATH", default=None,
-                    help="write the JSON report to PATH")
-    group.addoption("--llem-no-cache", action="store_true", default=False,
-                    help="ignore cached results of earlier GPU probes")
-    group.addoption("--llem-timeout", type=float, default=None, metavar="SECONDS",
-                    help="limit for one container probe (default 30)")
-    group.addoption("--llem-pull-timeout", type=float, default=None, metavar="SECONDS",
-                    help="limit for pulling one image (default 600)")
-    group.addoption("--llem-cache-s", type=float, default=None, metavar="SECONDS",
-                    help="how long a passed probe is remembered (default 900, 0 = off)")
+    group.addoption(
+        "--llem-preflight",
+        action="store_true",
+        default=False,
+        help="run the Docker pre-flight checks (and preflight-marked items)",
+    )
+    group.addoption(
+        "--llem-image",
+        action="append",
+        default=[],
+        metavar="IMAGE",
+        help="image whose CUDA requirement and GPU access tier 2 checks (repeatable)",
+    )
+    group.addoption(
+        "--llem-config",
+        metavar="PATH",
+        default=None,
+        help="study YAML: its Docker runners' images and docker: settings",
+    )
+    group.addoption(
+        "--llem-skip",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="check ids not to run, repeatable or comma-separated; 'all' skips all",
+    )
+    group.addoption(
+        "--llem-json", metavar="PATH", default=None, help="write the JSON report to PATH"
+    )
+    group.addoption(
+        "--llem-no-cache",
+        action="store_true",
+        default=False,
+        help="ignore cached results of earlier GPU probes",
+    )
+    group.addoption(
+        "--llem-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="limit for one container probe (default 30)",
+    )
+    group.addoption(
+        "--llem-pull-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="limit for pulling one image (default 600)",
+    )
+    group.addoption(
+        "--llem-cache-s",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long a passed probe is remembered (default 900, 0 = off)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

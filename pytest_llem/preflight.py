@@ -12,8 +12,11 @@ from .errors import DockerPreFlightError, PreFlightError
 from .report import Report
 
 # Environment that would let the caller's settings or plugins into our pytest run.
-_ISOLATED_ENV = {"PYTEST_ADDOPTS": None, "PYTEST_PLUGINS": None,
-                 "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+_ISOLATED_ENV = {
+    "PYTEST_ADDOPTS": None,
+    "PYTEST_PLUGINS": None,
+    "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+}
 
 
 class _ReportSink:
@@ -60,9 +63,19 @@ def preflight_args(
 ) -> list[str]:
     """pytest arguments of an isolated pre-flight: no user ini, conftest, cache or plugins."""
     package_dir = str(Path(__file__).resolve().parent)
-    args = ["--llem-preflight", "-p", "pytest_llem.plugin", "-c", os.devnull,
-            f"--rootdir={package_dir}", f"--confcutdir={package_dir}",
-            "-p", "no:cacheprovider", "-p", "no:terminal", "-q"]
+    args = [
+        "--llem-preflight",
+        "-p",
+        "pytest_llem.plugin",
+        "-c",
+        os.devnull,
+        f"--rootdir={package_dir}",
+        f"--confcutdir={package_dir}",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:terminal",
+    ]
     for image in images or ():
         args += ["--llem-image", image]
     if config is not None:
@@ -101,8 +114,15 @@ def run_docker_preflight(
     import pytest
 
     sink = _ReportSink()
-    args = preflight_args(images, config, timeout_s=timeout_s, pull_timeout_s=pull_timeout_s,
-                          cache_s=cache_s, no_cache=no_cache, json_path=json_path)
+    args = preflight_args(
+        images,
+        config,
+        timeout_s=timeout_s,
+        pull_timeout_s=pull_timeout_s,
+        cache_s=cache_s,
+        no_cache=no_cache,
+        json_path=json_path,
+    )
     with _isolated_environ():
         code = pytest.main(args, plugins=[sink])
     if code == pytest.ExitCode.INTERRUPTED:

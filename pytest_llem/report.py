@@ -86,8 +86,15 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         def finding(f: Finding, number: int | None) -> dict[str, Any]:
             d: dict[str, Any] = {"number": number} if number is not None else {}
-            d.update(id=f.id, tier=f.tier, cause=f.cause, message=f.message, fix=f.fix,
-                     url=f.url, details=f.details)
+            d.update(
+                id=f.id,
+                tier=f.tier,
+                cause=f.cause,
+                message=f.message,
+                fix=f.fix,
+                url=f.url,
+                details=f.details,
+            )
             return d
 
         return {
@@ -96,9 +103,15 @@ class Report:
             "failures": [finding(f, n) for n, f in enumerate(self.failures, 1)],
             "warnings": [finding(w, None) for w in self.warnings],
             "checks": [
-                {"id": c.id, "tier": c.tier, "outcome": c.outcome,
-                 "duration_s": round(c.duration_s, 3), "reason": c.reason,
-                 "details": c.details, "cached": c.cached}
+                {
+                    "id": c.id,
+                    "tier": c.tier,
+                    "outcome": c.outcome,
+                    "duration_s": round(c.duration_s, 3),
+                    "reason": c.reason,
+                    "details": c.details,
+                    "cached": c.cached,
+                }
                 for c in self.checks
             ],
             "host": self.host,

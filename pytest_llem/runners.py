@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from .config import (
     BACKENDS,
@@ -15,6 +16,7 @@ from .config import (
     RunnerMode,
     StudyConfig,
     known_backends,
+    load_study,
     parse_runner,
     user_config_path,
 )
@@ -103,11 +105,12 @@ def resolve_runners(
             image = study.docker.images.get(backend)
         specs[backend] = RunnerSpec(mode, image, source)
     for exp_id, experiment in study.numbered():
-        _check_runnable(exp_id, experiment, specs[experiment.backend])
+        check_runnable(exp_id, experiment, specs[experiment.backend])
     return specs
 
 
-def _check_runnable(exp_id: str, experiment: Experiment, spec: RunnerSpec) -> None:
+def check_runnable(exp_id: str, experiment: Experiment, spec: RunnerSpec) -> None:
+    """A Docker experiment needs an image, a local one a command (ConfigError otherwise)."""
     what = f"experiment {exp_id} ({experiment.model} on {experiment.backend})"
     if spec.mode == "docker" and not (experiment.image or spec.image):
         raise ConfigError(
@@ -129,3 +132,30 @@ def docker_images(study: StudyConfig, runners: Mapping[str, RunnerSpec]) -> list
     """The images the dispatch will run, in experiment order, each once."""
     images = (experiment_image(e, runners[e.backend]) for e in study.experiments)
     return list(dict.fromkeys(i for i in images if i))
+
+
+@dataclass(frozen=True)
+class PreflightSettings:
+    """What a study asks of the pre-flight: the images it will run and the limits."""
+
+    images: tuple[str, ...]
+    timeout_s: float
+    pull_timeout_s: float
+    cache_s: float
+
+
+def preflight_settings(
+    study: StudyConfig, runners: Mapping[str, RunnerSpec] | None = None
+) -> PreflightSettings:
+    """The study's Docker images (else its probe image) and its ``docker:`` limits."""
+    runners = resolve_runners(study) if runners is None else runners
+    images = docker_images(study, runners) or [study.docker.probe_image]
+    docker = study.docker
+    return PreflightSettings(
+        tuple(images), docker.probe_timeout_s, docker.pull_timeout_s, docker.probe_cache_s
+    )
+
+
+def preflight_settings_from_study(path: str | Path) -> PreflightSettings:
+    """`pytest --llem-config PATH`: the same images and limits as `llem run PATH` uses."""
+    return preflight_settings(load_study(path))

@@ -22,9 +22,12 @@ PREFLIGHT_KEY = pytest.StashKey["Preflight"]()
 
 
 def checks_dir() -> Path:
-    import pytest_llem.checks
+    """Where the built-in checks are, installed (`pytest_llem/checks`) or in a checkout."""
+    import importlib.util
 
-    return Path(pytest_llem.checks.__file__).resolve().parent
+    spec = importlib.util.find_spec("pytest_llem.checks")
+    assert spec is not None and spec.origin is not None
+    return Path(spec.origin).resolve().parent
 
 
 class Preflight:
@@ -59,7 +62,7 @@ def marker_info(item: pytest.Item) -> tuple[str, int] | None:
     base = marker.kwargs.get("id") or item.name.split("[")[0]
     for prefix in ("test_", "check_"):
         if base.startswith(prefix) and "id" not in marker.kwargs:
-            base = base[len(prefix):].replace("_", "-")
+            base = base[len(prefix) :].replace("_", "-")
     return str(base), tier
 
 
@@ -103,7 +106,8 @@ class PreflightHooks:
             if not parent.is_dir() or not os.access(parent, os.W_OK):
                 raise pytest.UsageError(
                     f"--llem-json: cannot write {settings.json_path}: {parent} is not a "
-                    "writable directory")
+                    "writable directory"
+                )
         self.preflight = Preflight(settings)
         config.stash[PREFLIGHT_KEY] = self.preflight
         # A pre-flight reports every failure of a tier together: -x / --maxfail would hide some.
@@ -165,7 +169,8 @@ class PreflightHooks:
         if unknown:
             raise pytest.UsageError(
                 f"--llem-skip: unknown check id {', '.join(map(repr, unknown))}; valid ids: "
-                + ", ".join(sorted(known)))
+                + ", ".join(sorted(known))
+            )
 
     # --- running ----------------------------------------------------------------------
 
@@ -184,7 +189,7 @@ class PreflightHooks:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
-        cid, base, tier = item.stash[ITEM_KEY]
+        cid, _base, tier = item.stash[ITEM_KEY]
         report.llem_id = cid  # type: ignore[attr-defined]
         report.llem_order = item.stash[ORDER_KEY]  # type: ignore[attr-defined]
         data = outcome_of(item, call, report, cid, tier)
@@ -243,8 +248,9 @@ ITEM_KEY = pytest.StashKey[tuple[str, str, int]]()
 ORDER_KEY = pytest.StashKey[int]()
 
 
-def outcome_of(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport,
-               cid: str, tier: int) -> dict[str, Any] | None:
+def outcome_of(
+    item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport, cid: str, tier: int
+) -> dict[str, Any] | None:
     """The llem outcome a phase decides (None when it decides nothing); adjusts ``report``."""
     exc = call.excinfo.value if call.excinfo else None
     verdict = item.stash.get(VERDICT_KEY, None)
@@ -258,8 +264,11 @@ def outcome_of(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.Te
         finding.id, finding.tier = cid, tier
         warning = isinstance(exc, CheckWarned)
         finding.severity = "warning" if warning else "error"
-        base.update(outcome="warning" if warning else "failed", finding=finding_dict(finding),
-                    details=finding.details or base["details"])
+        base.update(
+            outcome="warning" if warning else "failed",
+            finding=finding_dict(finding),
+            details=finding.details or base["details"],
+        )
         if warning:
             report.outcome = "passed"
             report.longrepr = None
@@ -278,9 +287,14 @@ def outcome_of(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.Te
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, AssertionError) and not str(exc).strip():
             message = "assertion failed"
-        finding = Finding(cid, tier, "check_error", message,
-                          fix="See the check's traceback in the pytest output",
-                          details={"exception": type(exc).__name__})
+        finding = Finding(
+            cid,
+            tier,
+            "check_error",
+            message,
+            fix="See the check's traceback in the pytest output",
+            details={"exception": type(exc).__name__},
+        )
         base.update(outcome="failed", finding=finding_dict(finding))
         return base
     if call.when == "call":

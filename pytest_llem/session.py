@@ -7,8 +7,14 @@ from typing import Any
 
 from .report import CheckResult, Finding, Report
 
-BUILTIN_IDS = ("docker-cli", "docker-daemon", "host-driver", "nvidia-toolkit",
-               "cuda-compat", "gpu-in-container")
+BUILTIN_IDS = (
+    "docker-cli",
+    "docker-daemon",
+    "host-driver",
+    "nvidia-toolkit",
+    "cuda-compat",
+    "gpu-in-container",
+)
 
 
 @dataclass
@@ -37,9 +43,13 @@ class Outcomes:
     def record(self, data: dict[str, Any], order: int) -> None:
         finding = data.get("finding")
         result = CheckResult(
-            id=data["id"], tier=data["tier"], outcome=data["outcome"],
-            duration_s=self._durations.get(data["id"], 0.0), reason=data.get("reason", ""),
-            details=data.get("details", {}), cached=bool(data.get("cached")),
+            id=data["id"],
+            tier=data["tier"],
+            outcome=data["outcome"],
+            duration_s=self._durations.get(data["id"], 0.0),
+            reason=data.get("reason", ""),
+            details=data.get("details", {}),
+            cached=bool(data.get("cached")),
             finding=Finding(**finding) if finding else None,
         )
         self._results[result.id] = result
@@ -64,8 +74,7 @@ def host_summary(checks: list[CheckResult]) -> dict[str, Any]:
         "docker_server_version": daemon.get("server_version", ""),
         "driver_version": driver.get("driver_version", ""),
         "cuda_version": driver.get("cuda_version", ""),
-        "gpus": [{k: g.get(k) for k in ("index", "name", "uuid")}
-                 for g in driver.get("gpus", [])],
+        "gpus": [{k: g.get(k) for k in ("index", "name", "uuid")} for g in driver.get("gpus", [])],
         "remote_daemon": bool(daemon.get("remote_daemon", False)),
     }
     return host

@@ -39,7 +39,9 @@ class Settings:
             pull_s = pull_s if pull_s is not None else study.pull_timeout_s
             cache_s = cache_s if cache_s is not None else study.cache_s
         skip = frozenset(
-            part.strip() for value in (opt.llem_skip or []) for part in value.split(",")
+            part.strip()
+            for value in (opt.llem_skip or [])
+            for part in value.split(",")
             if part.strip()
         )
         return cls(

@@ -19,7 +19,7 @@ from .dispatch import (
 )
 from .errors import ConfigError, DockerError, LLEMError
 from .manifest import ExperimentRecord, Manifest
-from .runners import RunnerSpec, docker_images, experiment_image, resolve_runners
+from .runners import RunnerSpec, experiment_image, preflight_settings, resolve_runners
 
 if TYPE_CHECKING:
     from .report import Report
@@ -58,10 +58,12 @@ def run_study_preflight(
         return None
     from .preflight import run_docker_preflight
 
+    settings = preflight_settings(study, runners)
     return run_docker_preflight(
-        images=docker_images(study, runners),
-        timeout_s=study.docker.probe_timeout_s,
-        cache_s=study.docker.probe_cache_s,
+        images=settings.images,
+        timeout_s=settings.timeout_s,
+        pull_timeout_s=settings.pull_timeout_s,
+        cache_s=settings.cache_s,
     )
 
 

@@ -39,16 +39,19 @@ def failed(cause: str, message: str, *, fix: str = "", url: str = "", **details:
 
 
 def warned(cause: str, message: str, *, fix: str = "", url: str = "", **details: Any) -> Verdict:
-    return Verdict("warning", _finding(cause, message, fix, url, details, "warning"),
-                   details=details)
+    return Verdict(
+        "warning", _finding(cause, message, fix, url, details, "warning"), details=details
+    )
 
 
-def _finding(cause: str, message: str, fix: str, url: str, details: dict[str, Any],
-             severity: str) -> Finding:
+def _finding(
+    cause: str, message: str, fix: str, url: str, details: dict[str, Any], severity: str
+) -> Finding:
     if not fix and not url:
         fix, url = remedy(cause)
-    return Finding("", 0, cause, message, fix, url, details,
-                   "warning" if severity == "warning" else "error")
+    return Finding(
+        "", 0, cause, message, fix, url, details, "warning" if severity == "warning" else "error"
+    )
 
 
 def _from_diagnosis(d: Diagnosis, message: str, **details: Any) -> Verdict:
@@ -64,15 +67,19 @@ def first_line(text: str) -> str:
 
 def docker_cli(host: HostFacts) -> Verdict:
     if host.docker_path is None:
-        return failed("docker_cli_missing", "Docker not found on PATH",
-                      fix=DOCKER_INSTALL[0], url=DOCKER_INSTALL[1])
+        return failed(
+            "docker_cli_missing",
+            "Docker not found on PATH",
+            fix=DOCKER_INSTALL[0],
+            url=DOCKER_INSTALL[1],
+        )
     return passed(path=host.docker_path)
 
 
 def docker_daemon(host: HostFacts) -> Verdict:
     if host.docker_path is None or host.version is None:
         return not_run("needs docker-cli")
-    where = {"endpoint": host.endpoint.url, "remote_daemon": host.endpoint.remote}
+    where: dict[str, Any] = {"endpoint": host.endpoint.url, "remote_daemon": host.endpoint.remote}
     result = host.version
     if result.timed_out:
         return failed(
@@ -85,44 +92,60 @@ def docker_daemon(host: HostFacts) -> Verdict:
         return passed(server_version=host.server_version, **where)
     d = diagnose(result.output, result.returncode)
     if d.cause in ("ok", "unknown"):
-        d = Diagnosis("daemon_unreachable", "", *remedy("daemon_unreachable"),
-                      details={"output": result.output})
+        d = Diagnosis(
+            "daemon_unreachable",
+            "",
+            *remedy("daemon_unreachable"),
+            details={"output": result.output},
+        )
     line = first_line(result.stderr) or first_line(result.output) or "no answer"
     label = {"daemon_permission_denied": "Permission denied on the Docker daemon socket"}.get(
-        d.cause, "Cannot reach the Docker daemon")
+        d.cause, "Cannot reach the Docker daemon"
+    )
     return _from_diagnosis(d, f"{label} at {host.endpoint.url}: {line}", **where)
 
 
 def nvidia_toolkit(host: HostFacts) -> Verdict:
     if host.endpoint.remote:
-        return skipped(f"remote daemon ({host.endpoint.url}): the toolkit on that host is "
-                       "proved by the GPU probe")
+        return skipped(
+            f"remote daemon ({host.endpoint.url}): the toolkit on that host is "
+            "proved by the GPU probe"
+        )
     found = {k: v for k, v in host.toolkit.items() if k != "nvidia-container-runtime-hook"}
     if not found:
-        return failed("toolkit_missing", "NVIDIA Container Toolkit not found",
-                      fix="Install the NVIDIA Container Toolkit",
-                      url="https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/"
-                      "install-guide.html")
+        return failed(
+            "toolkit_missing",
+            "NVIDIA Container Toolkit not found",
+            fix="Install the NVIDIA Container Toolkit",
+            url="https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/"
+            "install-guide.html",
+        )
     return passed(tools=dict(found))
 
 
 def host_driver(host: HostFacts) -> Verdict:
     if host.endpoint.remote:
-        return skipped(f"remote daemon ({host.endpoint.url}): this machine's driver is "
-                       "irrelevant")
+        return skipped(f"remote daemon ({host.endpoint.url}): this machine's driver is irrelevant")
     smi = host.smi
     if smi is None or smi.missing:
-        return warned("host_driver_unavailable",
-                      "nvidia-smi not found on this host: the host driver version is unknown")
+        return warned(
+            "host_driver_unavailable",
+            "nvidia-smi not found on this host: the host driver version is unknown",
+        )
     if smi.timed_out:
-        return warned("host_driver_unavailable",
-                      f"`{smi.command}` did not answer within {smi.duration_s:.0f}s")
+        return warned(
+            "host_driver_unavailable",
+            f"`{smi.command}` did not answer within {smi.duration_s:.0f}s",
+        )
     info = host.smi_info
     if not smi.ok or info is None or not info.driver_version:
         d = diagnose(smi.output, smi.returncode)
         cause = d.cause if d.cause not in ("ok", "unknown") else "host_driver_unavailable"
-        message = d.message if d.cause == cause else (
-            f"nvidia-smi failed: {first_line(smi.output) or f'exit status {smi.returncode}'}")
+        message = (
+            d.message
+            if d.cause == cause
+            else (f"nvidia-smi failed: {first_line(smi.output) or f'exit status {smi.returncode}'}")
+        )
         fix, url = (d.fix, d.url) if d.cause == cause else remedy(cause)
         return warned(cause, message, fix=fix, url=url, **d.details)
     return passed(**host.driver_details())
@@ -152,60 +175,91 @@ def cuda_compat(
             "unknown (no host nvidia-smi and no probe saw it)",
             image=image.image,
         )
-    v = evaluate_requirements(image.info.env, driver_version=driver, cuda_version=cuda,
-                              brand=brand, arch=arch)
+    v = evaluate_requirements(
+        image.info.env, driver_version=driver, cuda_version=cuda, brand=brand, arch=arch
+    )
     details: dict[str, Any] = {
-        "image": image.image, "driver_version": driver, "cuda_version": v.cuda_version,
-        "required_cuda": v.required_cuda, "min_driver": v.min_driver, "driver_source": source,
+        "image": image.image,
+        "driver_version": driver,
+        "cuda_version": v.cuda_version,
+        "required_cuda": v.required_cuda,
+        "min_driver": v.min_driver,
+        "driver_source": source,
     }
     if v.satisfied:
         note = "; ".join(v.notes) if not v.constrained else ""
         return passed(note, **details)
     unsatisfied = ", ".join(v.failed) or "a requirement"
     required = v.required_cuda or "?"
-    message = (f"{image.image} requires CUDA {required} ({unsatisfied}); the host driver "
-               f"{driver} supports CUDA {v.cuda_version or '?'}")
+    message = (
+        f"{image.image} requires CUDA {required} ({unsatisfied}); the host driver "
+        f"{driver} supports CUDA {v.cuda_version or '?'}"
+    )
     if v.min_driver:
-        fix = (f"Upgrade the NVIDIA driver to {v.min_driver} or newer (CUDA {required}), "
-               f"or use an image built for CUDA {v.cuda_version or 'an older release'} or older")
+        fix = (
+            f"Upgrade the NVIDIA driver to {v.min_driver} or newer (CUDA {required}), "
+            f"or use an image built for CUDA {v.cuda_version or 'an older release'} or older"
+        )
     else:
         fix = "Upgrade the NVIDIA driver, or use an image built for an older CUDA"
     if v.errors:
         details["errors"] = list(v.errors)
-    return failed("cuda_requirement_unsatisfied", message, fix=fix,
-                  url="https://docs.nvidia.com/deploy/cuda-compatibility/", **details)
+    return failed(
+        "cuda_requirement_unsatisfied",
+        message,
+        fix=fix,
+        url="https://docs.nvidia.com/deploy/cuda-compatibility/",
+        **details,
+    )
 
 
-def gpu_in_container(image: ImageFacts, probe: ProbeFacts | None, host: HostFacts,
-                     compat_failed: bool, timeout_s: float) -> Verdict:
+def gpu_in_container(
+    image: ImageFacts,
+    probe: ProbeFacts | None,
+    host: HostFacts,
+    compat_failed: bool,
+    timeout_s: float,
+) -> Verdict:
     if image.info is None:
         pull = image.pull or image.inspect
         if pull.timed_out:
-            return failed("probe_timeout", f"pulling {image.image} did not finish within "
-                          f"{pull.duration_s:.0f}s", image=image.image)
+            return failed(
+                "probe_timeout",
+                f"pulling {image.image} did not finish within {pull.duration_s:.0f}s",
+                image=image.image,
+            )
         d = diagnose(pull.output, pull.returncode or 1)
         if d.cause in ("ok", "unknown"):
-            d = Diagnosis("image_not_found", "", *remedy("image_not_found"),
-                          details={"output": pull.output})
-        return _from_diagnosis(d, f"cannot pull {image.image}: "
-                               f"{first_line(pull.stderr) or first_line(pull.output)}",
-                               image=image.image)
+            d = Diagnosis(
+                "image_not_found", "", *remedy("image_not_found"), details={"output": pull.output}
+            )
+        return _from_diagnosis(
+            d,
+            f"cannot pull {image.image}: {first_line(pull.stderr) or first_line(pull.output)}",
+            image=image.image,
+        )
     if compat_failed:
         return not_run(f"cuda-compat[{image.image}] failed: the probe would repeat it")
     if probe is None:
         return not_run("no probe was started")
     result = probe.result
     if result.timed_out:
-        return failed("probe_timeout",
-                      f"GPU probe of {image.image} did not finish within {timeout_s:g}s "
-                      f"(container {probe.name} is being removed)",
-                      image=image.image, container=probe.name, command=result.command)
+        return failed(
+            "probe_timeout",
+            f"GPU probe of {image.image} did not finish within {timeout_s:g}s "
+            f"(container {probe.name} is being removed)",
+            image=image.image,
+            container=probe.name,
+            command=result.command,
+        )
     if not result.ok:
         d = diagnose(result.output, result.returncode)
         if d.cause == "ok":
             d = diagnose(result.output, result.returncode or 1)
         return _from_diagnosis(
-            d, f"GPU probe of {image.image} failed: {d.message}", image=image.image,
+            d,
+            f"GPU probe of {image.image} failed: {d.message}",
+            image=image.image,
             exit_status=result.returncode,
         )
     gpus = probe.gpus
@@ -214,11 +268,12 @@ def gpu_in_container(image: ImageFacts, probe: ProbeFacts | None, host: HostFact
         details["driver_version"] = gpus[0].get("driver_version", "")
     host_count = len(host.smi_info.gpus) if host.smi_info and host.smi_info.gpus else None
     if not gpus:
-        return failed("no_devices", f"no GPU visible inside {image.image}",
-                      **details)
+        return failed("no_devices", f"no GPU visible inside {image.image}", **details)
     if host_count is not None and len(gpus) != host_count:
-        return failed("gpu_count_mismatch",
-                      f"{len(gpus)} of the host's {host_count} GPU(s) visible inside "
-                      f"{image.image}", **details)
+        return failed(
+            "gpu_count_mismatch",
+            f"{len(gpus)} of the host's {host_count} GPU(s) visible inside {image.image}",
+            **details,
+        )
     names = ", ".join(sorted({g.get("name", "?") for g in gpus}))
     return passed(f"{len(gpus)} GPU(s): {names}", **details)

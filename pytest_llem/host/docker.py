@@ -95,7 +95,7 @@ def parse_version(result: CommandResult) -> dict[str, Any]:
 
 
 def docker_info(timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
-    fmt = '{"id":{{json .ID}},"runtimes":{{json .Runtimes}},"default_runtime":{{json .DefaultRuntime}}}'
+    fmt = '{"id":{{json .ID}},"default_runtime":{{json .DefaultRuntime}}}'
     return run(["docker", "info", "--format", fmt], timeout=timeout, env=env)
 
 
@@ -104,7 +104,8 @@ def image_inspect(
 ) -> tuple[ImageInfo | None, CommandResult]:
     result = run(
         ["docker", "image", "inspect", "--format", "{{json .}}", "--", image],
-        timeout=timeout, env=env,
+        timeout=timeout,
+        env=env,
     )
     if not result.ok:
         return None, result
@@ -129,10 +130,25 @@ def pull(image: str, timeout: float, env: Mapping[str, str] | None = None) -> Co
 def probe_argv(image: str, name: str, fields: Sequence[str] = PROBE_FIELDS) -> list[str]:
     """`docker run` of the image's nvidia-smi with every GPU, no network, no implicit pull."""
     return [
-        "docker", "run", "--rm", "--name", name, "--gpus", "all", "--network", "none",
-        "--pull", "never", "-e", "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
-        "--entrypoint", "nvidia-smi", "--", image,
-        f"--query-gpu={','.join(fields)}", "--format=csv,noheader",
+        "docker",
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--gpus",
+        "all",
+        "--network",
+        "none",
+        "--pull",
+        "never",
+        "-e",
+        "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
+        "--entrypoint",
+        "nvidia-smi",
+        "--",
+        image,
+        f"--query-gpu={','.join(fields)}",
+        "--format=csv,noheader",
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -49,10 +50,8 @@ def _text(data: bytes | None) -> str:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def run(
@@ -91,8 +90,9 @@ def run(
     finally:
         with _LIVE_LOCK:
             _LIVE.discard(proc)
-    return CommandResult(tuple(argv), proc.returncode, _text(out), _text(err),
-                         time.monotonic() - start)
+    return CommandResult(
+        tuple(argv), proc.returncode, _text(out), _text(err), time.monotonic() - start
+    )
 
 
 def spawn_detached(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> None:

@@ -27,26 +27,35 @@ STOP_GRACE_S = 10.0
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the main thread is, so it unwinds like Ctrl-C."""
 
-    signum = signal.SIGTERM
 
+@dataclass
+class Signals:
+    """The SIGTERM seen inside ``sigterm_interrupts()`` (code that turns a KeyboardInterrupt
+    into its own exception, as pytest does, loses the kind)."""
 
-def signal_number(exc: KeyboardInterrupt) -> int:
-    return int(exc.signum) if isinstance(exc, Terminated) else int(signal.SIGINT)
+    received: int | None = None
+
+    def exit_status(self, exc: BaseException) -> int:
+        """128 + the signal: 143 for SIGTERM, 130 for Ctrl-C."""
+        terminated = self.received is not None or isinstance(exc, Terminated)
+        return 128 + int(signal.SIGTERM if terminated else signal.SIGINT)
 
 
 @contextmanager
-def sigterm_interrupts() -> Iterator[None]:
+def sigterm_interrupts() -> Iterator[Signals]:
     """Within the block, SIGTERM raises ``Terminated`` (main thread only; elsewhere a no-op)."""
+    seen = Signals()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield seen
         return
 
     def raise_terminated(signum: int, frame: FrameType | None) -> None:
+        seen.received = signum
         raise Terminated
 
     previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
-        yield
+        yield seen
     finally:
         signal.signal(signal.SIGTERM, previous)
 

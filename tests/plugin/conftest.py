@@ -6,6 +6,7 @@ import pytest
 
 BUILTINS = "docker-cli,docker-daemon,nvidia-toolkit,host-driver,cuda-compat,gpu-in-container"
 
+
 @pytest.fixture
 def bare_host(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """PATH holds nothing: no docker, no toolkit, no nvidia-smi; caches go to a temp dir."""

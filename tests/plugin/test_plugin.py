@@ -37,23 +37,29 @@ def test_missing_docker_and_toolkit_are_numbered_and_tier2_not_run(
 ) -> None:
     result = pytester.runpytest("--llem-preflight", "--llem-json", "r.json")
     assert result.ret == 1
-    result.stdout.fnmatch_lines([
-        "Docker pre-flight failed: 2 issue(s) found",
-        "  1. [docker-cli] Docker not found on PATH",
-        "     Fix: Install Docker Engine — https://docs.docker.com/engine/install/",
-        "  2. [nvidia-toolkit] NVIDIA Container Toolkit not found",
-        "     Fix: Install the NVIDIA Container Toolkit — https://docs.nvidia.com/datacenter/"
-        "cloud-native/container-toolkit/install-guide.html",
-        "Warnings:",
-        "  - [host-driver] nvidia-smi not found on this host: the host driver version is unknown",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "Docker pre-flight failed: 2 issue(s) found",
+            "  1. [docker-cli] Docker not found on PATH",
+            "     Fix: Install Docker Engine — https://docs.docker.com/engine/install/",
+            "  2. [nvidia-toolkit] NVIDIA Container Toolkit not found",
+            "     Fix: Install the NVIDIA Container Toolkit — https://docs.nvidia.com/datacenter/"
+            "cloud-native/container-toolkit/install-guide.html",
+            "Warnings:",
+            "  - [host-driver] nvidia-smi not found on this host: the host driver version is unknown",
+        ]
+    )
     data = json.loads((pytester.path / "r.json").read_text())
     assert data["schema"] == 1 and data["status"] == "failed"
     assert [(f["number"], f["id"], f["cause"]) for f in data["failures"]] == [
-        (1, "docker-cli", "docker_cli_missing"), (2, "nvidia-toolkit", "toolkit_missing")]
+        (1, "docker-cli", "docker_cli_missing"),
+        (2, "nvidia-toolkit", "toolkit_missing"),
+    ]
     outcomes = {c["id"]: c["outcome"] for c in data["checks"]}
     assert outcomes == {
-        "docker-cli": "failed", "docker-daemon": "not-run", "host-driver": "warning",
+        "docker-cli": "failed",
+        "docker-daemon": "not-run",
+        "host-driver": "warning",
         "nvidia-toolkit": "failed",
         "cuda-compat[nvidia/cuda:12.0.0-base-ubuntu22.04]": "not-run",
         "gpu-in-container[nvidia/cuda:12.0.0-base-ubuntu22.04]": "not-run",
@@ -63,24 +69,35 @@ def test_missing_docker_and_toolkit_are_numbered_and_tier2_not_run(
 
 def test_user_checks_are_ordered_gated_and_reported(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_mine=USER_CHECKS)
-    result = pytester.runpytest("--llem-preflight", "--llem-skip", BUILTINS, ".",
-                                "--llem-json", "r.json", "-v")
+    result = pytester.runpytest(
+        "--llem-preflight", "--llem-skip", BUILTINS, ".", "--llem-json", "r.json", "-v"
+    )
     assert result.ret == 1
     data = json.loads((pytester.path / "r.json").read_text())
     ids = [c["id"] for c in data["checks"] if c["outcome"] != "skipped"]
     assert ids == ["model-cache", "zz-user-ok", "gpu-memory"]  # by tier, then id
-    assert data["failures"] == [{
-        "number": 1, "id": "gpu-memory", "tier": 2, "cause": "check_error",
-        "message": "only 8 GiB free on GPU 0", "fix": "free GPU memory", "url": "",
-        "details": {"free_gib": 8}}]
+    assert data["failures"] == [
+        {
+            "number": 1,
+            "id": "gpu-memory",
+            "tier": 2,
+            "cause": "check_error",
+            "message": "only 8 GiB free on GPU 0",
+            "fix": "free GPU memory",
+            "url": "",
+            "details": {"free_gib": 8},
+        }
+    ]
     assert [w["id"] for w in data["warnings"]] == ["model-cache"]
     assert "test_not_a_check" not in result.stdout.str()
-    result.stdout.fnmatch_lines(["  1. [gpu-memory] only 8 GiB free on GPU 0",
-                                 "     Fix: free GPU memory"])
+    result.stdout.fnmatch_lines(
+        ["  1. [gpu-memory] only 8 GiB free on GPU 0", "     Fix: free GPU memory"]
+    )
 
 
 def test_tier1_failure_stops_later_tiers(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_mine="""
+    pytester.makepyfile(
+        test_mine="""
         import pytest
         import pytest_llem.checking as llem
 
@@ -95,32 +112,44 @@ def test_tier1_failure_stops_later_tiers(pytester: pytest.Pytester) -> None:
         @pytest.mark.preflight(tier=2, id="later")
         def test_later():
             raise RuntimeError("must not run")
-    """)
-    result = pytester.runpytest("--llem-preflight", "--llem-skip", BUILTINS, ".", "-x",
-                                "--llem-json", "r.json")
+    """
+    )
+    result = pytester.runpytest(
+        "--llem-preflight", "--llem-skip", BUILTINS, ".", "-x", "--llem-json", "r.json"
+    )
     assert result.ret == 1
     data = json.loads((pytester.path / "r.json").read_text())
     # -x is neutralised: both tier-1 failures are reported together.
     assert [(f["id"], f["cause"]) for f in data["failures"]] == [
-        ("a-broken", "check_error"), ("b-also-broken", "check_error")]
+        ("a-broken", "check_error"),
+        ("b-also-broken", "check_error"),
+    ]
     assert "numbers differ" in data["failures"][1]["message"]
     later = next(c for c in data["checks"] if c["id"] == "later")
     assert later["outcome"] == "not-run" and "a-broken" in later["reason"]
 
 
 def test_warnings_only_pass_with_exit_zero(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_mine="""
+    pytester.makepyfile(
+        test_mine="""
         import pytest
         import pytest_llem.checking as llem
 
         @pytest.mark.preflight(tier=1, id="soft")
         def test_soft():
             llem.warn("just so you know", fix="nothing to do")
-    """)
+    """
+    )
     result = pytester.runpytest("--llem-preflight", "--llem-skip", BUILTINS, ".")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["Docker pre-flight passed with 1 warning(s)", "Warnings:",
-                                 "  - [soft] just so you know", "    Fix: nothing to do"])
+    result.stdout.fnmatch_lines(
+        [
+            "Docker pre-flight passed with 1 warning(s)",
+            "Warnings:",
+            "  - [soft] just so you know",
+            "    Fix: nothing to do",
+        ]
+    )
 
 
 def test_skip_all_and_unknown_ids(pytester: pytest.Pytester) -> None:
@@ -135,9 +164,18 @@ def test_skip_all_and_unknown_ids(pytester: pytest.Pytester) -> None:
 
 def test_skip_by_full_image_id(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest(
-        "--llem-preflight", "--llem-image", "a/b:1", "--llem-image", "c/d:2",
-        "--llem-skip", "docker-cli,docker-daemon,nvidia-toolkit,host-driver",
-        "--llem-skip", "gpu-in-container[c/d:2]", "--llem-json", "r.json")
+        "--llem-preflight",
+        "--llem-image",
+        "a/b:1",
+        "--llem-image",
+        "c/d:2",
+        "--llem-skip",
+        "docker-cli,docker-daemon,nvidia-toolkit,host-driver",
+        "--llem-skip",
+        "gpu-in-container[c/d:2]",
+        "--llem-json",
+        "r.json",
+    )
     data = json.loads((pytester.path / "r.json").read_text())
     outcomes = {c["id"]: c["outcome"] for c in data["checks"]}
     assert outcomes["gpu-in-container[c/d:2]"] == "skipped"
@@ -154,10 +192,12 @@ def test_invalid_image_is_a_usage_error(pytester: pytest.Pytester) -> None:
 
 
 def test_inert_without_the_flag(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_plain="""
+    pytester.makepyfile(
+        test_plain="""
         def test_one():
             assert True
-    """)
+    """
+    )
     result = pytester.runpytest("-v")
     result.assert_outcomes(passed=1)
     assert "pre-flight" not in result.stdout.str()
@@ -176,3 +216,27 @@ def test_junit_xml_carries_causes(pytester: pytest.Pytester) -> None:
     xml = (pytester.path / "j.xml").read_text()
     assert 'name="llem_cause" value="docker_cli_missing"' in xml
     assert "Docker not found on PATH" in xml
+
+
+def _outcomes(path: str) -> dict[str, object]:
+    data = json.loads(open(path).read())
+    for check in data["checks"]:
+        check.pop("duration_s")
+    return {k: data[k] for k in ("status", "failures", "warnings", "checks")}
+
+
+@pytest.mark.parametrize("workers", ["2", "4"])
+def test_xdist_gives_the_same_findings(pytester: pytest.Pytester, workers: str) -> None:
+    pytester.makepyfile(test_mine=USER_CHECKS.replace("def test_not_a_check", "def _unused"))
+    common = ["--llem-preflight", ".", "--llem-image", "a/b:1"]
+    plain = pytester.runpytest_subprocess(*common, "--llem-json", "plain.json")
+    dist = pytester.runpytest_subprocess(*common, "-n", workers, "--llem-json", "dist.json")
+    assert plain.ret == dist.ret == 1
+    assert _outcomes(str(pytester.path / "plain.json")) == _outcomes(
+        str(pytester.path / "dist.json"))
+    dist.stdout.fnmatch_lines(["Docker pre-flight failed: 2 issue(s) found"])
+
+
+def test_works_without_xdist(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--llem-preflight", "-p", "no:xdist", "--llem-skip", "all")
+    assert result.ret == 0

@@ -5,23 +5,35 @@ Independent of pytest_llem by design, so that the tests can catch the product's 
 
 from .engine import DOCKER_CLI, Engine, EngineError, engine_unavailable_reason, rootfs_tar
 from .hanging import HangingSocket
-from .hook import REQUIREMENT_ERROR, compare_versions, unsatisfied_requirement
+from .hook import DELAY_ENV, REQUIREMENT_ERROR, HookCall, compare_versions, unsatisfied_requirement
 from .host import (
     DOCKER_CLIS,
     TEST_USER,
     TOOLKIT,
+    HostScenario,
+    HostSetup,
     HostSmi,
     HostTools,
+    ProductRunner,
     as_user,
     ensure_test_user,
     run,
     user_command,
 )
-from .scenario import DEFAULT_GPUS, Gpu, GpuScenario, HookBehaviour, nvidia_smi_script, visible_gpus
+from .scenario import (
+    DEFAULT_GPUS,
+    Gpu,
+    GpuScenario,
+    HookBehaviour,
+    ScenarioSetter,
+    nvidia_smi_script,
+    visible_gpus,
+)
 from .workload import WORKLOAD_PATH, build_workload_image
 
 __all__ = [
     "DEFAULT_GPUS",
+    "DELAY_ENV",
     "DOCKER_CLI",
     "DOCKER_CLIS",
     "REQUIREMENT_ERROR",
@@ -34,8 +46,13 @@ __all__ = [
     "GpuScenario",
     "HangingSocket",
     "HookBehaviour",
+    "HookCall",
+    "HostScenario",
+    "HostSetup",
     "HostSmi",
     "HostTools",
+    "ProductRunner",
+    "ScenarioSetter",
     "as_user",
     "build_workload_image",
     "compare_versions",

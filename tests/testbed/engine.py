@@ -9,6 +9,7 @@ import functools
 import io
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -21,8 +22,9 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
-from .hook import DELAY_ENV, HOOK_LOG_ENV, SCENARIO_ENV
+from .hook import DELAY_ENV, HOOK_LOG_ENV, SCENARIO_ENV, HookCall
 from .scenario import GpuScenario
 
 DOCKER_CLI = "/usr/bin/docker"  # the engine's own CLI (20.10)
@@ -30,27 +32,33 @@ HOOK_NAME = "nvidia-container-runtime-hook"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ENGINE_ENV = "LLEM_TESTBED_ENGINE"  # marks every process of an engine (daemon, shims, hooks)
 _HOOK_SCRIPT = Path(__file__).with_name("hook.py")
+_DIRS = "bin usr usr/bin usr/local usr/local/bin etc root proc sys dev run var"
 _APPLETS = (
-    "sh ash [ awk basename cat chmod cp cut date dirname echo env expr false find grep head id kill "
-    "ln ls mkdir mv printf ps pwd rm rmdir sed seq sleep sort stat tail tee test timeout touch tr "
-    "true uname wc which xargs"
-).split()
+    "sh ash [ awk basename cat chmod cp cut date dirname echo env expr false find grep head id kill"
+    " ln ls mkdir mv printf ps pwd rm rmdir sed seq sleep sort stat tail tee test timeout touch tr"
+    " true uname wc which xargs"
+)
 
 
 class EngineError(RuntimeError):
     pass
 
 
+@functools.cache
 def engine_unavailable_reason() -> str | None:
     """Why no private engine can be started here, or None when one can."""
     if os.geteuid() != 0:
         return "the Docker test bed starts private dockerd instances and needs root"
-    tools = {"dockerd": "docker.io", "containerd": "docker.io", "runc": "docker.io", "busybox": "busybox-static"}
-    missing = sorted({pkg for tool, pkg in tools.items() if shutil.which(tool, path=SYSTEM_PATH) is None})
+    needs = {"dockerd": "docker.io", "containerd": "docker.io", "runc": "docker.io"}
+    missing = {pkg for tool, pkg in needs.items() if shutil.which(tool, path=SYSTEM_PATH) is None}
     if not Path(DOCKER_CLI).is_file():
-        missing.append("docker.io")
+        missing.add("docker.io")
+    busybox = shutil.which("busybox", path=SYSTEM_PATH)
+    if busybox is None or not _is_static(Path(busybox)):
+        missing.add("busybox-static")
     if missing:
-        return f"the Docker test bed needs {', '.join(sorted(set(missing)))}: run scripts/provision.sh as root"
+        needed = ", ".join(sorted(missing))
+        return f"the Docker test bed needs {needed}: run scripts/provision.sh as root"
     return None
 
 
@@ -59,30 +67,30 @@ def _is_static(binary: Path) -> bool:
     data = binary.read_bytes()
     if data[:4] != b"\x7fELF":
         return False
-    wide, order = data[4] == 2, "little" if data[5] == 1 else "big"
+    wide = data[4] == 2
+    order: Literal["little", "big"] = "little" if data[5] == 1 else "big"
     phoff = int.from_bytes(data[32:40] if wide else data[28:32], order)
     size = int.from_bytes(data[54:56] if wide else data[42:44], order)
     count = int.from_bytes(data[56:58] if wide else data[44:46], order)
-    return all(int.from_bytes(data[phoff + i * size : phoff + i * size + 4], order) != 3 for i in range(count))
+    return all(
+        int.from_bytes(data[phoff + i * size : phoff + i * size + 4], order) != 3
+        for i in range(count)
+    )
 
 
 @functools.cache
 def _busybox_rootfs() -> bytes:
     """A tar of a minimal root filesystem: a static busybox and links to its applets."""
-    busybox = Path(shutil.which("busybox", path=SYSTEM_PATH) or "/bin/busybox").resolve()
-    if not _is_static(busybox):
-        raise EngineError(f"{busybox} is not statically linked: install busybox-static")
+    busybox = Path(shutil.which("busybox", path=SYSTEM_PATH) or "/bin/busybox")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, mode in [("bin", 0o755), ("usr", 0o755), ("usr/bin", 0o755), ("usr/local", 0o755)]:
-            _add_dir(tar, name, mode)
-        for name in ["usr/local/bin", "etc", "root", "proc", "sys", "dev", "run", "var"]:
+        for name in _DIRS.split():
             _add_dir(tar, name, 0o755)
         _add_dir(tar, "tmp", 0o1777)
         _add_file(tar, "bin/busybox", busybox.read_bytes(), 0o755)
         _add_file(tar, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)
         _add_file(tar, "etc/group", b"root:x:0:\n", 0o644)
-        for applet in _APPLETS:
+        for applet in _APPLETS.split():
             link = tarfile.TarInfo(f"bin/{applet}")
             link.type, link.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(link)
@@ -108,17 +116,23 @@ def rootfs_tar(files: Mapping[str, str | bytes] | None = None) -> bytes:
         return base
     buffer = io.BytesIO(base)
     with tarfile.open(fileobj=buffer, mode="a") as tar:
+        present = set(tar.getnames())
         for name, content in files.items():
             data = content.encode() if isinstance(content, str) else content
             parts = Path(name.lstrip("/")).parts
             for depth in range(1, len(parts)):
-                _add_dir(tar, "/".join(parts[:depth]), 0o755)
+                if (parent := "/".join(parts[:depth])) not in present:
+                    _add_dir(tar, parent, 0o755)
+                    present.add(parent)
             _add_file(tar, "/".join(parts), data, 0o755 if data.startswith(b"#!") else 0o644)
     return buffer.getvalue()
 
 
 class _TcpForwarder:
-    """127.0.0.1:PORT → the engine's unix socket: a "remote" daemon without dockerd's TCP warning delay."""
+    """127.0.0.1:PORT → the engine's unix socket.
+
+    A "remote" daemon without the delay that dockerd adds to a TCP host without TLS.
+    """
 
     def __init__(self, unix_socket: str) -> None:
         self._target = unix_socket
@@ -132,11 +146,14 @@ class _TcpForwarder:
         while True:
             try:
                 client, _ = self._listener.accept()
-                upstream = socket.socket(socket.AF_UNIX)
+            except OSError:  # closed
+                return
+            upstream = socket.socket(socket.AF_UNIX)
+            try:
                 upstream.connect(self._target)
-            except OSError:
-                if self._listener.fileno() == -1:
-                    return
+            except OSError:  # the daemon is gone: the client sees the connection drop
+                client.close()
+                upstream.close()
                 continue
             with self._lock:
                 self._open.update((client, upstream))
@@ -164,6 +181,8 @@ class Engine:
     With `gpu=True` the fake `nvidia-container-runtime-hook` is first on the daemon's PATH, so
     dockerd registers its built-in NVIDIA device driver and `--gpus` works as the scenario says;
     with `gpu=False` `docker run --gpus` fails as on a host without the NVIDIA toolkit.
+    LLEM_TESTBED_HOOK_DELAY_S, when set at start(), reaches the hook through the daemon's
+    environment: every `--gpus` container then costs that much GPU initialisation time.
     """
 
     def __init__(self, *, gpu: bool = True, start_timeout: float = 30.0) -> None:
@@ -186,10 +205,13 @@ class Engine:
         daemon_path = f"{hook_dir}:{SYSTEM_PATH}" if self.gpu else SYSTEM_PATH
         if self.gpu:
             wrapper = hook_dir / HOOK_NAME
-            wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -S -E {_HOOK_SCRIPT} "$@"\n')
+            command = shlex.join([sys.executable, "-S", "-E", str(_HOOK_SCRIPT)])
+            wrapper.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
             wrapper.chmod(0o755)
         elif shutil.which(HOOK_NAME, path=daemon_path):
-            raise EngineError(f"a real {HOOK_NAME} is installed on this machine: no GPU-less engine possible")
+            raise EngineError(
+                f"a real {HOOK_NAME} is installed on this machine: no GPU-less engine possible"
+            )
         self.set_scenario(GpuScenario())
         (self.dir / "daemon.json").write_text("{}")
         env = {
@@ -201,7 +223,8 @@ class Engine:
         }
         if DELAY_ENV in os.environ:
             env[DELAY_ENV] = os.environ[DELAY_ENV]
-        namespace = f"llem-{self.dir.name}"
+        # Own containerd namespaces: isolated even where dockerd joins a system containerd.
+        namespace = "llem-" + "".join(filter(str.isalnum, self.dir.name))
         args = [
             shutil.which("dockerd", path=SYSTEM_PATH) or "dockerd",
             f"--config-file={self.dir}/daemon.json",
@@ -219,7 +242,12 @@ class Engine:
         ]
         with open(self.daemon_log, "wb") as log:
             self._proc = subprocess.Popen(
-                args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                args,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         atexit.register(self.stop)
         try:
@@ -234,13 +262,21 @@ class Engine:
         deadline = time.monotonic() + self.start_timeout
         while not self._ping():
             if self._proc.poll() is not None:
-                raise EngineError(f"dockerd exited with status {self._proc.returncode}:\n{self.log_tail()}")
+                raise EngineError(
+                    f"dockerd exited with status {self._proc.returncode}:\n{self.log_tail()}"
+                )
             if time.monotonic() > deadline:
-                raise EngineError(f"dockerd did not answer within {self.start_timeout:.0f} s:\n{self.log_tail()}")
+                raise EngineError(
+                    f"dockerd did not answer within {self.start_timeout:.0f} s:\n{self.log_tail()}"
+                )
             time.sleep(0.05)
-        version = self.docker("version", "--format", "{{.Server.Version}}", check=False, timeout=self.start_timeout)
+        version = self.docker(
+            "version", "--format", "{{.Server.Version}}", check=False, timeout=self.start_timeout
+        )
         if version.returncode != 0:
-            raise EngineError(f"`docker version` failed: {version.stderr.strip()}\n{self.log_tail()}")
+            raise EngineError(
+                f"`docker version` failed: {version.stderr.strip()}\n{self.log_tail()}"
+            )
         self.server_version = version.stdout.strip()
 
     def _ping(self) -> bool:
@@ -259,7 +295,7 @@ class Engine:
         return ""
 
     def stop(self) -> None:
-        """Remove every container, end every process of the engine, unmount and delete its directory."""
+        """Remove all containers, end all processes of the engine, unmount, delete its directory."""
         atexit.unregister(self.stop)
         if self._forwarder is not None:
             self._forwarder.close()
@@ -310,7 +346,9 @@ class Engine:
         return sorted(
             pid
             for pid, (cmdline, environ, root) in self._processes().items()
-            if marker in environ.split(b"\0") or str(self.dir).encode() in cmdline or root.startswith(prefix)
+            if marker in environ.split(b"\0")
+            or str(self.dir).encode() in cmdline
+            or root.startswith(prefix)
         )
 
     def _hook_pids(self) -> list[int]:
@@ -350,7 +388,10 @@ class Engine:
         return self.start()
 
     def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -370,7 +411,7 @@ class Engine:
         return None if self._forwarder is None else f"tcp://127.0.0.1:{self._forwarder.port}"
 
     def enable_tcp(self) -> str:
-        """Serve the engine on tcp://127.0.0.1:PORT as well (a "remote" daemon); returns that host."""
+        """Serve the engine on tcp://127.0.0.1:PORT too (a "remote" daemon); returns that host."""
         if self._forwarder is None:
             self._forwarder = _TcpForwarder(self.unix_socket)
         return f"tcp://127.0.0.1:{self._forwarder.port}"
@@ -397,7 +438,9 @@ class Engine:
             check=False,
         )
         if check and result.returncode != 0:
-            raise EngineError(f"docker {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+            raise EngineError(
+                f"docker {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}"
+            )
         return result
 
     def containers(self) -> list[str]:
@@ -414,7 +457,10 @@ class Engine:
             "--filter=type=container",
             "--format={{.Action}} {{.Actor.ID}}",
         ).stdout
-        return [(action, ident) for action, _, ident in (line.partition(" ") for line in out.splitlines())]
+        return [
+            (action, ident)
+            for action, _, ident in (line.partition(" ") for line in out.splitlines())
+        ]
 
     def created_since(self, since: float) -> list[str]:
         """Ids of the containers created from `since` on: the engine saw no container when empty."""
@@ -435,11 +481,13 @@ class Engine:
         partial.write_text(scenario.to_json())
         partial.replace(self.scenario_file)
 
-    def hook_calls(self, since: float = 0.0) -> list[dict[str, object]]:
+    def hook_calls(self, since: float = 0.0) -> list[HookCall]:
         """The hook's invocations ({time, id, mode, env}) from `since` on."""
         if not self.hook_log.exists():
             return []
-        calls = [json.loads(line) for line in self.hook_log.read_text().splitlines() if line]
+        calls: list[HookCall] = [
+            json.loads(line) for line in self.hook_log.read_text().splitlines() if line
+        ]
         return [call for call in calls if call["time"] >= since]
 
     def build_image(
@@ -461,7 +509,9 @@ class Engine:
             check=False,
         )
         if result.returncode != 0:
-            raise EngineError(f"docker import {ref} failed: {result.stderr.decode(errors='replace').strip()}")
+            raise EngineError(
+                f"docker import {ref} failed: {result.stderr.decode(errors='replace').strip()}"
+            )
         return result.stdout.decode().strip()
 
 

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
+import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
 
 
 class HangingSocket:
-    """A unix socket listener that accepts every connection and never writes a byte."""
+    """A unix socket listener that accepts every connection and never writes a byte.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    Without `path` the socket lives in a short directory of its own under /tmp (a unix socket
+    path must stay under about 100 characters).
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._own_dir = None if path else Path(tempfile.mkdtemp(prefix="llem-", dir="/tmp"))
+        self.path = path or Path(f"{self._own_dir}/hang.sock")
         self._listener: socket.socket | None = None
         self._accepted: list[socket.socket] = []
 
@@ -26,7 +33,9 @@ class HangingSocket:
         listener.bind(str(self.path))
         listener.listen(16)
         self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True, name="llem-hanging-socket").start()
+        threading.Thread(
+            target=self._accept, args=(listener,), daemon=True, name="llem-hanging-socket"
+        ).start()
         return self
 
     def _accept(self, listener: socket.socket) -> None:
@@ -42,11 +51,16 @@ class HangingSocket:
             conn.close()
         self._accepted.clear()
         self.path.unlink(missing_ok=True)
+        if self._own_dir is not None:
+            shutil.rmtree(self._own_dir, ignore_errors=True)
 
     def __enter__(self) -> HangingSocket:
         return self.start()
 
     def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()

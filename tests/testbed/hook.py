@@ -16,11 +16,12 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypedDict
 
 if __package__:
-    from .scenario import GpuScenario, nvidia_smi_script, visible_gpus
+    from .scenario import GpuScenario, SmiFailure, nvidia_smi_script, visible_gpus
 else:  # run by the engine as a script
-    from scenario import GpuScenario, nvidia_smi_script, visible_gpus  # type: ignore[no-redef]
+    from scenario import GpuScenario, SmiFailure, nvidia_smi_script, visible_gpus  # type: ignore[no-redef,import-not-found]
 
 SCENARIO_ENV = "LLEM_TESTBED_SCENARIO"
 HOOK_LOG_ENV = "LLEM_TESTBED_HOOK_LOG"
@@ -30,6 +31,17 @@ REQUIREMENT_ERROR = (
     "nvidia-container-cli: requirement error: unsatisfied condition: {}, "
     "please update your driver to a newer version, or use an earlier cuda container"
 )
+
+
+class HookCall(TypedDict):
+    """One invocation of the hook, as logged to LLEM_TESTBED_HOOK_LOG."""
+
+    time: float
+    id: str
+    mode: str
+    env: dict[str, str]
+
+
 _CONDITION = re.compile(r"^(?P<key>[a-z]+)(?P<op>>=|<=|!=|=|<|>)(?P<value>\S+)$")
 
 
@@ -53,7 +65,11 @@ def _holds(condition: str, scenario: GpuScenario) -> bool:
     if key == "brand":
         same = scenario.brand.lower() == wanted.lower()
         return same if op == "=" else (not same if op == "!=" else False)
-    facts = {"cuda": scenario.cuda_version, "driver": scenario.driver_version, "arch": scenario.arch}
+    facts = {
+        "cuda": scenario.cuda_version,
+        "driver": scenario.driver_version,
+        "arch": scenario.arch,
+    }
     if key not in facts:
         return False
     order = compare_versions(facts[key], wanted)
@@ -82,7 +98,9 @@ def unsatisfied_requirement(env: Mapping[str, str], scenario: GpuScenario) -> st
     """The condition of the container's requirements that the host fails, or None."""
     if env.get("NVIDIA_DISABLE_REQUIRE", "").lower() in ("1", "t", "true"):
         return None
-    requirements = [value for key, value in sorted(env.items()) if key.startswith("NVIDIA_REQUIRE_")]
+    requirements = [
+        value for key, value in sorted(env.items()) if key.startswith("NVIDIA_REQUIRE_")
+    ]
     cuda = env.get("CUDA_VERSION", "")
     if cuda and "NVIDIA_REQUIRE_CUDA" not in env:  # a legacy image: its CUDA_VERSION is the minimum
         requirements.append("cuda>=" + ".".join(cuda.split(".")[:2]))
@@ -102,7 +120,7 @@ def _write_smi(root: Path, script: str) -> None:
     target.chmod(0o755)
 
 
-def _log(record: dict[str, object]) -> None:
+def _log(record: HookCall) -> None:
     path = os.environ.get(HOOK_LOG_ENV)
     if path:
         with open(path, "a") as log:
@@ -118,9 +136,13 @@ def main(argv: list[str]) -> int:
     env = dict(item.split("=", 1) for item in config["process"].get("env", []) if "=" in item)
     root = bundle / config["root"]["path"]  # absolute as dockerd writes it, else bundle-relative
     path = os.environ.get(SCENARIO_ENV)
-    scenario = GpuScenario.from_json(Path(path).read_text()) if path and Path(path).exists() else GpuScenario()
+    scenario = (
+        GpuScenario.from_json(Path(path).read_text())
+        if path and Path(path).exists()
+        else GpuScenario()
+    )
     hook = scenario.hook
-    _log({"time": time.time(), "id": state.get("id", ""), "mode": hook.mode, "env": env})
+    _log(HookCall(time=time.time(), id=state.get("id", ""), mode=hook.mode, env=env))
 
     delay = hook.delay_s if hook.delay_s is not None else float(os.environ.get(DELAY_ENV) or 0)
     time.sleep(delay)
@@ -143,7 +165,9 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"nvidia-container-cli: device error: {unknown.args[0]}: unknown device")
         return 1
     if scenario.container_smi != "missing":
-        failure = "nvml_unknown" if scenario.container_smi == "nvml_unknown" else None
+        failure: SmiFailure | None = (
+            "nvml_unknown" if scenario.container_smi == "nvml_unknown" else None
+        )
         _write_smi(root, nvidia_smi_script(scenario, gpus=gpus, failure=failure))
     return 0
 

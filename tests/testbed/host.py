@@ -6,7 +6,6 @@ import contextlib
 import functools
 import os
 import pwd
-import shlex
 import shutil
 import signal
 import stat
@@ -14,12 +13,24 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple, Protocol
 
 from .engine import Engine
-from .scenario import GpuScenario, nvidia_smi_script
+from .scenario import GpuScenario, nvidia_smi_script, print_lines
 
 HostSmi = Literal["ok", "missing", "driver_not_loaded", "nvml_mismatch", "no_devices"]
+HostScenario = Literal[
+    "healthy",
+    "no_docker",
+    "daemon_down",
+    "permission_denied",
+    "remote",
+    "toolkit_missing",
+    "smi_missing",
+    "driver_not_loaded",
+    "nvml_mismatch",
+    "no_devices",
+]
 TOOLKIT = ("nvidia-ctk", "nvidia-container-cli", "nvidia-container-runtime")
 DOCKER_CLIS = ("/usr/bin/docker", "/usr/local/bin/docker")
 TEST_USER = "llemtest"
@@ -27,16 +38,23 @@ TOOLKIT_VERSION = "1.14.3"
 _COMMIT = "53b24618a542025b108239fe602e66e912b7d6e2"
 
 
-def _script(lines: Sequence[str], exit_code: int = 0) -> str:
-    quoted = " ".join(shlex.quote(line) for line in lines)
-    return f"#!/bin/sh\nprintf '%s\\n' {quoted}\nexit {exit_code}\n"
+def _script(lines: Sequence[str]) -> str:
+    return f"#!/bin/sh\n{print_lines(lines)}\n"
 
 
 def _toolkit_script(name: str, scenario: GpuScenario) -> str:
     if name == "nvidia-ctk":
-        return _script([f"NVIDIA Container Toolkit CLI version {TOOLKIT_VERSION}", f"commit: {_COMMIT}"])
+        return _script(
+            [f"NVIDIA Container Toolkit CLI version {TOOLKIT_VERSION}", f"commit: {_COMMIT}"]
+        )
     if name == "nvidia-container-runtime":
-        return _script([f"NVIDIA Container Runtime version {TOOLKIT_VERSION}", f"commit: {_COMMIT}", "spec: 1.1.0"])
+        return _script(
+            [
+                f"NVIDIA Container Runtime version {TOOLKIT_VERSION}",
+                f"commit: {_COMMIT}",
+                "spec: 1.1.0",
+            ]
+        )
     version = [
         f"cli-version: {TOOLKIT_VERSION}",
         f"lib-version: {TOOLKIT_VERSION}",
@@ -45,7 +63,10 @@ def _toolkit_script(name: str, scenario: GpuScenario) -> str:
         "build compiler: x86_64-linux-gnu-gcc-7 7.5.0",
         "build platform: x86_64",
     ]
-    info = [f"NVRM version:   {scenario.driver_version}", f"CUDA version:   {scenario.cuda_version}"]
+    info = [
+        f"NVRM version:   {scenario.driver_version}",
+        f"CUDA version:   {scenario.cuda_version}",
+    ]
     for index, gpu in enumerate(scenario.gpus):
         info += [
             "",
@@ -57,16 +78,18 @@ def _toolkit_script(name: str, scenario: GpuScenario) -> str:
             f"Bus Location:   {gpu.pci_bus_id}",
             f"Architecture:   {scenario.arch}",
         ]
-    show = " ".join(shlex.quote(line) for line in version)
-    listing = " ".join(shlex.quote(line) for line in info)
     return (
         "#!/bin/sh\n"
         'for a in "$@"; do case $a in\n'
-        f"  -V|--version) printf '%s\\n' {show}; exit 0 ;;\n"
-        f"  info) printf '%s\\n' {listing}; exit 0 ;;\n"
+        f"  -V|--version) {print_lines(version)}; exit 0 ;;\n"
+        f"  info) {print_lines(info)}; exit 0 ;;\n"
         "esac; done\n"
-        "exit 0\n"
     )
+
+
+class HostSetup(NamedTuple):
+    env: dict[str, str]  # the product's environment
+    as_user: bool  # run the product as the non-root test user
 
 
 class HostTools:
@@ -126,7 +149,12 @@ class HostTools:
         self.remove("nvidia-smi")
         if state != "missing":
             failure = None if state == "ok" else state
-            self.install("nvidia-smi", nvidia_smi_script(self.scenario, failure=failure, nvml_library_version=nvml_library_version))
+            self.install(
+                "nvidia-smi",
+                nvidia_smi_script(
+                    self.scenario, failure=failure, nvml_library_version=nvml_library_version
+                ),
+            )
 
     def use_toolkit(self, names: Iterable[str]) -> None:
         """Exactly these toolkit executables are present (none for an empty list)."""
@@ -142,6 +170,27 @@ class HostTools:
         self.scenario = scenario
         self.use_nvidia_smi(self._smi)
         self.use_toolkit([name for name in TOOLKIT if (self.bin / name).exists()])
+
+    def prepare(self, name: HostScenario, engine: Engine) -> HostSetup:
+        """Switch to a named host scenario around `engine` (healthy until now)."""
+        docker_host: str | None = None
+        if name == "no_docker":
+            self.use_docker(None)
+        elif name == "daemon_down":
+            docker_host = self.dead_docker_host
+        elif name == "permission_denied":
+            self.give_to()
+        elif name == "remote":
+            docker_host = engine.enable_tcp()
+            self.use_toolkit([])
+            self.use_nvidia_smi("missing")
+        elif name == "toolkit_missing":
+            self.use_toolkit([])
+        elif name == "smi_missing":
+            self.use_nvidia_smi("missing")
+        elif name != "healthy":
+            self.use_nvidia_smi(name)
+        return HostSetup(self.env(engine, docker_host), name == "permission_denied")
 
     def env(
         self,
@@ -176,7 +225,7 @@ class HostTools:
 
 @functools.cache
 def ensure_test_user(user: str = TEST_USER) -> str:
-    """Create the non-root test user if missing, and let it run this Python and read the repository."""
+    """Create the non-root test user if missing; let it run this Python and read the repository."""
     try:
         pwd.getpwnam(user)
     except KeyError:
@@ -231,3 +280,17 @@ def as_user(
 ) -> subprocess.CompletedProcess[str]:
     """Run `cmd` as the non-root test user with exactly `env`."""
     return run(user_command(cmd), env, timeout=timeout, cwd=cwd)
+
+
+class ProductRunner(Protocol):
+    """The `run_product` fixture: runs `["llem", ...]` or `["pytest", ...]` as a subprocess."""
+
+    def __call__(
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        timeout: float = 120,
+        *,
+        user: bool = False,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]: ...

@@ -11,7 +11,7 @@ import json
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 HookMode = Literal["ok", "fail", "sleep", "garbage"]
 ContainerSmi = Literal["ok", "missing", "nvml_unknown"]
@@ -27,7 +27,10 @@ SMI_FAILURES: dict[str, tuple[tuple[str, ...], int]] = {
         9,
     ),
     "nvml_mismatch": (
-        ("Failed to initialize NVML: Driver/library version mismatch", "NVML library version: {nvml}"),
+        (
+            "Failed to initialize NVML: Driver/library version mismatch",
+            "NVML library version: {nvml}",
+        ),
         18,
     ),
     "no_devices": (("No devices were found",), 6),
@@ -103,7 +106,7 @@ class GpuScenario:
     @classmethod
     def from_json(cls, text: str) -> GpuScenario:
         data: dict[str, Any] = json.loads(text)
-        gpus = tuple(Gpu(**gpu) for gpu in data.pop("gpus", [dataclasses.asdict(g) for g in DEFAULT_GPUS]))
+        gpus = tuple(Gpu(**gpu) for gpu in data.pop("gpus")) if "gpus" in data else DEFAULT_GPUS
         hook = HookBehaviour(**data.pop("hook", {}))
         return cls(gpus=gpus, hook=hook, **data)
 
@@ -137,26 +140,41 @@ def _fields(scenario: GpuScenario, index: int, gpu: Gpu, count: int) -> dict[str
 _ALIASES = {"gpu_name": "name", "gpu_uuid": "uuid", "gpu_bus_id": "pci.bus_id"}
 
 
+def _row(left: str, middle: str, right: str) -> str:
+    """One line of nvidia-smi's three-column table (91 characters wide)."""
+    return f"| {left:<39} | {middle:>22} | {right:>20} |"
+
+
+def _rule(fill: str, ends: str, last: str) -> str:
+    return f"{ends}{fill * 41}+{fill * 24}+{fill * 22}{last}"
+
+
 def _banner(scenario: GpuScenario, gpus: Sequence[Gpu]) -> list[str]:
-    rule = "+-----------------------------------------+------------------------+----------------------+"
     driver, cuda = scenario.driver_version, scenario.cuda_version
     lines = [
         "Thu Nov 28 17:00:00 2026",
-        "+-----------------------------------------------------------------------------------------+",
+        "+" + "-" * 89 + "+",
         f"| NVIDIA-SMI {driver:<22} Driver Version: {driver:<14} CUDA Version: {cuda:<9}|",
-        "|-----------------------------------------+------------------------+----------------------+",
-        "| GPU  Name                 Persistence-M | Bus-Id          Disp.A | Volatile Uncorr. ECC |",
-        "| Fan  Temp   Perf          Pwr:Usage/Cap |           Memory-Usage | GPU-Util  Compute M. |",
-        "|                                         |                        |               MIG M. |",
-        "|=========================================+========================+======================|",
+        _rule("-", "|", "+"),
+        _row(
+            "GPU  Name                 Persistence-M",
+            "Bus-Id          Disp.A",
+            "Volatile Uncorr. ECC",
+        ),
+        _row("Fan  Temp   Perf          Pwr:Usage/Cap", "Memory-Usage", "GPU-Util  Compute M."),
+        _row("", "", "MIG M."),
+        _rule("=", "|", "|"),
     ]
     for index, gpu in enumerate(gpus):
-        memory = f"0MiB / {gpu.memory_mib}MiB"
         lines += [
-            f"|{index:>4}  {gpu.name:<30}  On | {gpu.pci_bus_id:>18} Off | {0:>20} |",
-            f"| N/A   30C    P0             70W /  700W | {memory:>22} | {'0%      Default':>20} |",
-            f"| {'':<39} | {'':<22} | {'Disabled':>20} |",
-            rule,
+            _row(f"{index:>3}  {gpu.name:<30}  On", f"{gpu.pci_bus_id} Off", "0"),
+            _row(
+                "N/A   30C    P0             70W /  700W",
+                f"0MiB / {gpu.memory_mib}MiB",
+                "0%      Default",
+            ),
+            _row("", "", "Disabled"),
+            _rule("-", "+", "+"),
         ]
     return lines
 
@@ -182,7 +200,8 @@ def _full_query(scenario: GpuScenario, gpus: Sequence[Gpu]) -> list[str]:
     return lines
 
 
-def _print(lines: Sequence[str]) -> str:
+def print_lines(lines: Sequence[str]) -> str:
+    """A shell command (builtins only) that prints `lines`."""
     return "printf '%s\\n' " + " ".join(shlex.quote(line) for line in lines)
 
 
@@ -204,7 +223,14 @@ def nvidia_smi_script(
     head = ["#!/bin/sh", "# nvidia-smi emulated by the pytest-llem test bed"]
     if failure is not None:
         texts, code = SMI_FAILURES[failure]
-        return "\n".join([*head, _print([t.format(nvml=nvml_library_version) for t in texts]), f"exit {code}", ""])
+        return "\n".join(
+            [
+                *head,
+                print_lines([t.format(nvml=nvml_library_version) for t in texts]),
+                f"exit {code}",
+                "",
+            ]
+        )
 
     values = []
     for index, gpu in enumerate(gpus):
@@ -233,13 +259,14 @@ value() {{
   esac
 }}
 case $mode in
-  list) {_print(listing)} ;;
-  full) {_print(_full_query(scenario, gpus))} ;;
-  table) {_print(_banner(scenario, gpus))} ;;
+  list) {print_lines(listing)} ;;
+  full) {print_lines(_full_query(scenario, gpus))} ;;
+  table) {print_lines(_banner(scenario, gpus))} ;;
   query)
     case $fmt in
       csv*) ;;
-      *) printf '%s\\n' '"--format=" switch is missing. Please use --format=csv' 'Run "nvidia-smi -h" for help.'
+      *) printf '%s\\n' '"--format=" switch is missing. Please use --format=csv'
+         printf '%s\\n' 'Run "nvidia-smi -h" for help.'
          exit 2 ;;
     esac
     set -f; old=$IFS; IFS=', '; set -- $fields; IFS=$old; set +f
@@ -282,3 +309,8 @@ def visible_gpus(value: str | None, gpus: Sequence[Gpu]) -> list[Gpu]:
         chosen += match
     return chosen
 
+
+class ScenarioSetter(Protocol):
+    """The `scenario` fixture: `scenario(**changes)` or `scenario(base, **changes)`."""
+
+    def __call__(self, base: GpuScenario | None = None, /, **changes: Any) -> GpuScenario: ...

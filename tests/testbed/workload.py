@@ -26,4 +26,6 @@ echo "llem-workload: done"
 
 def build_workload_image(engine: Engine, ref: str, env: Mapping[str, str] | None = None) -> str:
     """A busybox image whose command is the workload above; returns its id."""
-    return engine.build_image(ref, env=env, cmd=[WORKLOAD_PATH], files={WORKLOAD_PATH: WORKLOAD_SCRIPT})
+    return engine.build_image(
+        ref, env=env, cmd=[WORKLOAD_PATH], files={WORKLOAD_PATH: WORKLOAD_SCRIPT}
+    )

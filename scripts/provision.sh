@@ -1,0 +1,39 @@
+#!/bin/sh
+# Installs what the Docker test bed needs: dockerd, containerd and runc (Debian's docker.io) and a
+# static busybox (busybox-static). Idempotent and quiet when all is present. It never starts the
+# system Docker service: the test bed starts private daemons of its own.
+set -eu
+
+static_busybox() { # the image root filesystems need a busybox without a program interpreter
+  dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' && return 0
+  bb=$(command -v busybox 2>/dev/null) || return 1
+  command -v readelf >/dev/null 2>&1 && ! LC_ALL=C readelf -l "$bb" | grep -q 'program interpreter'
+}
+
+missing=""
+for tool in dockerd containerd runc; do
+  if ! PATH="/usr/local/sbin:/usr/sbin:/sbin:$PATH" command -v "$tool" >/dev/null 2>&1; then
+    missing=" docker.io"
+  fi
+done
+[ -x /usr/bin/docker ] || missing=" docker.io"
+static_busybox || missing="$missing busybox-static"
+[ -n "$missing" ] || exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "provision.sh: run as root to install:$missing" >&2
+  exit 1
+fi
+echo "provision.sh: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+# Keep the packages' maintainer scripts from starting any service (Debian's policy-rc.d).
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
+apt-get update -qq
+# shellcheck disable=SC2086 # the package list is meant to split
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
+echo "provision.sh: done"

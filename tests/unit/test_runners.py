@@ -1,0 +1,297 @@
+"""Runner resolution (CLI > env > study > user config > default), images, and the skip rule."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_llem.config import StudyConfig, UserConfig, load_study, with_user_defaults
+from pytest_llem.errors import ConfigError
+from pytest_llem.report import Report
+from pytest_llem.runners import (
+    RunnerSpec,
+    docker_images,
+    env_runners,
+    parse_runner_option,
+    preflight_settings,
+    resolve_runners,
+)
+from pytest_llem.study import run_study, run_study_preflight, skip_source
+
+NO_ENV: dict[str, str] = {"XDG_CONFIG_HOME": "/nonexistent"}
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The process environment without the machine's runners, user config or docker context."""
+    for name in list(os.environ):
+        if name.startswith("LLEM_RUNNER_") or name.startswith("DOCKER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+def make_study(
+    *,
+    runners: dict[str, str] | None = None,
+    user_runners: dict[str, str] | None = None,
+    experiments: list[dict[str, Any]] | None = None,
+    **fields: Any,
+) -> StudyConfig:
+    data: dict[str, Any] = {
+        "runners": runners or {},
+        "experiments": experiments
+        if experiments is not None
+        else [{"model": "m", "backend": "vllm", "command": ["run"]}],
+        **fields,
+    }
+    study = StudyConfig.model_validate(data)
+    return with_user_defaults(study, UserConfig(runners=user_runners or {}), Path("study.yaml"))
+
+
+# -- precedence --------------------------------------------------------------------------------
+
+LAYERS = {
+    "cli": "docker:cli/img:1",
+    "env": "docker:env/img:1",
+    "study": "docker:study/img:1",
+    "user": "docker:user/img:1",
+}
+SOURCES = {
+    "cli": "cli",
+    "env": "env LLEM_RUNNER_VLLM",
+    "study": "study runners.vllm",
+    "user": "user config",
+}
+
+
+@pytest.mark.parametrize("present", [["cli", "env", "study", "user"], ["env", "study", "user"],
+                                     ["study", "user"], ["user"], []])  # fmt: skip
+def test_precedence(present: list[str]) -> None:
+    given = {layer: LAYERS[layer] for layer in present}
+    study = make_study(
+        runners={"vllm": given["study"]} if "study" in given else None,
+        user_runners={"vllm": given["user"]} if "user" in given else None,
+    )
+    env = {**NO_ENV, **({"LLEM_RUNNER_VLLM": given["env"]} if "env" in given else {})}
+    cli = {"vllm": given["cli"]} if "cli" in given else None
+    spec = resolve_runners(study, env, cli)["vllm"]
+    if present:
+        winner = present[0]
+        assert spec == RunnerSpec("docker", LAYERS[winner].removeprefix("docker:"), SOURCES[winner])
+    else:
+        assert spec == RunnerSpec("local", None, "default")
+
+
+def test_each_backend_resolves_on_its_own() -> None:
+    study = make_study(
+        runners={"pytorch": "local"},
+        experiments=[
+            {"model": "a", "backend": "pytorch", "command": ["x"]},
+            {"model": "b", "backend": "vllm", "image": "v/img:1"},
+            {"model": "c", "backend": "tensorrt", "command": ["y"]},
+        ],
+    )
+    specs = resolve_runners(study, {**NO_ENV, "LLEM_RUNNER_VLLM": "docker"})
+    assert list(specs) == ["pytorch", "vllm", "tensorrt"]
+    assert specs["pytorch"] == RunnerSpec("local", None, "study runners.pytorch")
+    assert specs["vllm"] == RunnerSpec("docker", None, "env LLEM_RUNNER_VLLM")
+    assert specs["tensorrt"] == RunnerSpec("local", None, "default")
+    assert str(specs["vllm"]) == "docker"
+    assert str(RunnerSpec("docker", "a/b:1", "cli")) == "docker:a/b:1"
+
+
+def test_bare_docker_takes_the_backend_image() -> None:
+    study = make_study(runners={"vllm": "docker"}, docker={"images": {"vllm": "v/img:2"}})
+    assert resolve_runners(study, NO_ENV)["vllm"] == RunnerSpec(
+        "docker", "v/img:2", "study runners.vllm"
+    )
+
+
+def test_bare_docker_without_any_image_is_a_config_error() -> None:
+    study = make_study(runners={"vllm": "docker"})
+    with pytest.raises(ConfigError, match=r"the docker runner \(from study runners.vllm\) needs"):
+        resolve_runners(study, NO_ENV)
+
+
+def test_a_local_runner_needs_a_command() -> None:
+    study = make_study(experiments=[{"model": "m", "backend": "vllm"}])
+    with pytest.raises(ConfigError, match=r"the local runner \(from default\) needs a command"):
+        resolve_runners(study, NO_ENV)
+
+
+@pytest.mark.parametrize(
+    ("env", "cli", "message"),
+    [
+        ({"LLEM_RUNNER_VLLM": "podman"}, None,
+         "LLEM_RUNNER_VLLM: invalid runner 'podman' (expected local, docker or docker:<image>)"),
+        ({"LLEM_RUNNER_VLLM": "docker:$(touch /tmp/x)"}, None,
+         "LLEM_RUNNER_VLLM: invalid image reference '$(touch /tmp/x)' ("),
+        ({"LLEM_RUNNER_JAX": "local"}, None,
+         "LLEM_RUNNER_JAX: unknown backend 'jax' (known backends: pytorch, tensorrt, vllm)"),
+        ({}, {"vllm": "Docker"},
+         "--runner vllm: invalid runner 'Docker' (expected local, docker or docker:<image>)"),
+    ],
+)  # fmt: skip
+def test_invalid_override_values(
+    env: dict[str, str], cli: dict[str, str] | None, message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_runners(make_study(), {**NO_ENV, **env}, cli)
+    assert str(info.value).startswith(message)
+
+
+def test_env_runners_reads_only_its_prefix() -> None:
+    assert env_runners({"LLEM_RUNNER_PYTORCH": "local", "PATH": "/bin"}) == {"pytorch": "local"}
+
+
+@pytest.mark.parametrize(
+    ("text", "result"),
+    [("vllm=docker:a/b:1", ("vllm", "docker:a/b:1")), ("pytorch=local", ("pytorch", "local"))],
+)
+def test_runner_option(text: str, result: tuple[str, str]) -> None:
+    assert parse_runner_option(text) == result
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("vllm", "--runner vllm: expected BACKEND=RUNNER"),
+        ("jax=local", "--runner jax=local: unknown backend 'jax'"),
+    ],
+)
+def test_runner_option_errors(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_runner_option(text)
+
+
+# -- images ------------------------------------------------------------------------------------
+
+
+def test_docker_images_are_the_dispatched_ones_in_order_once() -> None:
+    study = make_study(
+        runners={"vllm": "docker:v/default:1", "tensorrt": "docker", "pytorch": "local"},
+        docker={"images": {"tensorrt": "t/img:1"}},
+        experiments=[
+            {"model": "a", "backend": "vllm"},
+            {"model": "b", "backend": "pytorch", "command": ["x"], "image": "ignored/local:1"},
+            {"model": "c", "backend": "vllm", "image": "v/special:2"},
+            {"model": "d", "backend": "tensorrt"},
+            {"model": "e", "backend": "vllm"},
+        ],
+    )
+    runners = resolve_runners(study, NO_ENV)
+    assert docker_images(study, runners) == ["v/default:1", "v/special:2", "t/img:1"]
+    settings = preflight_settings(study, runners)
+    assert settings.images == ("v/default:1", "v/special:2", "t/img:1")
+    assert (settings.timeout_s, settings.pull_timeout_s, settings.cache_s) == (30, 600, 900)
+
+
+def test_preflight_settings_fall_back_to_the_probe_image() -> None:
+    study = make_study(
+        experiments=[{"model": "a", "backend": "pytorch", "command": ["x"]}],
+        docker={"probe_image": "p/probe:1", "probe_timeout_s": 5, "probe_cache_s": 0},
+    )
+    settings = preflight_settings(study, resolve_runners(study, NO_ENV))
+    assert settings.images == ("p/probe:1",)
+    assert (settings.timeout_s, settings.cache_s) == (5, 0)
+
+
+# -- the pre-flight of a study, and its skip rule ----------------------------------------------
+
+
+@pytest.fixture
+def preflight_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = []
+
+    def fake(**kwargs: Any) -> Report:
+        calls.append(kwargs)
+        return Report()
+
+    monkeypatch.setattr("pytest_llem.preflight.run_docker_preflight", fake)
+    return calls
+
+
+DOCKER_STUDY: dict[str, Any] = {"runners": {"vllm": "docker:v/img:1"}}
+
+
+@pytest.mark.parametrize(
+    ("yaml_skip", "api_skip", "cli_skip", "source"),
+    [
+        (None, False, None, None),
+        (True, False, None, "execution.skip_preflight in study.yaml"),
+        (False, False, None, None),
+        (None, True, None, "skip_preflight=True"),
+        (True, False, False, None),  # --no-skip-preflight wins over the YAML
+        (False, False, True, "--skip-preflight"),  # --skip-preflight wins over the YAML
+        (None, True, False, None),  # and over the API argument
+    ],
+)
+def test_skip_precedence(
+    yaml_skip: bool | None, api_skip: bool, cli_skip: bool | None, source: str | None
+) -> None:
+    study = make_study(execution={"skip_preflight": yaml_skip}, **DOCKER_STUDY)
+    assert skip_source(study, api_skip, cli_skip) == source
+
+
+def test_docker_skip_alias() -> None:
+    study = make_study(docker={"skip_preflight": True}, **DOCKER_STUDY)
+    assert skip_source(study) == "docker.skip_preflight in study.yaml"
+
+
+def test_preflight_runs_with_the_study_images_and_limits(
+    preflight_calls: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = make_study(docker={"probe_timeout_s": 7, "probe_cache_s": 0}, **DOCKER_STUDY)
+    assert isinstance(run_study_preflight(study), Report)
+    assert preflight_calls == [
+        {"images": ("v/img:1",), "timeout_s": 7, "pull_timeout_s": 600, "cache_s": 0}
+    ]
+    assert capsys.readouterr().err == ""
+
+
+def test_preflight_not_run_without_a_docker_runner(
+    preflight_calls: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = make_study(runners={"vllm": "local"}, execution={"skip_preflight": True})
+    assert run_study_preflight(study) is None
+    assert preflight_calls == []
+    assert capsys.readouterr().err == ""  # nothing to skip: no warning either
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "where"),
+    [
+        ({"cli_skip": True}, "--skip-preflight"),
+        ({}, "execution.skip_preflight in study.yaml"),
+    ],
+)
+def test_skip_warns_once_naming_its_source(
+    preflight_calls: list[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    kwargs: dict[str, Any],
+    where: str,
+) -> None:
+    study = make_study(execution={"skip_preflight": True}, **DOCKER_STUDY)
+    assert run_study_preflight(study, **kwargs) is None
+    assert preflight_calls == []
+    assert capsys.readouterr().err == f"llem: warning: Docker pre-flight skipped ({where})\n"
+
+
+def test_no_skip_flag_runs_it_despite_the_yaml(preflight_calls: list[dict[str, Any]]) -> None:
+    study = make_study(execution={"skip_preflight": True}, **DOCKER_STUDY)
+    run_study_preflight(study, cli_skip=False)
+    assert len(preflight_calls) == 1
+
+
+def test_env_override_reaches_the_preflight(
+    preflight_calls: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LLEM_RUNNER_VLLM", "docker:env/img:3")
+    path = tmp_path / "s.yaml"
+    path.write_text("experiments: [{model: m, backend: vllm, command: [x]}]\n")
+    run_study(load_study(path), dry_run=True)
+    assert preflight_calls[0]["images"] == ("env/img:3",)
