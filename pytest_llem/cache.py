@@ -9,6 +9,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,31 +26,42 @@ def cache_dir(env: dict[str, str] | None = None) -> Path:
     return Path(base) / "llenergymeasure"
 
 
+def host_identity(host: HostFacts) -> dict[str, str]:
+    """Daemon id, toolkit version and the hash of the toolkit's config file."""
+    info = docker.docker_info(timeout=10)
+    daemon_id = ""
+    if info.ok:
+        with contextlib.suppress(ValueError, AttributeError):
+            daemon_id = str(json.loads(info.stdout).get("id") or "")
+    return {
+        "daemon_id": daemon_id,
+        "toolkit_version": nvidia.toolkit_version(host.toolkit, timeout=10),
+        "toolkit_config": nvidia.toolkit_config_digest(),
+    }
+
+
 class ProbeCache:
     """A JSON file of passed probes; damaged or unwritable files are ignored, never fatal."""
 
-    def __init__(self, ttl_s: float, path: Path | None = None) -> None:
+    def __init__(
+        self,
+        ttl_s: float,
+        path: Path | None = None,
+        identify: Callable[[HostFacts], dict[str, str]] | None = None,
+    ) -> None:
         self.ttl_s = ttl_s
         self.path = path or cache_dir() / "probes.json"
+        self._identify = identify or host_identity
         self._lock = threading.Lock()
         self._identity: dict[str, str] | None = None
 
     def _host_identity(self, host: HostFacts) -> dict[str, str] | None:
-        """Daemon id and toolkit version and config, asked once (None: cannot key safely)."""
+        """What identifies the engine and toolkit, asked once (None: cannot key safely)."""
         with self._lock:
             if self._identity is None:
-                info = docker.docker_info(timeout=10)
-                daemon_id = ""
-                if info.ok:
-                    with contextlib.suppress(ValueError, AttributeError):
-                        daemon_id = str(json.loads(info.stdout).get("id") or "")
-                self._identity = {
-                    "daemon_id": daemon_id,
-                    "toolkit_version": nvidia.toolkit_version(host.toolkit, timeout=10),
-                    "toolkit_config": nvidia.toolkit_config_digest(),
-                }
+                self._identity = self._identify(host)
             identity = dict(self._identity)
-        return identity if identity["daemon_id"] else None
+        return identity if identity.get("daemon_id") else None
 
     def key(self, host: HostFacts, image: ImageFacts) -> str | None:
         identity = self._host_identity(host)

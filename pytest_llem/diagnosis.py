@@ -103,7 +103,7 @@ _RULES: tuple[_Rule, ...] = (
         manifest for \S+ not found
         manifest unknown
         no matching manifest for
-        failed to resolve reference "[^"\n]*":[^\n]*\bnot found
+        failed to resolve reference "[^"\n]{0,300}":[^\n]{0,300}\bnot found
         no such image
         image not known
         name unknown:
@@ -158,15 +158,15 @@ _RULES: tuple[_Rule, ...] = (
         cdi device injection failed
         failed to (?:refresh|create|initialize) cdi (?:registry|cache)
         unknown cdi device
-        error mounting "?/\S*lib\w*(?:cuda|nvidia)[\w-]*\.so\.\d
-        cannot stat `?/\S*lib\w*(?:cuda|nvidia)[\w-]*\.so\.\d
+        error mounting "?/\S{0,200}?lib\w{0,40}?(?:cuda|nvidia)[\w-]*\.so\.\d
+        cannot stat `?/\S{0,200}?lib\w{0,40}?(?:cuda|nvidia)[\w-]*\.so\.\d
     """),
     _rule("nvidia_runtime_unknown", "daemon", r"""
         unknown or invalid runtime name:? "?nvidia
         unknown runtime specified:? "?nvidia
         no runtime for "?nvidia
         no valid executable found for oci runtime "?nvidia
-        oci runtime "?nvidia"?[^\n]*not found
+        oci runtime "?nvidia"?[^\n]{0,200}not found
     """),
     _rule("gpu_driver_not_configured", "daemon", r"""
         could not select device driver
@@ -174,9 +174,9 @@ _RULES: tuple[_Rule, ...] = (
     """),
     _rule("toolkit_hook_missing", "oci-hook", r"""
         couldn't find binary nvidia-container-(?:cli|runtime-hook|toolkit)
-        exec: "?[^\s"]*nvidia-container-[\w-]*"?: executable file not found
-        exec: "?[^\s"]*nvidia-container-[\w-]*"?: (?:no such file|stat )
-        fork/exec \S*nvidia-container-(?:runtime-hook|toolkit|cli|runtime): no such file
+        exec: "?[^\s"]{0,200}?nvidia-container-[\w-]*"?: executable file not found
+        exec: "?[^\s"]{0,200}?nvidia-container-[\w-]*"?: (?:no such file|stat )
+        fork/exec \S{0,200}?nvidia-container-(?:runtime-hook|toolkit|cli|runtime): no such file
         nvidia-container-cli: error while loading shared libraries
         error executing hook `[^`\n]*nvidia[^`\n]*` \(exit code: 127\)
     """),
@@ -224,17 +224,17 @@ _RULES: tuple[_Rule, ...] = (
         no cuda-capable device is detected
         unable to determine the device handle for gpu
         gpu is lost
-        device error: [^\n]*unknown device
+        device error: [^\n]{0,200}unknown device
         cuda_error_no_device
     """),
     # -- a command that does not exist: group "cmd" names it
     _rule(_COMMAND, "oci-runtime", r'exec: "(?P<cmd>[^"\n]+)": executable file not found'),
     _rule(_COMMAND, "oci-runtime", r"executable file `(?P<cmd>[^`\n]+)` not found"),
-    _rule(_COMMAND, "oci-runtime", r'exec: "(?P<cmd>[^"\n]+)": stat [^\n]*no such file'),
-    _rule(_COMMAND, "shell", r"(?P<cmd>[\w.+/-]*[a-z_][\w.+/-]*): command not found"),
+    _rule(_COMMAND, "oci-runtime", r'exec: "(?P<cmd>[^"\n]+)": stat [^\n]{0,300}no such file'),
+    _rule(_COMMAND, "shell", r"(?<![\w.+/-])(?P<cmd>[a-z_./][\w.+/-]{0,100}): command not found"),
     _rule(_COMMAND, "shell", r"command not found: (?P<cmd>[\w.+/-]+)"),
     _rule(_COMMAND, "shell",
-          r"(?:^|\s)[\w/.-]*sh(?:: (?:line )?\d+)?: (?:\d+: )?(?P<cmd>[\w.+/-]+): not found"),
+          r"(?:^|\s)[\w/.-]{0,64}sh(?:: (?:line )?\d+)?: (?:\d+: )?(?P<cmd>[\w.+/-]+): not found"),
     _rule(_COMMAND, "shell", r"'(?P<cmd>[^'\n]+)' is not recognized as an internal"),
     _rule(_COMMAND, "shell", r"the term '(?P<cmd>[^'\n]+)' is not recognized"),
     _rule(_COMMAND, "shell", r"unknown command:? '?(?P<cmd>[\w.+/-]+)"),
@@ -318,9 +318,9 @@ _PLATFORM = re.compile(r"no matching manifest for ([\w/.-]+)", re.I)
 # -- text preparation -----------------------------------------------------------------------
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
-_ESCAPED_QUOTE = re.compile(r'\\+"')
-_ESCAPED_NEWLINE = re.compile(r"\\+[nr]")
-_ESCAPED_TAB = re.compile(r"\\+t")
+_ESCAPED_QUOTE = re.compile(r'(?<!\\)\\+"')
+_ESCAPED_NEWLINE = re.compile(r"(?<!\\)\\+[nr]")
+_ESCAPED_TAB = re.compile(r"(?<!\\)\\+t")
 _BLANKS = re.compile(r"[ \t\f\v\u00a0]+")
 _TYPOGRAPHIC = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
 

@@ -233,7 +233,8 @@ def test_xdist_gives_the_same_findings(pytester: pytest.Pytester, workers: str) 
     dist = pytester.runpytest_subprocess(*common, "-n", workers, "--llem-json", "dist.json")
     assert plain.ret == dist.ret == 1
     assert _outcomes(str(pytester.path / "plain.json")) == _outcomes(
-        str(pytester.path / "dist.json"))
+        str(pytester.path / "dist.json")
+    )
     dist.stdout.fnmatch_lines(["Docker pre-flight failed: 2 issue(s) found"])
 
 

@@ -295,3 +295,50 @@ def test_env_override_reaches_the_preflight(
     path.write_text("experiments: [{model: m, backend: vllm, command: [x]}]\n")
     run_study(load_study(path), dry_run=True)
     assert preflight_calls[0]["images"] == ("env/img:3",)
+
+
+# -- what a resolved runner turns into ---------------------------------------------------------
+
+
+def test_docker_run_argv_is_the_contract() -> None:
+    from pytest_llem.dispatch import docker_run_argv
+
+    argv = docker_run_argv("v/img:1", "llem-s-001", Path("/runs/x"), "001", ["serve", "--fast"])
+    assert argv == [
+        "docker", "run", "--rm", "--gpus", "all", "--name", "llem-s-001",
+        "-v", "/runs/x:/run/llem", "-e", "LLEM_CONFIG_PATH=/run/llem/001_config.json",
+        "v/img:1", "serve", "--fast",
+    ]  # fmt: skip
+    assert docker_run_argv("v/img:1", "n", Path("/r"), "a", None)[-1] == "v/img:1"
+
+
+@pytest.mark.parametrize(
+    ("study", "exp_id", "name"),
+    [
+        ("e2e", "001", "llem-e2e-001"),
+        ("my study/ü", "x.1", "llem-my-study-x.1"),
+        ("$(id)", "a_b", "llem-id-a_b"),
+        ("---", "1", "llem-x-1"),
+    ],
+)
+def test_container_name(study: str, exp_id: str, name: str) -> None:
+    from pytest_llem.dispatch import container_name
+
+    assert container_name(study, exp_id) == name
+
+
+def test_run_dir_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import datetime, timezone
+
+    from pytest_llem.dispatch import make_run_dir, run_dir_for
+
+    monkeypatch.chdir(tmp_path)
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    default = run_dir_for(None, "my study", when)
+    assert default == tmp_path / "llem-runs" / "my-study-20260102T030405Z"
+    assert run_dir_for("out", "s") == tmp_path / "out"
+    assert make_run_dir(default, "run directory", exclusive=True) == default
+    again = make_run_dir(default, "run directory", exclusive=True)
+    assert again == default.with_name(default.name + "-2")  # two runs in one second
+    assert make_run_dir(tmp_path / "out", "--output", exclusive=False).is_dir()
+    assert make_run_dir(tmp_path / "out", "--output", exclusive=False) == tmp_path / "out"

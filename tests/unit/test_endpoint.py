@@ -1,0 +1,52 @@
+"""Which daemon the docker CLI will talk to: DOCKER_HOST, DOCKER_CONTEXT, the current context."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pytest_llem.host.docker import DEFAULT_HOST, daemon_endpoint
+
+
+def _context(config: Path, name: str, host: str) -> None:
+    meta = config / "contexts" / "meta" / hashlib.sha256(name.encode()).hexdigest()
+    meta.mkdir(parents=True)
+    (meta / "meta.json").write_text(
+        json.dumps({"Name": name, "Endpoints": {"docker": {"Host": host}}})
+    )
+
+
+def test_default_socket(tmp_path: Path) -> None:
+    endpoint = daemon_endpoint({"DOCKER_CONFIG": str(tmp_path)})
+    assert endpoint.url == DEFAULT_HOST and not endpoint.remote
+
+
+def test_docker_host_wins(tmp_path: Path) -> None:
+    _context(tmp_path, "far", "ssh://gpu-box")
+    env = {
+        "DOCKER_CONFIG": str(tmp_path),
+        "DOCKER_HOST": "tcp://10.0.0.5:2376",
+        "DOCKER_CONTEXT": "far",
+    }
+    endpoint = daemon_endpoint(env)
+    assert endpoint.url == "tcp://10.0.0.5:2376" and endpoint.remote
+
+
+def test_current_context_from_cli_config(tmp_path: Path) -> None:
+    _context(tmp_path, "far", "ssh://user@gpu-box")
+    (tmp_path / "config.json").write_text(json.dumps({"currentContext": "far"}))
+    endpoint = daemon_endpoint({"DOCKER_CONFIG": str(tmp_path)})
+    assert endpoint.url == "ssh://user@gpu-box" and endpoint.remote
+    assert endpoint.context == "far"
+
+
+def test_rootless_context_is_local(tmp_path: Path) -> None:
+    _context(tmp_path, "rootless", "unix:///run/user/1000/docker.sock")
+    endpoint = daemon_endpoint({"DOCKER_CONFIG": str(tmp_path), "DOCKER_CONTEXT": "rootless"})
+    assert endpoint.url == "unix:///run/user/1000/docker.sock" and not endpoint.remote
+
+
+def test_damaged_cli_config_falls_back(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_bytes(b"\xff{not json")
+    assert daemon_endpoint({"DOCKER_CONFIG": str(tmp_path)}).url == DEFAULT_HOST

@@ -1,0 +1,174 @@
+"""The built-in checks' judgements over hand-made facts: no Docker, no subprocess."""
+
+from __future__ import annotations
+
+from pytest_llem import verdicts
+from pytest_llem.facts_types import HostFacts, ImageFacts, ProbeFacts
+from pytest_llem.host.docker import Endpoint, ImageInfo
+from pytest_llem.host.proc import CommandResult
+from pytest_llem.nvidia_smi import GpuInfo, SmiInfo
+
+VERSION_OK = CommandResult(
+    ("docker", "version"), 0, '{"Client":{"Version":"28.2.2"},"Server":{"Version":"27.3.1"}}'
+)
+CUDA124 = {
+    "CUDA_VERSION": "12.4.1",
+    "NVIDIA_REQUIRE_CUDA": "cuda>=12.4 brand=tesla,driver>=470,driver<471 brand=tesla,driver>=535,driver<536",
+}
+
+
+def _host(
+    driver: str | None = "550.54.15",
+    cuda: str | None = "12.4",
+    brand: str = "Tesla",
+    gpus: int = 2,
+    version: CommandResult | None = VERSION_OK,
+    url: str = "unix:///var/run/docker.sock",
+    smi: CommandResult | None = None,
+) -> HostFacts:
+    info = None
+    if driver:
+        info = SmiInfo(
+            driver,
+            cuda,
+            [
+                GpuInfo(i, "NVIDIA H100", f"GPU-{i}", brand=brand, architecture="Hopper")
+                for i in range(gpus)
+            ],
+        )
+    return HostFacts(
+        Endpoint(url),
+        "/usr/bin/docker",
+        version,
+        {"nvidia-ctk": "/usr/bin/x"},
+        smi or CommandResult(("nvidia-smi", "-q"), 0, "..."),
+        info,
+    )
+
+
+def _image(env: dict[str, str], name: str = "img:1") -> ImageFacts:
+    return ImageFacts(name, ImageInfo("sha256:abc", env), CommandResult(("docker",), 0))
+
+
+def _probe(lines: list[tuple[str, str]], rc: int = 0, out: str = "") -> ProbeFacts:
+    gpus = [
+        {"index": str(i), "name": n, "uuid": u, "driver_version": "550.54.15"}
+        for i, (n, u) in enumerate(lines)
+    ]
+    return ProbeFacts("img:1", "llem-probe-x", CommandResult(("docker", "run"), rc, "", out), gpus)
+
+
+def test_daemon_passes_with_server_version() -> None:
+    v = verdicts.docker_daemon(_host())
+    assert v.outcome == "passed" and v.details["server_version"] == "27.3.1"
+
+
+def test_daemon_permission_denied_is_not_unreachable() -> None:
+    out = (
+        "permission denied while trying to connect to the Docker daemon socket at "
+        'unix:///var/run/docker.sock: Get "http://%2Fvar%2Frun%2Fdocker.sock/v1.47/version":'
+        " dial unix /var/run/docker.sock: connect: permission denied"
+    )
+    v = verdicts.docker_daemon(_host(version=CommandResult(("docker",), 1, '{"Client":{}}', out)))
+    assert v.outcome == "failed" and v.finding is not None
+    assert v.finding.cause == "daemon_permission_denied"
+    assert "usermod -aG docker" in v.finding.fix
+
+
+def test_daemon_down_and_daemon_hung() -> None:
+    down = CommandResult(
+        ("docker",),
+        1,
+        "",
+        "Cannot connect to the Docker daemon at "
+        "unix:///var/run/docker.sock. Is the docker daemon running?",
+    )
+    v = verdicts.docker_daemon(_host(version=down))
+    assert v.finding is not None and v.finding.cause == "daemon_unreachable"
+    hung = CommandResult(("docker", "version"), None, duration_s=10.0, timed_out=True)
+    v = verdicts.docker_daemon(_host(version=hung))
+    assert v.finding is not None and v.finding.cause == "daemon_unreachable"
+    assert "did not answer `docker version" in v.finding.message
+
+
+def test_remote_daemon_skips_host_side_checks() -> None:
+    host = _host(url="ssh://me@gpu-box", driver=None)
+    assert verdicts.nvidia_toolkit(host).outcome == "skipped"
+    assert verdicts.host_driver(host).outcome == "skipped"
+
+
+def test_host_driver_failures_only_warn() -> None:
+    missing = CommandResult(("nvidia-smi",), 127, missing=True)
+    assert verdicts.host_driver(_host(driver=None, smi=missing)).outcome == "warning"
+    mismatch = CommandResult(
+        ("nvidia-smi",),
+        18,
+        "Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 550.67",
+    )
+    v = verdicts.host_driver(_host(driver=None, smi=mismatch))
+    assert v.outcome == "warning" and v.finding is not None
+    assert v.finding.cause == "nvml_driver_library_mismatch"
+
+
+def test_cuda_compat_names_versions_and_minimum_driver() -> None:
+    v = verdicts.cuda_compat(_image(CUDA124), _host("545.23.08", "12.3"), lambda: None)
+    assert v.outcome == "failed" and v.finding is not None
+    assert v.finding.cause == "cuda_requirement_unsatisfied"
+    assert "12.4" in v.finding.message and "545.23.08" in v.finding.message
+    assert "550.54" in v.finding.fix
+    assert v.details["min_driver"].startswith("550.54")
+
+
+def test_cuda_compat_brand_exemption() -> None:
+    tesla = verdicts.cuda_compat(_image(CUDA124), _host("535.104.05", "12.2"), lambda: None)
+    assert tesla.outcome == "passed"
+    geforce = _host("535.104.05", "12.2", brand="GeForce")
+    assert verdicts.cuda_compat(_image(CUDA124), geforce, lambda: None).outcome == "failed"
+
+
+def test_cuda_compat_unknown_driver_uses_probe_or_warns() -> None:
+    remote = _host(driver=None, url="tcp://gpu:2376")
+    seen = verdicts.cuda_compat(_image(CUDA124), remote, lambda: "545.23.08")
+    assert seen.outcome == "failed" and seen.details["driver_source"].startswith("driver seen")
+    unknown = verdicts.cuda_compat(_image(CUDA124), remote, lambda: None)
+    assert unknown.outcome == "warning"
+
+
+def test_gpu_in_container_count_and_timeout() -> None:
+    host = _host(gpus=2)
+    ok = verdicts.gpu_in_container(
+        _image({}), _probe([("H100", "a"), ("H100", "b")]), host, False, 30
+    )
+    assert ok.outcome == "passed"
+    fewer = verdicts.gpu_in_container(_image({}), _probe([("H100", "a")]), host, False, 30)
+    assert fewer.finding is not None and fewer.finding.cause == "gpu_count_mismatch"
+    timed = ProbeFacts(
+        "img:1", "llem-probe-x", CommandResult(("docker", "run"), None, timed_out=True)
+    )
+    v = verdicts.gpu_in_container(_image({}), timed, host, False, 3)
+    assert v.finding is not None and v.finding.cause == "probe_timeout"
+    assert "img:1" in v.finding.message and "3s" in v.finding.message
+
+
+def test_gpu_in_container_not_run_after_compat_failure() -> None:
+    assert verdicts.gpu_in_container(_image({}), None, _host(), True, 30).outcome == "not-run"
+
+
+def test_pull_failure_is_an_image_problem_not_a_gpu_one() -> None:
+    pull = CommandResult(
+        ("docker", "pull"),
+        1,
+        "",
+        "Error response from daemon: Get "
+        '"https://registry-1.docker.io/v2/": dial tcp: lookup '
+        "registry-1.docker.io on 127.0.0.53:53: no such host",
+    )
+    image = ImageFacts(
+        "nvidia/cuda:12.4.1-base-ubuntu22.04",
+        None,
+        CommandResult(("docker",), 1, "", "No such image"),
+        pull,
+    )
+    v = verdicts.gpu_in_container(image, None, _host(), False, 30)
+    assert v.finding is not None and v.finding.cause == "registry_unreachable"
+    assert verdicts.cuda_compat(image, _host(), lambda: None).outcome == "not-run"
