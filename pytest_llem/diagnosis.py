@@ -46,6 +46,7 @@ _TAIL = 192 * 1024
 _OUTPUT_HEAD = 1024
 _OUTPUT_TAIL = 3072
 _LINE_MAX = 300
+_LINE_CONTEXT = 1000  # characters of a matched line kept on each side of the match
 _V = r"\d+(?:\.\d+)+"
 
 
@@ -840,6 +841,7 @@ def diagnose(output: str, returncode: int | None = None) -> Diagnosis:
     if hit is not None:
         cause = hit.cause
         begin, stop = _line_at(norm, hit.start, hit.end)
+        begin, stop = max(begin, hit.start - _LINE_CONTEXT), min(stop, hit.end + _LINE_CONTEXT)
         line = norm[begin:stop]
         inner = _inner(line, hit.start - begin)
         line = line.strip()

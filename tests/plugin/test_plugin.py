@@ -46,7 +46,8 @@ def test_missing_docker_and_toolkit_are_numbered_and_tier2_not_run(
             "     Fix: Install the NVIDIA Container Toolkit — https://docs.nvidia.com/datacenter/"
             "cloud-native/container-toolkit/install-guide.html",
             "Warnings:",
-            "  - [host-driver] nvidia-smi not found on this host: the host driver version is unknown",
+            "  - [host-driver] nvidia-smi not found on this host: "
+        "the host driver version is unknown",
         ]
     )
     data = json.loads((pytester.path / "r.json").read_text())
@@ -219,7 +220,8 @@ def test_junit_xml_carries_causes(pytester: pytest.Pytester) -> None:
 
 
 def _outcomes(path: str) -> dict[str, object]:
-    data = json.loads(open(path).read())
+    with open(path) as handle:
+        data = json.load(handle)
     for check in data["checks"]:
         check.pop("duration_s")
     return {k: data[k] for k in ("status", "failures", "warnings", "checks")}

@@ -13,7 +13,8 @@ VERSION_OK = CommandResult(
 )
 CUDA124 = {
     "CUDA_VERSION": "12.4.1",
-    "NVIDIA_REQUIRE_CUDA": "cuda>=12.4 brand=tesla,driver>=470,driver<471 brand=tesla,driver>=535,driver<536",
+    "NVIDIA_REQUIRE_CUDA": "cuda>=12.4 brand=tesla,driver>=470,driver<471 "
+    "brand=tesla,driver>=535,driver<536",
 }
 
 
