@@ -26,7 +26,7 @@ def cache_dir(env: dict[str, str] | None = None) -> Path:
     return Path(base) / "llenergymeasure"
 
 
-def host_identity(host: HostFacts) -> dict[str, str]:
+def host_identity() -> dict[str, str]:
     """Daemon id, toolkit version and the hash of the toolkit's config file."""
     info = docker.docker_info(timeout=10)
     daemon_id = ""
@@ -35,7 +35,7 @@ def host_identity(host: HostFacts) -> dict[str, str]:
             daemon_id = str(json.loads(info.stdout).get("id") or "")
     return {
         "daemon_id": daemon_id,
-        "toolkit_version": nvidia.toolkit_version(host.toolkit, timeout=10),
+        "toolkit_version": nvidia.toolkit_version(nvidia.toolkit_tools(), timeout=10),
         "toolkit_config": nvidia.toolkit_config_digest(),
     }
 
@@ -47,7 +47,7 @@ class ProbeCache:
         self,
         ttl_s: float,
         path: Path | None = None,
-        identify: Callable[[HostFacts], dict[str, str]] | None = None,
+        identify: Callable[[], dict[str, str]] | None = None,
     ) -> None:
         self.ttl_s = ttl_s
         self.path = path or cache_dir() / "probes.json"
@@ -55,16 +55,16 @@ class ProbeCache:
         self._lock = threading.Lock()
         self._identity: dict[str, str] | None = None
 
-    def _host_identity(self, host: HostFacts) -> dict[str, str] | None:
+    def identity(self) -> dict[str, str] | None:
         """What identifies the engine and toolkit, asked once (None: cannot key safely)."""
         with self._lock:
             if self._identity is None:
-                self._identity = self._identify(host)
+                self._identity = self._identify()
             identity = dict(self._identity)
         return identity if identity.get("daemon_id") else None
 
     def key(self, host: HostFacts, image: ImageFacts) -> str | None:
-        identity = self._host_identity(host)
+        identity = self.identity()
         if identity is None or image.info is None or not image.info.id:
             return None
         parts = {

@@ -41,8 +41,9 @@ class Diagnosis:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-_HEAD = 64 * 1024
-_TAIL = 192 * 1024
+_HEAD = 16 * 1024  # what is classified: the head and the tail of a long output
+_TAIL = 48 * 1024
+_PARSE_MAX = 512 * 1024  # what an "ok" nvidia-smi output is parsed from (-q of many GPUs)
 _OUTPUT_HEAD = 1024
 _OUTPUT_TAIL = 3072
 _LINE_MAX = 300
@@ -78,12 +79,27 @@ _CONTAINER_CONTEXT = re.compile(
     r"|prestart hook|error running hook|shim task|containerd task"
 )
 
+_REGISTRY_CONTEXT = r"""
+        /v2/
+        registry
+        unable to find image
+        \bpull
+        manifest
+        failed to resolve (?:reference|source metadata)
+        failed to do request
+        failed to fetch
+        failed to copy
+        failed to authorize
+        auth\.docker\.io
+        error response from daemon: (?:get|head)\s
+    """
+
 # Ordered: the first rule that matches wins. Each group is one component speaking.
 _RULES: tuple[_Rule, ...] = (
     # -- the docker CLI talking to its daemon
     _rule("daemon_permission_denied", "docker-cli", r"""
         permission denied while trying to connect to the (?:docker|podman)
-        dial unix [^\s:]*(?:docker|podman)[^\s:]*: connect: permission denied
+        dial unix [^\s:]{0,200}?(?:docker|podman)[^\s:]{0,200}: connect: permission denied
     """),
     _rule("daemon_unreachable", "docker-cli", r"""
         cannot connect to the docker daemon
@@ -91,7 +107,7 @@ _RULES: tuple[_Rule, ...] = (
         failed to connect to the docker api
         error during connect
         docker daemon is not running
-        dial unix [^\s:]*(?:docker|podman)[^\s:]*: connect: (?:no such file|connection refused)
+        dial unix [^\s:]{0,200}?(?:docker|podman)[^\s:]{0,200}: connect: (?:no such file|connection refused)
         cannot connect to podman
         unable to connect to podman
         context "[^"\n]+" (?:does not exist|is not found|not found)
@@ -115,6 +131,10 @@ _RULES: tuple[_Rule, ...] = (
         \bimage \S+ not found
         \brepository \S+ not found
     """),
+    _rule("image_not_found", "registry", r"""
+        \bunauthorized\b
+        \bdenied:
+    """, near=_REGISTRY_CONTEXT),
     _rule("registry_unreachable", "registry", r"""
         dial tcp
         no such host
@@ -137,20 +157,7 @@ _RULES: tuple[_Rule, ...] = (
         bad gateway
         context deadline exceeded
         unexpected eof
-    """, near=r"""
-        /v2/
-        registry
-        unable to find image
-        \bpull
-        manifest
-        failed to resolve
-        failed to do request
-        failed to fetch
-        failed to copy
-        failed to authorize
-        auth\.docker\.io
-        error response from daemon: (?:get|head)\s
-    """),
+    """, near=_REGISTRY_CONTEXT),
     # -- the engine: runtime selection, device drivers, CDI, the NVIDIA hook binaries
     _rule("cdi_injection_failed", "daemon", r"""
         could not select device driver "cdi"
@@ -232,8 +239,8 @@ _RULES: tuple[_Rule, ...] = (
     _rule(_COMMAND, "oci-runtime", r'exec: "(?P<cmd>[^"\n]+)": executable file not found'),
     _rule(_COMMAND, "oci-runtime", r"executable file `(?P<cmd>[^`\n]+)` not found"),
     _rule(_COMMAND, "oci-runtime", r'exec: "(?P<cmd>[^"\n]+)": stat [^\n]{0,300}no such file'),
-    _rule(_COMMAND, "shell", r"(?<![\w.+/-])(?P<cmd>[a-z_./][\w.+/-]{0,100}): command not found"),
     _rule(_COMMAND, "shell", r"command not found: (?P<cmd>[\w.+/-]+)"),
+    _rule(_COMMAND, "shell", r"(?<![\w.+/-])(?P<cmd>[a-z_./][\w.+/-]{0,100}): command not found"),
     _rule(_COMMAND, "shell",
           r"(?:^|\s)[\w/.-]{0,64}sh(?:: (?:line )?\d+)?: (?:\d+: )?(?P<cmd>[\w.+/-]+): not found"),
     _rule(_COMMAND, "shell", r"'(?P<cmd>[^'\n]+)' is not recognized as an internal"),
@@ -350,8 +357,14 @@ def _lower(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii").lower()
 
 
+_IMAGE_HINTS = ("image", "pull", "manifest", "reference", "repository", "docker://", "solve")
+
+
 def _images(text: str) -> list[str]:
     found: list[str] = []
+    low = text.lower()
+    if not any(hint in low for hint in _IMAGE_HINTS):
+        return found
     for pattern in _IMAGES:
         for m in pattern.finditer(text):
             image = m.group(1).rstrip(".,:;'\"")
@@ -859,10 +872,10 @@ def diagnose(output: str, returncode: int | None = None) -> Diagnosis:
 
     endpoint = _ENDPOINT.search(line) if cause.startswith("daemon_") else None
     if endpoint:
-        details["endpoint"] = endpoint.group(0).rstrip(".:")
+        details["endpoint"] = endpoint.group(0).rstrip(".:;")
 
     if cause == "ok":
-        return _ok(text, details)
+        return _ok(output[:_PARSE_MAX], details)
     if cause == "unknown":
         details["output"] = _clip_output(output)
     context = _Context(norm, line, inner, details, returncode, command)

@@ -10,11 +10,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from .facts_types import HostFacts, ImageFacts, ProbeFacts
 from .host import docker, nvidia
-from .host.proc import CommandResult
+from .host.docker import ImageInfo
+from .host.proc import CommandResult, kill_all
 from .settings import Settings
-
-ProbeCache = Callable[[HostFacts, ImageFacts], "ProbeFacts | None"]
-
 
 class Facts:
     """Lazily started, memoised fact gathering shared by every check of a session."""
@@ -25,22 +23,36 @@ class Facts:
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="llem")
         self._lock = threading.Lock()
         self._host: Future[HostFacts] | None = None
+        self._inspects: dict[str, Future[tuple[ImageInfo | None, CommandResult]]] = {}
         self._images: dict[str, Future[ImageFacts]] = {}
         self._probes: dict[str, Future[ProbeFacts]] = {}
         self._probes_started = False
         self._live: set[str] = set()  # probe containers that may still exist
+        self.warmup: Callable[[], object] | None = None  # e.g. the cache's identity
         self.cache_lookup: Callable[[HostFacts, ImageFacts], ProbeFacts | None] | None = None
         self.cache_store: Callable[[HostFacts, ImageFacts, ProbeFacts], None] | None = None
 
-    # --- host -------------------------------------------------------------------------
+    # --- host ----------------------------------------------------------------------------
 
-    def start_host(self) -> None:
+    def start(self) -> None:
+        """Start the read-only commands now (host facts, image inspects, cache identity).
+
+        Nothing here starts a container or pulls an image: that waits for the checks.
+        """
         with self._lock:
-            if self._host is None:
-                self._host = self._pool.submit(self._gather_host)
+            if self._host is not None:
+                return
+            self._host = self._pool.submit(self._gather_host)
+            timeout = self.settings.host_timeout_s
+            self._inspects = {
+                name: self._pool.submit(docker.image_inspect, name, timeout)
+                for name in self.settings.images
+            }
+            if self.warmup is not None:
+                self._pool.submit(self.warmup)
 
     def host(self) -> HostFacts:
-        self.start_host()
+        self.start()
         assert self._host is not None
         return self._host.result()
 
@@ -69,6 +81,8 @@ class Facts:
     # --- images -----------------------------------------------------------------------
 
     def image(self, image: str) -> ImageFacts:
+        """The image's facts; the first call completes every image at once (pulling if absent)."""
+        self.start()
         with self._lock:
             if not self._images:
                 for name in self.settings.images:
@@ -80,7 +94,8 @@ class Facts:
 
     def _gather_image(self, image: str) -> ImageFacts:
         timeout = self.settings.host_timeout_s
-        info, inspect = docker.image_inspect(image, timeout)
+        early = self._inspects.get(image)
+        info, inspect = early.result() if early else docker.image_inspect(image, timeout)
         if info is not None:
             return ImageFacts(image, info, inspect)
         pull = docker.pull(image, self.settings.pull_timeout_s)
@@ -143,4 +158,7 @@ class Facts:
             live, self._live = set(self._live), set()
         for name in sorted(live):
             docker.remove_container(name)
+        # Work nobody waits for any more (a pull after a tier-1 failure, say) must not keep
+        # the interpreter alive at exit: kill its commands.
+        kill_all()
         self._pool.shutdown(wait=False, cancel_futures=True)

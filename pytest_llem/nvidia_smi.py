@@ -337,12 +337,14 @@ def _info_from_rows(rows: Iterable[dict[str, str]]) -> SmiInfo:
 
 def _guess_rows(text: str) -> list[dict[str, str]]:
     """Rows of a ``noheader`` query whose field list is unknown, read by the shape of the
-    values: only lines where every row shows a UUID or a driver version, or a GPU name alone."""
+    values. Lines showing a GPU UUID or a driver version count (other lines, such as pull
+    progress, are passed over); failing those, the text must be GPU names only."""
     rows: list[dict[str, str]] = []
-    for line in _lines(text):
-        cells = [c.strip() for c in line.split(",")] if line.strip() else []
-        if not cells:
-            continue
+    names: list[dict[str, str]] = []
+    width = 0
+    lines = [line.strip() for line in _lines(text) if line.strip()]
+    for line in lines:
+        cells = [c.strip() for c in line.split(",")]
         row: dict[str, str] = {}
         for position, cell in enumerate(cells):
             if _UUID_CELL.match(cell):
@@ -353,11 +355,15 @@ def _guess_rows(text: str) -> list[dict[str, str]]:
                 row["index"] = cell
             elif re.search(r"[A-Za-z]", cell) and not re.match(_BUS_ID, cell):
                 row.setdefault("name", cell)
-        strong = "uuid" in row or "driver_version" in row
-        if not (strong or (len(cells) == 1 and _NAME_CELL.match(cells[0]))):
-            return []
-        rows.append(row)
-    return rows
+        if "uuid" in row or "driver_version" in row:
+            if width in (0, len(cells)):
+                width = len(cells)
+                rows.append(row)
+        elif len(cells) == 1 and _NAME_CELL.match(cells[0]):
+            names.append(row)
+    if rows:
+        return rows
+    return names if len(names) == len(lines) else []
 
 
 # ---- detection ----------------------------------------------------------------------------

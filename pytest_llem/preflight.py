@@ -19,6 +19,18 @@ _ISOLATED_ENV = {
 }
 
 
+# Built-in plugins a pre-flight has no use for; unraisableexception alone runs gc.collect()
+# several times at the end of every session.
+_UNNEEDED_PLUGINS = [
+    arg
+    for name in ("terminal", "cacheprovider", "unraisableexception", "threadexception",
+                 "doctest", "pastebin", "legacypath", "stepwise", "faulthandler", "junitxml",
+                 "logging", "warnings", "capture", "debugging", "setuponly", "setupplan",
+                 "tmpdir", "monkeypatch", "recwarn", "unittest")
+    for arg in ("-p", f"no:{name}")
+]
+
+
 class _ReportSink:
     """Receives the report at the end of the in-process session."""
 
@@ -71,10 +83,7 @@ def preflight_args(
         os.devnull,
         f"--rootdir={package_dir}",
         f"--confcutdir={package_dir}",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:terminal",
+        *_UNNEEDED_PLUGINS,
     ]
     for image in images or ():
         args += ["--llem-image", image]

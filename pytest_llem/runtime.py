@@ -41,6 +41,7 @@ class Preflight:
             from .cache import ProbeCache
 
             cache = ProbeCache(settings.cache_s)
+            self.facts.warmup = cache.identity
             self.facts.cache_lookup = cache.lookup
             self.facts.cache_store = cache.store
 
@@ -116,7 +117,7 @@ class PreflightHooks:
         explicit = config.args_source == pytest.Config.ArgsSource.ARGS
         self.user_paths = [Path(a).resolve() for a in config.args] if explicit else []
         config.args = [str(self.checks_dir), *(str(p) for p in self.user_paths)]
-        self.preflight.facts.start_host()  # overlaps the docker/nvidia-smi calls with collection
+        self.preflight.facts.start()  # the read-only commands overlap collection
 
     # --- collection -------------------------------------------------------------------
 

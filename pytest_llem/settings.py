@@ -31,9 +31,13 @@ class Settings:
         images: list[str] = list(opt.llem_image or [])
         timeout_s, pull_s, cache_s = opt.llem_timeout, opt.llem_pull_timeout, opt.llem_cache_s
         if opt.llem_config:
-            from .studyconfig import preflight_settings_from_study
+            from .errors import ConfigError
+            from .runners import preflight_settings_from_study
 
-            study = preflight_settings_from_study(opt.llem_config)
+            try:
+                study = preflight_settings_from_study(opt.llem_config)
+            except ConfigError as exc:
+                raise pytest.UsageError(f"--llem-config: {exc}") from None
             images = images or list(study.images)
             timeout_s = timeout_s if timeout_s is not None else study.timeout_s
             pull_s = pull_s if pull_s is not None else study.pull_timeout_s

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .diagnosis import Diagnosis, diagnose
 from .facts_types import HostFacts, ImageFacts, ProbeFacts
 from .remedies import remedy
 from .report import Finding, Outcome
+
+if TYPE_CHECKING:
+    from .diagnosis import Diagnosis
 
 DOCKER_INSTALL = ("Install Docker Engine", "https://docs.docker.com/engine/install/")
 
@@ -58,6 +60,19 @@ def _from_diagnosis(d: Diagnosis, message: str, **details: Any) -> Verdict:
     return failed(d.cause, message, fix=d.fix, url=d.url, **{**d.details, **details})
 
 
+def diagnose(output: str, returncode: int | None) -> Diagnosis:
+    """The classifier, imported only when some output needs explaining."""
+    from .diagnosis import diagnose as classify
+
+    return classify(output, returncode)
+
+
+def _as_diagnosis(cause: str, output: str) -> Diagnosis:
+    from .diagnosis import Diagnosis
+
+    return Diagnosis(cause, "", *remedy(cause), details={"output": output})
+
+
 def first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
@@ -92,12 +107,7 @@ def docker_daemon(host: HostFacts) -> Verdict:
         return passed(server_version=host.server_version, **where)
     d = diagnose(result.output, result.returncode)
     if d.cause in ("ok", "unknown"):
-        d = Diagnosis(
-            "daemon_unreachable",
-            "",
-            *remedy("daemon_unreachable"),
-            details={"output": result.output},
-        )
+        d = _as_diagnosis("daemon_unreachable", result.output)
     line = first_line(result.stderr) or first_line(result.output) or "no answer"
     label = {"daemon_permission_denied": "Permission denied on the Docker daemon socket"}.get(
         d.cause, "Cannot reach the Docker daemon"
@@ -230,9 +240,7 @@ def gpu_in_container(
             )
         d = diagnose(pull.output, pull.returncode or 1)
         if d.cause in ("ok", "unknown"):
-            d = Diagnosis(
-                "image_not_found", "", *remedy("image_not_found"), details={"output": pull.output}
-            )
+            d = _as_diagnosis("image_not_found", pull.output)
         return _from_diagnosis(
             d,
             f"cannot pull {image.image}: {first_line(pull.stderr) or first_line(pull.output)}",

@@ -77,8 +77,17 @@ def daemon_endpoint(env: Mapping[str, str] | None = None) -> Endpoint:
     return Endpoint(str(host), context=context, source=source)
 
 
+VERSION_ARGV = ("docker", "version", "--format", "{{json .}}")
+INFO_ARGV = (
+    "docker",
+    "info",
+    "--format",
+    '{"id":{{json .ID}},"default_runtime":{{json .DefaultRuntime}}}',
+)
+
+
 def docker_version(timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
-    return run(["docker", "version", "--format", "{{json .}}"], timeout=timeout, env=env)
+    return run(VERSION_ARGV, timeout=timeout, env=env)
 
 
 def parse_version(result: CommandResult) -> dict[str, Any]:
@@ -95,18 +104,17 @@ def parse_version(result: CommandResult) -> dict[str, Any]:
 
 
 def docker_info(timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
-    fmt = '{"id":{{json .ID}},"default_runtime":{{json .DefaultRuntime}}}'
-    return run(["docker", "info", "--format", fmt], timeout=timeout, env=env)
+    return run(INFO_ARGV, timeout=timeout, env=env)
+
+
+def inspect_argv(image: str) -> tuple[str, ...]:
+    return ("docker", "image", "inspect", "--format", "{{json .}}", "--", image)
 
 
 def image_inspect(
     image: str, timeout: float, env: Mapping[str, str] | None = None
 ) -> tuple[ImageInfo | None, CommandResult]:
-    result = run(
-        ["docker", "image", "inspect", "--format", "{{json .}}", "--", image],
-        timeout=timeout,
-        env=env,
-    )
+    result = run(inspect_argv(image), timeout=timeout, env=env)
     if not result.ok:
         return None, result
     try:

@@ -13,6 +13,7 @@ from .proc import CommandResult, run
 TOOLKIT_TOOLS = ("nvidia-ctk", "nvidia-container-runtime", "nvidia-container-cli")
 HOOK_TOOL = "nvidia-container-runtime-hook"
 TOOLKIT_CONFIG = Path("/etc/nvidia-container-runtime/config.toml")
+SMI_ARGV = ("nvidia-smi", "-q")
 
 
 def toolkit_tools(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -24,12 +25,17 @@ def toolkit_tools(env: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def toolkit_version(tools: Mapping[str, str], timeout: float) -> str:
     """First line of the toolkit's own version output ("" when it cannot tell)."""
-    for name in ("nvidia-ctk", "nvidia-container-cli"):
-        if name in tools:
-            result = run([tools[name], "--version"], timeout=timeout)
-            if result.ok and result.stdout.strip():
-                return result.stdout.strip().splitlines()[0]
+    argv = toolkit_version_argv(tools)
+    if argv:
+        result = run(argv, timeout=timeout)
+        if result.ok and result.stdout.strip():
+            return result.stdout.strip().splitlines()[0]
     return ""
+
+
+def toolkit_version_argv(tools: Mapping[str, str]) -> tuple[str, ...] | None:
+    name = next((n for n in ("nvidia-ctk", "nvidia-container-cli") if n in tools), None)
+    return (tools[name], "--version") if name else None
 
 
 def toolkit_config_digest(path: Path = TOOLKIT_CONFIG) -> str:
@@ -41,4 +47,4 @@ def toolkit_config_digest(path: Path = TOOLKIT_CONFIG) -> str:
 
 def nvidia_smi_query(timeout: float) -> CommandResult:
     """`nvidia-smi -q`: driver, CUDA version, and per GPU its name, brand, architecture, UUID."""
-    return run(["nvidia-smi", "-q"], timeout=timeout)
+    return run(SMI_ARGV, timeout=timeout)

@@ -249,7 +249,9 @@ HOOK_FAILURES = {
         "Auto-detected mode as 'legacy'\n"
         "nvidia-container-cli: initialization error: nvml error: driver/library version mismatch"
     ),
-    "driver_not_loaded": "nvidia-container-cli: initialization error: nvml error: driver not loaded",
+    "driver_not_loaded": (
+        "nvidia-container-cli: initialization error: nvml error: driver not loaded"
+    ),
     "no_devices": (
         "nvidia-container-cli: initialization error: cuda error: no cuda-capable device is detected"
     ),

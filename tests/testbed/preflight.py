@@ -134,9 +134,9 @@ def without_durations(value: Any) -> Any:
     return value
 
 
-def pytest_command(*args: str) -> list[str]:
-    """The command line that `run_product(["pytest", *args])` runs."""
-    return [sys.executable, "-m", "pytest", *args]
+def preflight_command(*args: str, json_name: str = JSON_NAME) -> list[str]:
+    """The command line that `run_product(preflight_args(*args))` runs, for `started()`."""
+    return [sys.executable, "-m", *preflight_args(*args, json_name=json_name)]
 
 
 @contextmanager

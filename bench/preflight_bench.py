@@ -1,0 +1,139 @@
+"""Benchmark of the pre-flight on the engine test bed (run as root: it starts a private dockerd).
+
+The fake NVIDIA hook takes HOOK_DELAY_S per GPU container (real hosts spend 2-3 s initialising
+the GPU without persistence mode; 1 s is the low end). Every case runs once per round, rounds
+interleave the cases, and the medians are compared:
+
+  (a) shell      the essential commands back to back from a shell
+  (b) python     bench/sequential_preflight.py: the same commands from Python, sequential, no cache
+  (c) cold       `llem run --dry-run study.yaml` with an empty probe cache
+  (d) warm       the same with the cache of an earlier run
+  (e) 1 image / 8 images   `pytest --llem-preflight --llem-no-cache`, one image against eight
+  (f) 200 tests  a 200-test suite with the plugin installed but not enabled, against -p no:llem
+
+Usage: python bench/preflight_bench.py [--rounds N] [--hook-delay S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from testbed import Engine, GpuScenario, HookBehaviour, HostTools  # noqa: E402
+
+IMAGE_ENV = {"CUDA_VERSION": "12.4.1", "NVIDIA_REQUIRE_CUDA": "cuda>=12.4 brand=tesla,driver>=535,driver<536"}
+TARGETS = {  # issue "Speed and xdist": ratio -> upper bound
+    "warm / python": 0.3,
+    "cold / python": 1.15,
+    "8 images / 1 image": 2.0,
+}
+
+
+def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"benchmark command failed ({result.returncode}): {' '.join(cmd)}\n"
+                         f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--hook-delay", type=float, default=1.0)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="llem-bench-"))
+    engine = Engine(gpu=True).start()
+    try:
+        engine.set_scenario(GpuScenario(hook=HookBehaviour(delay_s=args.hook_delay)))
+        images = [f"bench/cuda-{n}:12.4.1" for n in range(8)]
+        for image in images:
+            engine.build_image(image, IMAGE_ENV)
+        tools = HostTools(work / "host")
+        env = tools.env(engine)
+        py = sys.executable
+        study = work / "study.yaml"
+        study.write_text(
+            "name: bench\nrunners:\n  vllm: docker:" + images[0] + "\n"
+            "experiments:\n  - {model: m, backend: vllm}\n"
+        )
+        warm_env = {**env, "XDG_CACHE_HOME": str(work / "warm-cache")}
+        suite = work / "suite"
+        suite.mkdir()
+        (suite / "test_many.py").write_text(
+            "".join(f"def test_{n}():\n    assert {n} == {n}\n\n" for n in range(200)))
+        shell = ("docker version >/dev/null && nvidia-smi -q >/dev/null && "
+                 f"docker image inspect {images[0]} >/dev/null && docker run --rm --gpus all "
+                 f"--entrypoint nvidia-smi {images[0]} --query-gpu=index,name,uuid,"
+                 "driver_version --format=csv,noheader >/dev/null")
+        preflight = [py, "-m", "pytest", "--llem-preflight", "--llem-no-cache",
+                     "-p", "no:cacheprovider", "-q"]
+
+        def cold() -> float:
+            shutil.rmtree(work / "cold-cache", ignore_errors=True)
+            return timed([py, "-m", "pytest_llem", "run", "--dry-run", str(study)],
+                         {**env, "XDG_CACHE_HOME": str(work / "cold-cache")}, work)
+
+        cases: dict[str, Callable[[], float]] = {
+            "shell": lambda: timed(["/bin/sh", "-c", shell], env, work),
+            "python": lambda: timed([py, str(ROOT / "bench" / "sequential_preflight.py"),
+                                     images[0]], env, work),
+            "cold": cold,
+            "warm": lambda: timed([py, "-m", "pytest_llem", "run", "--dry-run", str(study)],
+                                  warm_env, work),
+            "1 image": lambda: timed([*preflight, "--llem-image", images[0]], env, work),
+            "8 images": lambda: timed(
+                [*preflight, *(a for i in images for a in ("--llem-image", i))], env, work),
+            "200 tests, plugin off": lambda: timed(
+                [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite)], env, work),
+            "200 tests, -p no:llem": lambda: timed(
+                [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:llem",
+                 str(suite)], env, work),
+        }
+        cases["warm"]()  # fill the warm cache once
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(args.rounds):
+            for name, case in cases.items():
+                samples[name].append(case())
+        med = {name: statistics.median(values) for name, values in samples.items()}
+        print(f"pre-flight benchmark: {args.rounds} interleaved rounds, hook delay "
+              f"{args.hook_delay:g} s, medians")
+        for name, value in med.items():
+            spread = f"{min(samples[name]):.3f}-{max(samples[name]):.3f}"
+            print(f"  {name:24s} {value:7.3f} s   (range {spread})")
+        ratios = {
+            "warm / python": med["warm"] / med["python"],
+            "cold / python": med["cold"] / med["python"],
+            "8 images / 1 image": med["8 images"] / med["1 image"],
+            "plugin off / no:llem": med["200 tests, plugin off"] / med["200 tests, -p no:llem"],
+            "python / shell": med["python"] / med["shell"],
+        }
+        print("ratios:")
+        failed = False
+        for name, ratio in ratios.items():
+            bound = TARGETS.get(name)
+            verdict = "" if bound is None else ("  ok" if ratio <= bound else "  OVER")
+            failed |= bound is not None and ratio > bound
+            target = f" (target <= {bound:g})" if bound is not None else ""
+            print(f"  {name:24s} {ratio:6.2f}{target}{verdict}")
+        return 1 if failed else 0
+    finally:
+        engine.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

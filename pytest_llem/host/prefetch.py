@@ -1,0 +1,70 @@
+"""Start the pre-flight's read-only commands early, while Python is still importing.
+
+`llem run` calls `start()` before it loads pydantic and pytest; the pre-flight's `run()` calls
+then find their answers waiting. Each answer is used once, and only by the same command line
+under the same environment; nothing that changes the host (a pull, a container) is prefetched.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+
+from .proc import CommandResult
+
+_KEY_ENV = ("PATH", "DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "HOME")
+_PENDING: dict[tuple[tuple[str, ...], tuple[str, ...]], Future[CommandResult]] = {}
+_LOCK = threading.Lock()
+
+
+def _key(argv: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return tuple(argv), tuple(os.environ.get(name, "") for name in _KEY_ENV)
+
+
+def start(commands: Sequence[tuple[Sequence[str], float]]) -> None:
+    """Run each (argv, timeout) in a daemon thread; nothing waits for them at exit."""
+    from .proc import run
+
+    for argv, timeout in commands:
+        future: Future[CommandResult] = Future()
+        with _LOCK:
+            if _key(argv) in _PENDING:
+                continue
+            _PENDING[_key(argv)] = future
+
+        def work(
+            argv: Sequence[str] = argv,
+            timeout: float = timeout,
+            future: Future[CommandResult] = future,
+        ) -> None:
+            try:
+                future.set_result(run(argv, timeout=timeout, prefetched=False))
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever takes it
+                future.set_exception(exc)
+
+        threading.Thread(target=work, daemon=True, name="llem-prefetch").start()
+
+
+def take(argv: Sequence[str]) -> CommandResult | None:
+    """The prefetched answer of ``argv`` (waiting for it if still running), else None."""
+    with _LOCK:
+        future = _PENDING.pop(_key(argv), None)
+    return future.result() if future is not None else None
+
+
+def start_preflight(images: Sequence[str], timeout: float) -> None:
+    """Prefetch what a pre-flight of ``images`` asks first (the same command lines)."""
+    from . import docker, nvidia
+
+    commands: list[Sequence[str]] = [docker.VERSION_ARGV, docker.INFO_ARGV]
+    if not docker.daemon_endpoint().remote:
+        commands.append(nvidia.SMI_ARGV)
+    version = nvidia.toolkit_version_argv(nvidia.toolkit_tools())
+    if version:
+        commands.append(version)
+    commands += [docker.inspect_argv(image) for image in images]
+    if docker.docker_path() is None:
+        commands = [c for c in commands if c[0] != "docker"]
+    start([(argv, timeout) for argv in commands])
