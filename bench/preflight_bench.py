@@ -31,7 +31,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from testbed import Engine, GpuScenario, HookBehaviour, HostTools  # noqa: E402
 
-IMAGE_ENV = {"CUDA_VERSION": "12.4.1", "NVIDIA_REQUIRE_CUDA": "cuda>=12.4 brand=tesla,driver>=535,driver<536"}
+IMAGE_ENV = {
+    "CUDA_VERSION": "12.4.1",
+    "NVIDIA_REQUIRE_CUDA": "cuda>=12.4 brand=tesla,driver>=535,driver<536",
+}
 TARGETS = {  # issue "Speed and xdist": ratio -> upper bound
     "warm / python": 0.3,
     "cold / python": 1.15,
@@ -44,8 +47,10 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     result = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
-        raise SystemExit(f"benchmark command failed ({result.returncode}): {' '.join(cmd)}\n"
-                         f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        raise SystemExit(
+            f"benchmark command failed ({result.returncode}): {' '.join(cmd)}\n"
+            f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        )
     return elapsed
 
 
@@ -74,34 +79,54 @@ def main() -> int:
         suite = work / "suite"
         suite.mkdir()
         (suite / "test_many.py").write_text(
-            "".join(f"def test_{n}():\n    assert {n} == {n}\n\n" for n in range(200)))
-        shell = ("docker version >/dev/null && nvidia-smi -q >/dev/null && "
-                 f"docker image inspect {images[0]} >/dev/null && docker run --rm --gpus all "
-                 f"--entrypoint nvidia-smi {images[0]} --query-gpu=index,name,uuid,"
-                 "driver_version --format=csv,noheader >/dev/null")
-        preflight = [py, "-m", "pytest", "--llem-preflight", "--llem-no-cache",
-                     "-p", "no:cacheprovider", "-q"]
+            "".join(f"def test_{n}():\n    assert {n} == {n}\n\n" for n in range(200))
+        )
+        shell = (
+            "docker version >/dev/null && nvidia-smi -q >/dev/null && "
+            f"docker image inspect {images[0]} >/dev/null && docker run --rm --gpus all "
+            f"--entrypoint nvidia-smi {images[0]} --query-gpu=index,name,uuid,"
+            "driver_version --format=csv,noheader >/dev/null"
+        )
+        preflight = [
+            py,
+            "-m",
+            "pytest",
+            "--llem-preflight",
+            "--llem-no-cache",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ]
 
         def cold() -> float:
             shutil.rmtree(work / "cold-cache", ignore_errors=True)
-            return timed([py, "-m", "pytest_llem", "run", "--dry-run", str(study)],
-                         {**env, "XDG_CACHE_HOME": str(work / "cold-cache")}, work)
+            return timed(
+                [py, "-m", "pytest_llem", "run", "--dry-run", str(study)],
+                {**env, "XDG_CACHE_HOME": str(work / "cold-cache")},
+                work,
+            )
 
         cases: dict[str, Callable[[], float]] = {
             "shell": lambda: timed(["/bin/sh", "-c", shell], env, work),
-            "python": lambda: timed([py, str(ROOT / "bench" / "sequential_preflight.py"),
-                                     images[0]], env, work),
+            "python": lambda: timed(
+                [py, str(ROOT / "bench" / "sequential_preflight.py"), images[0]], env, work
+            ),
             "cold": cold,
-            "warm": lambda: timed([py, "-m", "pytest_llem", "run", "--dry-run", str(study)],
-                                  warm_env, work),
+            "warm": lambda: timed(
+                [py, "-m", "pytest_llem", "run", "--dry-run", str(study)], warm_env, work
+            ),
             "1 image": lambda: timed([*preflight, "--llem-image", images[0]], env, work),
             "8 images": lambda: timed(
-                [*preflight, *(a for i in images for a in ("--llem-image", i))], env, work),
+                [*preflight, *(a for i in images for a in ("--llem-image", i))], env, work
+            ),
             "200 tests, plugin off": lambda: timed(
-                [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite)], env, work),
+                [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite)], env, work
+            ),
             "200 tests, -p no:llem": lambda: timed(
-                [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:llem",
-                 str(suite)], env, work),
+                [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:llem", str(suite)],
+                env,
+                work,
+            ),
         }
         cases["warm"]()  # fill the warm cache once
         samples: dict[str, list[float]] = {name: [] for name in cases}
@@ -109,8 +134,10 @@ def main() -> int:
             for name, case in cases.items():
                 samples[name].append(case())
         med = {name: statistics.median(values) for name, values in samples.items()}
-        print(f"pre-flight benchmark: {args.rounds} interleaved rounds, hook delay "
-              f"{args.hook_delay:g} s, medians")
+        print(
+            f"pre-flight benchmark: {args.rounds} interleaved rounds, hook delay "
+            f"{args.hook_delay:g} s, medians"
+        )
         for name, value in med.items():
             spread = f"{min(samples[name]):.3f}-{max(samples[name]):.3f}"
             print(f"  {name:24s} {value:7.3f} s   (range {spread})")

@@ -19,12 +19,28 @@ def main(image: str) -> int:
     if version.returncode != 0:
         return 1
     smi = run("nvidia-smi", "-q")
-    driver = next((line.split(":", 1)[1].strip() for line in smi.stdout.splitlines()
-                   if line.strip().startswith("Driver Version")), "")
+    driver = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in smi.stdout.splitlines()
+            if line.strip().startswith("Driver Version")
+        ),
+        "",
+    )
     inspect = run("docker", "image", "inspect", "--format", "{{json .Config.Env}}", image)
     env = json.loads(inspect.stdout or "[]")
-    probe = run("docker", "run", "--rm", "--gpus", "all", "--entrypoint", "nvidia-smi", image,
-                "--query-gpu=index,name,uuid,driver_version", "--format=csv,noheader")
+    probe = run(
+        "docker",
+        "run",
+        "--rm",
+        "--gpus",
+        "all",
+        "--entrypoint",
+        "nvidia-smi",
+        image,
+        "--query-gpu=index,name,uuid,driver_version",
+        "--format=csv,noheader",
+    )
     gpus = [line for line in probe.stdout.splitlines() if line.strip()]
     return 0 if probe.returncode == 0 and gpus and driver and env is not None else 1
 

@@ -33,6 +33,15 @@ _EXPORTS: dict[str, str] = {
     "warn": "checking",
     "check": "checking",
     "CheckContext": "context",
+    "load_study": "config",
+    "StudyConfig": "config",
+    "RunnerSpec": "runners",
+    "resolve_runners": "runners",
+    "docker_images": "runners",
+    "run_study_preflight": "study",
+    "run_study": "study",
+    "run_experiment": "study",
+    "Manifest": "manifest",
 }
 
 __all__ = [
@@ -45,22 +54,32 @@ __all__ = [
     "DockerPreFlightError",
     "Finding",
     "LLEMError",
+    "Manifest",
     "PreFlightError",
     "Report",
     "RequirementVerdict",
+    "RunnerSpec",
+    "StudyConfig",
     "check",
     "cuda_for_driver",
     "diagnose",
+    "docker_images",
     "evaluate_requirements",
     "fail",
+    "load_study",
     "min_driver_for_cuda",
+    "resolve_runners",
     "run_docker_preflight",
+    "run_experiment",
+    "run_study",
+    "run_study_preflight",
     "warn",
 ]
 
 if TYPE_CHECKING:
     from .causes import CAUSES
     from .checking import check, fail, warn
+    from .config import StudyConfig, load_study
     from .context import CheckContext
     from .cuda_table import cuda_for_driver, min_driver_for_cuda
     from .diagnosis import Diagnosis, diagnose
@@ -71,9 +90,12 @@ if TYPE_CHECKING:
         LLEMError,
         PreFlightError,
     )
+    from .manifest import Manifest
     from .preflight import run_docker_preflight
     from .report import CheckResult, Finding, Report
     from .requirements import RequirementVerdict, evaluate_requirements
+    from .runners import RunnerSpec, docker_images, resolve_runners
+    from .study import run_experiment, run_study, run_study_preflight
 
 
 def __getattr__(name: str) -> Any:

@@ -89,6 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
 
+    if not getattr(args, "skip_preflight", None):
+        # The pre-flight's host queries (read-only) run while pydantic and pytest load.
+        from .defaults import HOST_COMMAND_TIMEOUT_S
+        from .host import prefetch
+
+        prefetch.start_preflight([], HOST_COMMAND_TIMEOUT_S)
     from .errors import ConfigError, LLEMError
     from .host.workloads import sigterm_interrupts
 

@@ -26,11 +26,16 @@ from pydantic import (
     model_validator,
 )
 
+from .defaults import (
+    DEFAULT_CACHE_S,
+    DEFAULT_PROBE_IMAGE,
+    DEFAULT_PROBE_TIMEOUT_S,
+    DEFAULT_PULL_TIMEOUT_S,
+)
 from .errors import ConfigError
 from .imageref import image_ref_error
 
 BACKENDS: frozenset[str] = frozenset({"pytorch", "vllm", "tensorrt"})
-DEFAULT_PROBE_IMAGE = "nvidia/cuda:12.0.0-base-ubuntu22.04"
 DEFAULT_STUDY_NAME = "llem"
 RUNNER_FORMS = "local, docker or docker:<image>"
 USER_CONFIG = Path("llenergymeasure") / "config.yaml"
@@ -112,9 +117,9 @@ class DockerDefaults(_Model):
     """Docker settings a user may also set once in their own config file."""
 
     probe_image: ImageRef = DEFAULT_PROBE_IMAGE
-    probe_timeout_s: Seconds = 30.0
-    pull_timeout_s: Seconds = 600.0
-    probe_cache_s: CacheSeconds = 900.0
+    probe_timeout_s: Seconds = DEFAULT_PROBE_TIMEOUT_S
+    pull_timeout_s: Seconds = DEFAULT_PULL_TIMEOUT_S
+    probe_cache_s: CacheSeconds = DEFAULT_CACHE_S
     images: dict[Backend, ImageRef] = Field(default_factory=dict)
 
 

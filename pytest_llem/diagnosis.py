@@ -107,7 +107,8 @@ _RULES: tuple[_Rule, ...] = (
         failed to connect to the docker api
         error during connect
         docker daemon is not running
-        dial unix [^\s:]{0,200}?(?:docker|podman)[^\s:]{0,200}: connect: (?:no such file|connection refused)
+        dial unix [^\s:]{0,200}?(?:docker|podman)[^\s:]{0,200}: connect: no such file
+        dial unix [^\s:]{0,200}?(?:docker|podman)[^\s:]{0,200}: connect: connection refused
         cannot connect to podman
         unable to connect to podman
         context "[^"\n]+" (?:does not exist|is not found|not found)
@@ -179,6 +180,7 @@ _RULES: tuple[_Rule, ...] = (
     _rule("gpu_driver_not_configured", "daemon", r"""
         could not select device driver
         unknown flag: --gpus
+        invoking the nvidia container runtime hook directly
     """),
     _rule("toolkit_hook_missing", "oci-hook", r"""
         couldn't find binary nvidia-container-(?:cli|runtime-hook|toolkit)
@@ -213,6 +215,7 @@ _RULES: tuple[_Rule, ...] = (
         error_library_not_found
         initialization error: driver error
         gpu access blocked by the operating system
+        wsl environment detected but no adapters were found
         module nvidia not found
         found no nvidia driver on your system
         nvidia kernel module (?:is )?(?:missing|not loaded)
@@ -247,6 +250,8 @@ _RULES: tuple[_Rule, ...] = (
     _rule(_COMMAND, "shell", r"the term '(?P<cmd>[^'\n]+)' is not recognized"),
     _rule(_COMMAND, "shell", r"unknown command:? '?(?P<cmd>[\w.+/-]+)"),
     _rule(_COMMAND, "shell", r"which: no (?P<cmd>[\w.+-]+) in \("),
+    _rule(_COMMAND, "shell", r"failed to run command '(?P<cmd>[^'\n]+)': no such file"),
+    _rule(_COMMAND, "shell", r"\benv: '?(?P<cmd>[\w.+/-]+)'?: no such file"),
     _rule(_COMMAND, "python",
           r"filenotfounderror: \[errno 2\] no such file or directory: '(?P<cmd>[^'\n]+)'"),
     _rule("container_command_not_found", "oci-runtime",
@@ -280,7 +285,7 @@ _FACTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("required_brand", r"unsatisfied\s+condition:\s*brand\s*==?\s*(\w+)"),
         ("nvml_library_version", rf"NVML\s+library\s+version:\s*({_V})"),
         ("nvml_library_version", rf"the\s+client\s+has\s+the\s+version\s+\"?({_V})"),
-        ("nvidia_smi_version", rf"NVIDIA-SMI\s+({_V})"),
+        ("nvidia_smi_version", rf"NVIDIA-SMI\s+(?:version\s*:\s*)?({_V})"),
         ("nvidia_ctk_version", rf"NVIDIA\s+Container\s+Toolkit\s+CLI\s+version\s+({_V})"),
         (
             "nvidia_container_cli_version",
@@ -560,6 +565,14 @@ def _explain_hook_missing(c: _Context) -> tuple[str, str, str]:
 
 
 def _explain_gpu_driver(c: _Context) -> tuple[str, str, str]:
+    if "hook directly" in c.line.lower():
+        return (
+            "The NVIDIA hook refuses --gpus in this mode (CSV/Jetson or CDI): the container must "
+            "run with the nvidia runtime",
+            "Run with --runtime=nvidia, or make it the default: sudo nvidia-ctk runtime "
+            "configure --runtime=docker --set-as-default && sudo systemctl restart docker",
+            R.TOOLKIT_CONFIGURE_URL,
+        )
     if "unknown flag: --gpus" in c.line.lower():
         return (
             "This docker CLI does not know --gpus (Docker older than 19.03)",
@@ -647,8 +660,8 @@ def _explain_mismatch(c: _Context) -> tuple[str, str, str]:
 def _explain_not_loaded(c: _Context) -> tuple[str, str, str]:
     fix, url = R.remedy("driver_not_loaded")
     low = c.text.lower()
-    wsl = "/usr/lib/wsl" in low or "driver error: failed to process request" in low
-    if wsl or "gpu access blocked by the operating system" in low:
+    wsl = ("/usr/lib/wsl", "failed to process request", "blocked by the operating system", "wsl ")
+    if any(sign in low for sign in wsl):
         c.details.setdefault("platform", "wsl2")
         fix = (
             "Update the NVIDIA driver on Windows (not inside WSL) and WSL itself (`wsl --update`), "

@@ -14,6 +14,7 @@ from .host.docker import ImageInfo
 from .host.proc import CommandResult, kill_all
 from .settings import Settings
 
+
 class Facts:
     """Lazily started, memoised fact gathering shared by every check of a session."""
 

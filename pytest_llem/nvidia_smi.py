@@ -22,6 +22,7 @@ __all__ = [
     "parse_q",
     "parse_query",
     "parse_query_csv",
+    "parse_version",
 ]
 
 
@@ -65,7 +66,7 @@ class SmiInfo:
     attached_gpus: int | None = None
     """``Attached GPUs`` of ``-q``: the count even when the text is cut short."""
     source: str = ""
-    """Which format was read: ``banner``, ``query``, ``list``, ``q`` or ``container-cli``."""
+    """The format read: ``banner``, ``query``, ``list``, ``q``, ``version``, ``container-cli``."""
 
 
 _V = r"\d+(?:\.\d+)+"
@@ -86,6 +87,7 @@ _KEY_VALUE = re.compile(r"^\s*([A-Za-z][\w /.-]*?)\s*:\s*(.*?)\s*$")
 _CLI_MARK = re.compile(rf"^\s*NVRM version:\s*{_V}", re.M | re.I)
 _LIST_MARK = re.compile(r"^\s*GPU\s+\d+:\s+.+\(UUID:\s*GPU-", re.M)
 _BANNER_MARK = re.compile(rf"NVIDIA-SMI\s+{_V}.*Driver\s+Version:")
+_VERSION_MARK = re.compile(rf"^\s*NVIDIA-SMI\s+version\s*:\s*({_V})", re.M | re.I)
 
 _UNIT = re.compile(
     r"^([-+]?\d+(?:\.\d+)?)\s*(?:%|W|mW|MiB|GiB|KiB|MB|GB|KB|MHz|GHz|C|°C|s|ms|us|V|mV|A)$"
@@ -139,6 +141,22 @@ def parse_banner(text: str) -> SmiInfo:
         gpus=_unique(gpus),
         smi_version=_version(_SMI_VERSION, text),
         source="banner",
+    )
+
+
+# ---- --version ----------------------------------------------------------------------------
+
+
+def parse_version(text: str) -> SmiInfo:
+    """``nvidia-smi --version`` (drivers 525+): ``NVIDIA-SMI version``, ``DRIVER version`` and
+    ``CUDA Version`` lines; no GPUs."""
+    if not isinstance(text, str):
+        return SmiInfo(None, None, [], source="version")
+    return SmiInfo(
+        driver_version=_version(_DRIVER_VERSION, text),
+        cuda_version=_version(_CUDA_VERSION, text),
+        smi_version=_version(_VERSION_MARK, text),
+        source="version",
     )
 
 
@@ -370,14 +388,16 @@ def _guess_rows(text: str) -> list[dict[str, str]]:
 
 
 def parse_any(text: str) -> SmiInfo | None:
-    """Recognise the format (``-q``, banner, ``-L``, container-cli info, ``--query-gpu``) and
-    parse it; ``None`` when the text is none of them."""
+    """Recognise the format (``-q``, banner, ``--version``, ``-L``, container-cli info,
+    ``--query-gpu``) and parse it; ``None`` when the text is none of them."""
     if not isinstance(text, str) or not text.strip():
         return None
     if _Q_MARK.search(text):
         return parse_q(text)
     if _BANNER_MARK.search(text):
         return parse_banner(text)
+    if _VERSION_MARK.search(text):
+        return parse_version(text)
     if _LIST_MARK.search(text):
         return parse_list(text)
     if _CLI_MARK.search(text):

@@ -23,10 +23,28 @@ _ISOLATED_ENV = {
 # several times at the end of every session.
 _UNNEEDED_PLUGINS = [
     arg
-    for name in ("terminal", "cacheprovider", "unraisableexception", "threadexception",
-                 "doctest", "pastebin", "legacypath", "stepwise", "faulthandler", "junitxml",
-                 "logging", "warnings", "capture", "debugging", "setuponly", "setupplan",
-                 "tmpdir", "monkeypatch", "recwarn", "unittest")
+    for name in (
+        "terminal",
+        "cacheprovider",
+        "unraisableexception",
+        "threadexception",
+        "doctest",
+        "pastebin",
+        "legacypath",
+        "stepwise",
+        "faulthandler",
+        "junitxml",
+        "logging",
+        "warnings",
+        "capture",
+        "debugging",
+        "setuponly",
+        "setupplan",
+        "tmpdir",
+        "monkeypatch",
+        "recwarn",
+        "unittest",
+    )
     for arg in ("-p", f"no:{name}")
 ]
 
@@ -75,6 +93,8 @@ def preflight_args(
 ) -> list[str]:
     """pytest arguments of an isolated pre-flight: no user ini, conftest, cache or plugins."""
     package_dir = str(Path(__file__).resolve().parent)
+    from .runtime import checks_dir
+
     args = [
         "--llem-preflight",
         "-p",
@@ -99,6 +119,8 @@ def preflight_args(
         args.append("--llem-no-cache")
     if json_path is not None:
         args += ["--llem-json", str(json_path)]
+    # A path argument: without one pytest would look for conftest.py in the current directory.
+    args.append(str(checks_dir()))
     return args
 
 

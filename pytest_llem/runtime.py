@@ -115,7 +115,10 @@ class PreflightHooks:
         config.option.maxfail = 0
         self.checks_dir = checks_dir()
         explicit = config.args_source == pytest.Config.ArgsSource.ARGS
-        self.user_paths = [Path(a).resolve() for a in config.args] if explicit else []
+        given = [Path(a).resolve() for a in config.args] if explicit else []
+        # The checks' own directory may be named too (llem does, to keep pytest away from the
+        # caller's directory and its conftest.py); it is collected once either way.
+        self.user_paths = [p for p in given if p != self.checks_dir]
         config.args = [str(self.checks_dir), *(str(p) for p in self.user_paths)]
         self.preflight.facts.start()  # the read-only commands overlap collection
 

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 import pytest
 
-DEFAULT_PROBE_IMAGE = "nvidia/cuda:12.0.0-base-ubuntu22.04"
-DEFAULT_PROBE_TIMEOUT_S = 30.0
-DEFAULT_PULL_TIMEOUT_S = 600.0
-DEFAULT_CACHE_S = 900.0
-# Limit for the quick host commands (docker version/info/inspect, nvidia-smi).
-HOST_COMMAND_TIMEOUT_S = 10.0
+from .defaults import (
+    DEFAULT_CACHE_S,
+    DEFAULT_PROBE_IMAGE,
+    DEFAULT_PROBE_TIMEOUT_S,
+    DEFAULT_PULL_TIMEOUT_S,
+    HOST_COMMAND_TIMEOUT_S,
+)
 
 
 @dataclass(frozen=True)

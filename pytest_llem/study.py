@@ -56,9 +56,14 @@ def run_study_preflight(
     if source is not None:
         print(f"llem: warning: Docker pre-flight skipped ({source})", file=sys.stderr)
         return None
-    from .preflight import run_docker_preflight
+    from .defaults import HOST_COMMAND_TIMEOUT_S
+    from .host import prefetch
 
     settings = preflight_settings(study, runners)
+    # The read-only commands run while pytest is imported and configured.
+    prefetch.start_preflight(settings.images, HOST_COMMAND_TIMEOUT_S)
+    from .preflight import run_docker_preflight
+
     return run_docker_preflight(
         images=settings.images,
         timeout_s=settings.timeout_s,

@@ -7,6 +7,7 @@ under the same environment; nothing that changes the host (a pull, a container) 
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from .proc import CommandResult
 _KEY_ENV = ("PATH", "DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "HOME")
 _PENDING: dict[tuple[tuple[str, ...], tuple[str, ...]], Future[CommandResult]] = {}
 _LOCK = threading.Lock()
+_EXIT_HOOKED = False
 
 
 def _key(argv: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -25,7 +27,12 @@ def _key(argv: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 def start(commands: Sequence[tuple[Sequence[str], float]]) -> None:
     """Run each (argv, timeout) in a daemon thread; nothing waits for them at exit."""
-    from .proc import run
+    from .proc import kill_all, run
+
+    global _EXIT_HOOKED
+    if not _EXIT_HOOKED:
+        atexit.register(kill_all)  # an answer nobody took must not outlive us
+        _EXIT_HOOKED = True
 
     for argv, timeout in commands:
         future: Future[CommandResult] = Future()
@@ -41,7 +48,7 @@ def start(commands: Sequence[tuple[Sequence[str], float]]) -> None:
         ) -> None:
             try:
                 future.set_result(run(argv, timeout=timeout, prefetched=False))
-            except BaseException as exc:  # noqa: BLE001 - handed to whoever takes it
+            except BaseException as exc:
                 future.set_exception(exc)
 
         threading.Thread(target=work, daemon=True, name="llem-prefetch").start()

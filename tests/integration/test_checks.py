@@ -5,10 +5,20 @@ from __future__ import annotations
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from testbed import DEFAULT_GPUS, Engine, GpuScenario, HookBehaviour, HostTools, ProductRunner
+from testbed import (
+    DEFAULT_GPUS,
+    Engine,
+    GpuScenario,
+    HookBehaviour,
+    HostSmi,
+    HostTools,
+    ProductRunner,
+)
 from testbed.preflight import GPU_CAUSES, PreflightRun, run_preflight, without_durations
+from testbed.scenario import ContainerSmi
 
 IMAGE = "llem-test/base:1"
 OTHER = "llem-test/other:1"
@@ -51,9 +61,9 @@ def _healthy_engine(gpu_engine: Engine) -> Iterator[None]:
 
 
 def preflight(
-    run_product: ProductRunner, host_tools: HostTools, *args: str, **kw: object
+    run_product: ProductRunner, host_tools: HostTools, *args: str, **kw: Any
 ) -> PreflightRun:
-    return run_preflight(run_product, host_tools.work, *args, **kw)  # type: ignore[arg-type]
+    return run_preflight(run_product, host_tools.work, *args, **kw)
 
 
 # -- healthy ---------------------------------------------------------------------------------
@@ -90,13 +100,19 @@ def test_healthy_host_passes(
 # -- tier 1 ----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("extra", [(), ("-x", "--maxfail=1")], ids=["plain", "exitfirst"])
 def test_docker_and_toolkit_missing(
-    run_product: ProductRunner, host_tools: HostTools, gpu_engine: Engine, images: None
+    run_product: ProductRunner,
+    host_tools: HostTools,
+    gpu_engine: Engine,
+    images: None,
+    extra: tuple[str, ...],
 ) -> None:
+    """Both tier-1 failures are reported together, even when -x / --maxfail asks to stop."""
     env, _ = host_tools.prepare("no_docker", gpu_engine)
     host_tools.use_toolkit([])
     since = time.time()
-    run = preflight(run_product, host_tools, "--llem-image", IMAGE, env=env)
+    run = preflight(run_product, host_tools, "--llem-image", IMAGE, *extra, env=env)
     assert run.returncode == 1, run.describe()
     assert run.failure_causes == [
         (1, "docker-cli", "docker_cli_missing"),
@@ -162,11 +178,11 @@ def test_missing_host_nvidia_smi_only_warns(
 
 
 @pytest.mark.parametrize(
-    ("state", "cause"),
+    ("state", "cause", "details"),
     [
-        ("driver_not_loaded", "driver_not_loaded"),
-        ("nvml_mismatch", "nvml_driver_library_mismatch"),
-        ("no_devices", "no_devices"),
+        ("driver_not_loaded", "driver_not_loaded", {}),
+        ("nvml_mismatch", "nvml_driver_library_mismatch", {"nvml_library_version": "550.67"}),
+        ("no_devices", "no_devices", {}),
     ],
 )
 def test_failing_host_nvidia_smi_only_warns(
@@ -174,13 +190,17 @@ def test_failing_host_nvidia_smi_only_warns(
     host_tools: HostTools,
     gpu_engine: Engine,
     images: None,
-    state: str,
+    state: HostSmi,
     cause: str,
+    details: dict[str, str],
 ) -> None:
-    host_tools.use_nvidia_smi(state)  # type: ignore[arg-type]
+    host_tools.use_nvidia_smi(state, nvml_library_version="550.67")
     run = preflight(run_product, host_tools, "--llem-image", IMAGE)
     assert run.returncode == 0, run.describe()
     assert (run.failures, run.warning_causes) == ([], [("host-driver", cause)])
+    warning = run.warnings[0]
+    assert details.items() <= warning["details"].items(), warning
+    assert warning["message"] and warning["fix"], warning
     assert run.outcomes["host-driver"] == "warning"
     assert "Docker pre-flight passed with 1 warning(s)" in run.lines
     assert any(line.startswith("  - [host-driver] ") for line in run.lines)
@@ -229,10 +249,10 @@ def test_nvidia_smi_failing_inside_the_container(
     host_tools: HostTools,
     gpu_engine: Engine,
     images: None,
-    container_smi: str,
+    container_smi: ContainerSmi,
     cause: str,
 ) -> None:
-    gpu_engine.set_scenario(GpuScenario(container_smi=container_smi))  # type: ignore[arg-type]
+    gpu_engine.set_scenario(GpuScenario(container_smi=container_smi))
     run = preflight(run_product, host_tools, "--llem-image", IMAGE)
     assert run.returncode == 1, run.describe()
     probe_id = f"gpu-in-container[{IMAGE}]"
@@ -339,6 +359,7 @@ def test_remote_daemon(
     run_product: ProductRunner, host_tools: HostTools, gpu_engine: Engine, images: None
 ) -> None:
     env, _ = host_tools.prepare("remote", gpu_engine)
+    since = time.time()
     run = preflight(
         run_product, host_tools, "--llem-image", IMAGE, "--llem-image", CUDA_128, env=env
     )
@@ -363,6 +384,10 @@ def test_remote_daemon(
     details = run.failure(f"cuda-compat[{CUDA_128}]")["details"]
     assert (details["driver_version"], details["required_cuda"]) == ("550.54.15", "12.8")
     assert details["min_driver"].startswith("570.")
+    # Learning the driver takes one probe, of an image listed before the incompatible one: no
+    # container of the image that fails cuda-compat is started (its probe is reported not-run).
+    probed = [call["env"].get("CUDA_VERSION") for call in gpu_engine.hook_calls(since)]
+    assert probed == [None], probed
 
 
 # -- report formats and modes ----------------------------------------------------------------

@@ -27,6 +27,9 @@ CUDA_128_ENV = {
     ),
 }
 LEGACY = "llem-test/cuda:12.6.3-legacy"  # CUDA_VERSION only: held to cuda>=12.6
+# NVIDIA_REQUIRE_ARCH compares the GPUs' compute capability (the test bed's H100s: 9.0).
+ARCH_8 = "llem-test/arch:8.0"
+ARCH_10 = "llem-test/arch:10.0"
 
 # A data-centre host whose driver supports CUDA 12.3: too old for 12.4, and not on the 535 branch.
 DRIVER_545 = {"driver_version": "545.23.08", "cuda_version": "12.3", "brand": "tesla"}
@@ -40,6 +43,8 @@ def images(gpu_engine: Engine) -> None:
     gpu_engine.build_image(NO_REQUIRE, env={**CUDA_124_ENV, "NVIDIA_DISABLE_REQUIRE": "true"})
     gpu_engine.build_image(CUDA_128, env=CUDA_128_ENV)
     gpu_engine.build_image(LEGACY, env={"CUDA_VERSION": "12.6.3"})
+    gpu_engine.build_image(ARCH_8, env={"NVIDIA_REQUIRE_ARCH": "arch>=8.0"})
+    gpu_engine.build_image(ARCH_10, env={"NVIDIA_REQUIRE_ARCH": "arch>=10.0"})
 
 
 @pytest.fixture(autouse=True)
@@ -201,3 +206,19 @@ def test_only_the_failing_image_is_held_back(
     assert len(gpu_engine.created_since(since)) == 1
     [probed] = [call["env"] for call in gpu_engine.hook_calls(since)]
     assert probed.get("NVIDIA_DISABLE_REQUIRE") == "true"
+
+
+def test_arch_requirement_is_judged_like_the_hook(
+    run_product: ProductRunner, host_tools: HostTools, gpu_engine: Engine, images: None
+) -> None:
+    """Compute capability 9.0 meets arch>=8.0 and not arch>=10.0, as the NVIDIA hook decides."""
+    since = time.time()
+    run = preflight(run_product, host_tools, ARCH_8, ARCH_10)
+    assert run.returncode == 1, run.describe()
+    assert run.failure_causes == [(1, f"cuda-compat[{ARCH_10}]", "cuda_requirement_unsatisfied")]
+    assert run.outcomes[f"cuda-compat[{ARCH_8}]"] == "passed"
+    assert run.outcomes[f"gpu-in-container[{ARCH_8}]"] == "passed"
+    assert run.outcomes[f"gpu-in-container[{ARCH_10}]"] == "not-run"
+    message = run.failure(f"cuda-compat[{ARCH_10}]")["message"]
+    assert "arch>=10.0" in message and "CUDA ?" not in message, message
+    assert len(gpu_engine.created_since(since)) == 1  # the probe of ARCH_8 alone

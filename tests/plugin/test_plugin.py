@@ -47,7 +47,7 @@ def test_missing_docker_and_toolkit_are_numbered_and_tier2_not_run(
             "cloud-native/container-toolkit/install-guide.html",
             "Warnings:",
             "  - [host-driver] nvidia-smi not found on this host: "
-        "the host driver version is unknown",
+            "the host driver version is unknown",
         ]
     )
     data = json.loads((pytester.path / "r.json").read_text())

@@ -24,6 +24,34 @@ JSON_NAME = "r.json"
 # Plugins of the outer environment stay on (a user's `pytest --llem-preflight` has them too);
 # the cache provider is off so that nothing is written into the project directory.
 BASE_ARGS = ("--llem-preflight", "-p", "no:cacheprovider")
+# The cause vocabulary (DESIGN §3).
+CAUSES = frozenset(
+    {
+        "docker_cli_missing",
+        "daemon_unreachable",
+        "daemon_permission_denied",
+        "toolkit_missing",
+        "toolkit_hook_missing",
+        "host_driver_unavailable",
+        "gpu_driver_not_configured",
+        "nvidia_runtime_unknown",
+        "cdi_injection_failed",
+        "cgroup_device_setup_failed",
+        "nvml_driver_library_mismatch",
+        "driver_not_loaded",
+        "cuda_requirement_unsatisfied",
+        "nvml_unknown_error_cgroups",
+        "no_devices",
+        "image_not_found",
+        "registry_unreachable",
+        "container_command_not_found",
+        "probe_timeout",
+        "gpu_count_mismatch",
+        "check_error",
+        "unknown",
+        "ok",
+    }
+)
 # Causes that name a GPU, driver or toolkit problem (a pull failure must never be one of them).
 GPU_CAUSES = frozenset(
     {
@@ -68,8 +96,9 @@ class PreflightRun:
         return {c["id"]: c["outcome"] for c in self.report["checks"]}
 
     def check(self, check_id: str) -> dict[str, Any]:
-        [found] = [c for c in self.report["checks"] if c["id"] == check_id]
-        return found
+        found: list[dict[str, Any]] = [c for c in self.report["checks"] if c["id"] == check_id]
+        [check] = found
+        return check
 
     @property
     def failures(self) -> list[dict[str, Any]]:

@@ -218,16 +218,16 @@ INNER: dict[str, tuple[str, str, dict[str, str]]] = {
 # How each engine generation wraps the hook's stderr ({inner}); Docker 19.03 nests quotes.
 WRAPPERS: dict[str, str] = {
     "docker-18.09-runtime-v2": (
-        'docker: Error response from daemon: OCI runtime create failed: container_linux.go:348: '
+        "docker: Error response from daemon: OCI runtime create failed: container_linux.go:348: "
         'starting container process caused "process_linux.go:402: container init caused '
         '\\"process_linux.go:385: running prestart hook 1 caused \\\\\\"error running hook: '
         "exit status 1, stdout: , stderr: exec command: [/usr/bin/nvidia-container-cli "
         "--load-kmods configure --ldconfig=@/sbin/ldconfig.real --device=all --compute "
         "--utility --require=cuda>=10.0 brand=tesla,driver>=384,driver<385 --pid=4242 "
-        "/var/lib/docker/overlay2/3f1c/merged]\\\\\\\\n{inner}\\\\\\\\n\\\\\\\"\\\"\": unknown."
+        '/var/lib/docker/overlay2/3f1c/merged]\\\\\\\\n{inner}\\\\\\\\n\\\\\\"\\"": unknown.'
     ),
     "docker-19.03": (
-        'docker: Error response from daemon: OCI runtime create failed: container_linux.go:349: '
+        "docker: Error response from daemon: OCI runtime create failed: container_linux.go:349: "
         'starting container process caused "process_linux.go:449: container init caused '
         '\\"process_linux.go:432: running prestart hook 0 caused \\\\\\"error running hook: '
         'exit status 1, stdout: , stderr: {inner}\\\\\\\\n\\\\\\"\\"": unknown.'
@@ -362,7 +362,13 @@ VARIANTS: list[tuple[str, str, int | None, str, dict[str, Any]]] = [
         "docker_cli_missing",
         {},
     ),
-    ("cli-go-exec", 'exec: "docker": executable file not found in $PATH', None, "docker_cli_missing", {}),
+    (
+        "cli-go-exec",
+        'exec: "docker": executable file not found in $PATH',
+        None,
+        "docker_cli_missing",
+        {},
+    ),
     (
         "cli-python",
         "FileNotFoundError: [Errno 2] No such file or directory: 'docker'",
@@ -392,8 +398,7 @@ VARIANTS: list[tuple[str, str, int | None, str, dict[str, Any]]] = [
     ),
     (
         "daemon-remote-tcp",
-        "Cannot connect to the Docker daemon at tcp://10.0.0.5:2376. Is the docker daemon "
-        "running?",
+        "Cannot connect to the Docker daemon at tcp://10.0.0.5:2376. Is the docker daemon running?",
         1,
         "daemon_unreachable",
         {"endpoint": "tcp://10.0.0.5:2376"},
@@ -524,6 +529,19 @@ VARIANTS: list[tuple[str, str, int | None, str, dict[str, Any]]] = [
         {},
     ),
     (
+        "hook-csv-mode",
+        "docker: Error response from daemon: failed to create task for container: failed to "
+        "create shim task: OCI runtime create failed: runc create failed: unable to start "
+        "container process: error during container init: error running hook #0: error running "
+        "hook: exit status 1, stdout: , stderr: Auto-detected mode as 'csv'\ninvoking the "
+        "NVIDIA Container Runtime Hook directly (e.g. specifying the docker --gpus flag) is not "
+        "supported. Please use the NVIDIA Container Runtime (e.g. specify the --runtime=nvidia "
+        "flag) instead.: unknown.",
+        125,
+        "gpu_driver_not_configured",
+        {},
+    ),
+    (
         "cdi-runtime-mode",
         "docker: Error response from daemon: failed to create task for container: failed to "
         "create shim task: OCI runtime create failed: /usr/bin/nvidia-container-runtime did not "
@@ -585,6 +603,17 @@ VARIANTS: list[tuple[str, str, int | None, str, dict[str, Any]]] = [
         "wsl-blocked",
         "Failed to initialize NVML: GPU access blocked by the operating system",
         255,
+        "driver_not_loaded",
+        {"platform": "wsl2"},
+    ),
+    (
+        "wsl-no-adapters",
+        "docker: Error response from daemon: failed to create shim task: OCI runtime create "
+        "failed: runc create failed: unable to start container process: error during container "
+        "init: error running hook #0: error running hook: exit status 1, stdout: , stderr: "
+        "Auto-detected mode as 'legacy'\nnvidia-container-cli: initialization error: WSL "
+        "environment detected but no adapters were found: unknown.",
+        125,
         "driver_not_loaded",
         {"platform": "wsl2"},
     ),
@@ -806,7 +835,7 @@ def test_pull_progress_then_probe_csv_is_ok_with_the_gpus() -> None:
 def test_pull_of_a_cuda_image_with_failed_dns_is_not_a_gpu_cause() -> None:
     text = (
         "Unable to find image 'nvidia/cuda:12.4.1-base-ubuntu22.04' locally\n"
-        "docker: Error response from daemon: Get \"https://registry-1.docker.io/v2/\": dial tcp: "
+        'docker: Error response from daemon: Get "https://registry-1.docker.io/v2/": dial tcp: '
         "lookup registry-1.docker.io: no such host.\nSee 'docker run --help'."
     )
     d = diagnose(text, 125)
@@ -927,7 +956,9 @@ def test_details_say_which_component_spoke_and_what_it_said() -> None:
 
 
 def test_unknown_keeps_the_output_verbatim() -> None:
-    text = 'docker: Error response from daemon: Conflict. The container name "/llem-probe" is in use'
+    text = (
+        'docker: Error response from daemon: Conflict. The container name "/llem-probe" is in use'
+    )
     d = diagnose(text, 125)
     assert d.cause == "unknown"
     assert d.details["output"] == text
@@ -971,7 +1002,7 @@ def test_classifying_the_reference_set_is_fast() -> None:
 def test_lenient_inputs() -> None:
     assert diagnose(b"No devices were found", 6).cause == "no_devices"  # type: ignore[arg-type]
     assert diagnose(None).cause == "ok"  # type: ignore[arg-type]
-    assert diagnose("No devices were found", True).cause == "no_devices"  # type: ignore[arg-type]
+    assert diagnose("No devices were found", True).cause == "no_devices"
 
 
 def test_checks_only_causes_are_never_diagnosed() -> None:

@@ -60,9 +60,9 @@ GPU_CAUSES = {
 }
 
 returncodes = st.none() | st.integers(min_value=-255, max_value=255)
-lines_like_real = st.lists(
-    st.sampled_from(REAL_LINES) | st.text(max_size=80), max_size=12
-).map("\n".join)
+lines_like_real = st.lists(st.sampled_from(REAL_LINES) | st.text(max_size=80), max_size=12).map(
+    "\n".join
+)
 words_like_real = st.lists(
     st.sampled_from(REAL_WORDS) | st.sampled_from([" ", "\n", "\\", '"', ": ", "\\n", "\r"]),
     max_size=60,
@@ -117,8 +117,7 @@ images = st.builds(
     lambda registry, path, tag: f"{registry}{'/'.join(path)}:{tag}",
     st.sampled_from(["", "nvcr.io/", "ghcr.io/", "docker.io/"]),
     st.lists(names, min_size=1, max_size=3),
-    st.sampled_from(["latest", "12.4.1-base-ubuntu22.04", "550.54.15", "cuda12-driver"])
-    | names,
+    st.sampled_from(["latest", "12.4.1-base-ubuntu22.04", "550.54.15", "cuda12-driver"]) | names,
 )
 
 
@@ -151,7 +150,9 @@ def test_image_names_with_gpu_words_never_give_a_gpu_cause(image: str) -> None:
 
 INNER = {
     "nvidia-container-cli: requirement error: unsatisfied condition: cuda>=12.8, please update "
-    "your driver to a newer version, or use an earlier cuda container": "cuda_requirement_unsatisfied",
+    "your driver to a newer version, or use an earlier cuda container": (
+        "cuda_requirement_unsatisfied"
+    ),
     "nvidia-container-cli: initialization error: nvml error: driver/library version mismatch": (
         "nvml_driver_library_mismatch"
     ),
@@ -174,7 +175,7 @@ WRAPPERS = [
     "shim task: OCI runtime create failed: runc create failed: unable to start container "
     "process: error during container init: error running prestart hook #0: exit status 1, "
     "stdout: , stderr: Auto-detected mode as 'legacy'\n{inner}: unknown",
-    'docker: Error response from daemon: OCI runtime create failed: container_linux.go:349: '
+    "docker: Error response from daemon: OCI runtime create failed: container_linux.go:349: "
     'starting container process caused "process_linux.go:449: container init caused '
     '\\"process_linux.go:432: running prestart hook 0 caused \\\\\\"error running hook: exit '
     'status 1, stdout: , stderr: {inner}\\\\\\\\n\\\\\\"\\"": unknown',
@@ -266,8 +267,7 @@ def test_banner_round_trip(
     width = 89 if new_layout else 77
     lines = [
         "+" + "-" * (width - 2) + "+",
-        f"| NVIDIA-SMI {driver}    Driver Version: {driver}    {cuda_field}".ljust(width - 1)
-        + "|",
+        f"| NVIDIA-SMI {driver}    Driver Version: {driver}    {cuda_field}".ljust(width - 1) + "|",
         "|=======+",
     ]
     for index, name in enumerate(gpus):
@@ -301,9 +301,7 @@ def test_query_csv_round_trip_in_any_field_order(
     lines = [", ".join(fields)] if header else []
     lines += [", ".join(value(f, r) for f in fields) for r in range(rows)]
     parsed = parse_query_csv("\n".join(lines), fields)
-    expected = [
-        {f: value(f, r).removesuffix(" MiB") for f in fields} for r in range(rows)
-    ]
+    expected = [{f: value(f, r).removesuffix(" MiB") for f in fields} for r in range(rows)]
     assert parsed == expected
     if header:
         assert parse_query_csv("\n".join(lines)) == expected

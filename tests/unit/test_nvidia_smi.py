@@ -69,13 +69,18 @@ def test_banner_of_each_driver_generation(name: str) -> None:
     assert parse_any(verbatim(name)) == info
 
 
+RULE = "+" + "-" * 89 + "+"
 NEW_LAYOUT_8_GPUS = "\n".join(
     [
-        "+-----------------------------------------------------------------------------------------+",
-        "| NVIDIA-SMI 570.86.15              Driver Version: 570.86.15      CUDA Version: N/A      |",
-        "+-----------------------------------------+------------------------+----------------------+",
-        "| GPU  Name                 Persistence-M | Bus-Id          Disp.A | Volatile Uncorr. ECC |",
-        "|=========================================+========================+======================|",
+        RULE,
+        "| NVIDIA-SMI 570.86.15              Driver Version: 570.86.15      "
+        "CUDA Version: N/A      |",
+        "+-----------------------------------------+------------------------+"
+        "----------------------+",
+        "| GPU  Name                 Persistence-M | Bus-Id          Disp.A | "
+        "Volatile Uncorr. ECC |",
+        "|=========================================+========================+"
+        "======================|",
     ]
     + [
         f"|   {i}  NVIDIA H100 80GB HBM3          On  |   00000000:{i + 0x18:02X}:00.0 Off |"
@@ -83,10 +88,10 @@ NEW_LAYOUT_8_GPUS = "\n".join(
         for i in range(8)
     ]
     + [
-        "+-----------------------------------------------------------------------------------------+",
-        "| Processes:                                                                              |",
-        "|  GPU   GI   CI        PID   Type   Process name                              GPU Memory |",
-        "|    0   N/A  N/A     12345      C   python                                     70000MiB |",
+        RULE,
+        "| Processes:" + " " * 78 + "|",
+        "|  GPU   GI   CI        PID   Type   Process name" + " " * 30 + "GPU Memory |",
+        "|    0   N/A  N/A     12345      C   python" + " " * 37 + "70000MiB |",
     ]
 )
 
