@@ -8,7 +8,8 @@ from pytest_llem.context import CheckContext
 @check(tier=2, id="cuda-compat")
 def check_cuda_compat(llem: CheckContext, llem_image: str) -> None:
     """The image's NVIDIA_REQUIRE_* holds for the host driver, judged before anything runs."""
-    llem.expect(verdicts.cuda_compat(llem.image(llem_image), llem.host, llem.probed_driver))
+    image = llem.image(llem_image)
+    llem.expect(verdicts.cuda_compat(image, llem.host, lambda: llem.probed_driver(llem_image)))
 
 
 @check(tier=2, id="gpu-in-container")

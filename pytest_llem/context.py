@@ -38,8 +38,9 @@ class CheckContext:
     def probe(self, image: str) -> ProbeFacts | None:
         return self._preflight.facts.probe(image, self._preflight.probe_eligible)
 
-    def probed_driver(self) -> str | None:
-        return self._preflight.facts.probe_driver(self._preflight.probe_eligible)
+    def probed_driver(self, judged: str) -> str | None:
+        """The driver a probe of another image saw, for a daemon whose host driver is unknown."""
+        return self._preflight.facts.probe_driver(judged)
 
     def failed(self, check_id: str) -> bool:
         return self._preflight.outcomes.outcome(check_id) == "failed"

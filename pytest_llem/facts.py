@@ -114,16 +114,39 @@ class Facts:
             with self._lock:
                 if not self._probes_started:
                     self._probes_started = True
-                    self._probes = {n: self._pool.submit(self._run_probe, n) for n in chosen}
+                    for name in chosen:
+                        self._start_probe(name)
         with self._lock:
             future = self._probes.get(image)
         return future.result() if future else None
 
-    def probe_driver(self, eligible: Callable[[str], bool]) -> str | None:
-        """A driver version seen inside a container by any probe (for a remote daemon)."""
-        for image in self.settings.images:
-            probe = self.probe(image, eligible)
-            if probe and probe.result.ok and probe.gpus and probe.gpus[0].get("driver_version"):
+    def _start_probe(self, image: str) -> Future[ProbeFacts]:
+        """Start (once) the probe of ``image``; call with the lock held."""
+        if image not in self._probes:
+            self._probes[image] = self._pool.submit(self._run_probe, image)
+        return self._probes[image]
+
+    def probe_driver(self, judged: str) -> str | None:
+        """The driver version a probe saw (for a daemon whose host driver is unknown).
+
+        Images without a CUDA requirement are probed first: their probe cannot fail on one.
+        ``judged`` is probed here only when it has no requirement itself: otherwise that
+        requirement is what is being decided, and no container of it may start before.
+        """
+        present = [self.image(name) for name in self.settings.images]
+        candidates = sorted(
+            (
+                f
+                for f in present
+                if f.info is not None and (f.image != judged or not _demands_cuda(f.info.env))
+            ),
+            key=lambda f: _demands_cuda(f.info.env if f.info else {}),
+        )
+        for facts in candidates:
+            with self._lock:
+                future = self._start_probe(facts.image)
+            probe = future.result()
+            if probe.result.ok and probe.gpus and probe.gpus[0].get("driver_version"):
                 return probe.gpus[0]["driver_version"]
         return None
 
@@ -163,3 +186,9 @@ class Facts:
         # the interpreter alive at exit: kill its commands.
         kill_all()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _demands_cuda(env: Mapping[str, str]) -> bool:
+    if env.get("NVIDIA_DISABLE_REQUIRE", "").lower() in ("1", "true", "t"):
+        return False
+    return any(key.startswith("NVIDIA_REQUIRE_") for key in env) or "CUDA_VERSION" in env

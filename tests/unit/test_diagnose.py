@@ -378,6 +378,13 @@ VARIANTS: list[tuple[str, str, int | None, str, dict[str, Any]]] = [
     ),
     ("cli-which", "which: no docker in (/usr/local/bin:/usr/bin)", 1, "docker_cli_missing", {}),
     ("cli-127-silent", "", 127, "docker_cli_missing", {}),
+    (
+        "cli-timeout-wrapper",
+        "timeout: failed to run command \u2018docker\u2019: No such file or directory",
+        127,
+        "docker_cli_missing",
+        {},
+    ),
     # the daemon
     (
         "daemon-cli-29",
@@ -785,6 +792,32 @@ VARIANTS: list[tuple[str, str, int | None, str, dict[str, Any]]] = [
         {},
     ),
     ("cmd-126", "permission denied", 126, "container_command_not_found", {}),
+    (
+        "cmd-env-shebang",
+        "/usr/bin/env: \u2018python3\u2019: No such file or directory",
+        127,
+        "container_command_not_found",
+        {},
+    ),
+    (
+        "smi-bad-field",
+        'Field "bogus_field" is not a valid field to query.',
+        2,
+        "unknown",
+        {},
+    ),
+    (
+        "smi-version-580",
+        "NVIDIA-SMI version  : 580.159.04\nNVML version        : 580.159\n"
+        "DRIVER version      : 580.159.04\nCUDA Version        : 13.0\n",
+        0,
+        "ok",
+        {
+            "driver_version": "580.159.04",
+            "cuda_version": "13.0",
+            "nvidia_smi_version": "580.159.04",
+        },
+    ),
 ]
 
 

@@ -44,6 +44,7 @@ REAL_LINES = sorted(
 )
 REAL_WORDS = sorted({word for line in REAL_LINES for word in line.split()})
 
+SOURCES = {"banner", "list", "q", "query", "version", "container-cli"}
 NEVER_FROM_TEXT = {"probe_timeout", "gpu_count_mismatch", "check_error"}
 GPU_CAUSES = {
     "gpu_driver_not_configured",
@@ -236,7 +237,7 @@ def test_parsers_never_raise(text: str, fields: list[str] | None) -> None:
     parse_query_csv(text, fields)
     parse_query(text, fields)
     info = parse_any(text)
-    assert info is None or info.source in {"banner", "list", "q", "query", "container-cli"}
+    assert info is None or info.source in SOURCES
 
 
 versions = st.builds(

@@ -17,6 +17,7 @@ from pytest_llem.nvidia_smi import (
     parse_q,
     parse_query,
     parse_query_csv,
+    parse_version,
 )
 
 REFERENCE = Path(__file__).parent.parent / "data" / "reference"
@@ -109,6 +110,77 @@ def test_banner_lines_after_pull_progress() -> None:
         "nvidia-smi_550.40.07_rtx-4070.txt"
     )
     assert parse_banner(text).driver_version == "550.40.07"
+
+
+# A driver 580 host (values other than versions and names replaced).
+BANNER_580 = """\
++-----------------------------------------------------------------------------------------+
+| NVIDIA-SMI 580.159.04             Driver Version: 580.159.04     CUDA Version: 13.0     |
++-----------------------------------------+------------------------+----------------------+
+| GPU  Name                 Persistence-M | Bus-Id          Disp.A | Volatile Uncorr. ECC |
+| Fan  Temp   Perf          Pwr:Usage/Cap |           Memory-Usage | GPU-Util  Compute M. |
+|                                         |                        |               MIG M. |
+|=========================================+========================+======================|
+|   0  NVIDIA H200                    On  |   00000000:00:06.0 Off |                    0 |
+| N/A   40C    P0             83W /  700W |       0MiB / 143771MiB |      0%      Default |
+|                                         |                        |             Disabled |
++-----------------------------------------+------------------------+----------------------+
+
++-----------------------------------------------------------------------------------------+
+| Processes:                                                                              |
+|  GPU   GI   CI              PID   Type   Process name                        GPU Memory |
+|        ID   ID                                                               Usage      |
+|=========================================================================================|
+|  No running processes found                                                             |
++-----------------------------------------------------------------------------------------+
+"""
+Q_580 = """\
+==============NVSMI LOG==============
+
+Timestamp                                              : Sat Nov 28 17:38:50 2026
+Driver Version                                         : 580.159.04
+CUDA Version                                           : 13.0
+
+Attached GPUs                                          : 1
+GPU 00000000:00:06.0
+    Product Name                                       : NVIDIA H200
+    Product Brand                                      : NVIDIA
+    Product Architecture                               : Hopper
+    Display Mode                                       : Requested functionality has been deprecated
+    Addressing Mode                                    : None
+    MIG Mode
+        Current                                        : Disabled
+        Pending                                        : Disabled
+    Serial Number                                      : 0000000000000
+    GPU UUID                                           : GPU-00000000-1111-2222-3333-444444444444
+    GPU PDI                                            : 0x0000000000000000
+    Minor Number                                       : 0
+    GSP Firmware Version                               : 580.159.04
+"""
+VERSION_580 = """\
+NVIDIA-SMI version  : 580.159.04
+NVML version        : 580.159
+DRIVER version      : 580.159.04
+CUDA Version        : 13.0
+"""
+
+
+def test_driver_580_formats() -> None:
+    banner = parse_any(BANNER_580)
+    assert banner is not None
+    assert (banner.driver_version, banner.cuda_version) == ("580.159.04", "13.0")
+    assert [(g.index, g.name) for g in banner.gpus] == [(0, "NVIDIA H200")]
+    q = parse_any(Q_580)
+    assert q is not None and q.source == "q"
+    assert q.gpus[0].summary() == {
+        "index": 0,
+        "name": "NVIDIA H200",
+        "uuid": "GPU-00000000-1111-2222-3333-444444444444",
+    }
+    assert (q.gpus[0].brand, q.gpus[0].architecture, q.gpus[0].minor) == ("NVIDIA", "Hopper", 0)
+    version = parse_version(VERSION_580)
+    assert version == SmiInfo("580.159.04", "13.0", [], smi_version="580.159.04", source="version")
+    assert parse_any(VERSION_580) == version
 
 
 # -- -L ---------------------------------------------------------------------------------------
