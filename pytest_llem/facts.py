@@ -63,8 +63,11 @@ class Facts:
         docker_path = docker.docker_path(self.env)
         version = self._pool.submit(docker.docker_version, timeout) if docker_path else None
         smi: CommandResult | None = None
+        caps: list[str] = []
         if not endpoint.remote:
+            cap_query = self._pool.submit(nvidia.compute_capabilities, timeout)
             smi = nvidia.nvidia_smi_query(timeout)
+            caps = cap_query.result()
         smi_info = None
         if smi is not None and smi.ok:
             from .nvidia_smi import parse_q
@@ -77,6 +80,7 @@ class Facts:
             toolkit=nvidia.toolkit_tools(self.env),
             smi=smi,
             smi_info=smi_info,
+            compute_caps=tuple(caps),
         )
 
     # --- images -----------------------------------------------------------------------

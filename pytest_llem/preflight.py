@@ -156,7 +156,7 @@ def run_docker_preflight(
     )
     with _isolated_environ():
         code = pytest.main(args, plugins=[sink])
-    if code == pytest.ExitCode.INTERRUPTED:
+    if code in (pytest.ExitCode.INTERRUPTED, 130, 143):
         raise KeyboardInterrupt
     report = sink.report
     if report is None or code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):

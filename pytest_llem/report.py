@@ -48,6 +48,7 @@ class CheckResult:
 class Report:
     checks: list[CheckResult] = field(default_factory=list)
     host: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False  # stopped before every check ended: it proves nothing
 
     @property
     def failures(self) -> list[Finding]:
@@ -59,6 +60,8 @@ class Report:
 
     @property
     def status(self) -> str:
+        if self.interrupted:
+            return "interrupted"
         if self.failures:
             return "failed"
         return "warning" if self.warnings else "passed"
@@ -67,13 +70,18 @@ class Report:
         """The numbered report; empty when nothing failed or warned."""
         failures, warnings = self.failures, self.warnings
         lines: list[str] = []
+        if self.interrupted:
+            lines.append(
+                f"Docker pre-flight interrupted after {len(self.checks)} check(s): "
+                "nothing was proved"
+            )
         if failures:
             lines.append(f"Docker pre-flight failed: {len(failures)} issue(s) found")
             for number, f in enumerate(failures, 1):
                 lines.append(f"  {number}. [{f.id}] {f.message}")
                 if f.fix_line():
                     lines.append(f"     {f.fix_line()}")
-        elif warnings:
+        elif warnings and not self.interrupted:
             lines.append(f"Docker pre-flight passed with {len(warnings)} warning(s)")
         if warnings:
             lines.append("Warnings:")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -121,6 +123,20 @@ class PreflightHooks:
         self.user_paths = [p for p in given if p != self.checks_dir]
         config.args = [str(self.checks_dir), *(str(p) for p in self.user_paths)]
         self.preflight.facts.start()  # the read-only commands overlap collection
+        self.interrupted_by: int | None = None  # the signal that stopped the session
+        self._previous_sigterm: Any = None
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(
+            signal.SIGTERM
+        ) in (signal.SIG_DFL, None):
+            self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.interrupted_by = signal.SIGTERM
+        raise KeyboardInterrupt("SIGTERM")
+
+    def pytest_unconfigure(self) -> None:
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
 
     # --- collection -------------------------------------------------------------------
 
@@ -218,11 +234,13 @@ class PreflightHooks:
     # --- the end ----------------------------------------------------------------------
 
     def report(self) -> Report:
-        return self.preflight.outcomes.report()
+        return self.preflight.outcomes.report(interrupted=self.interrupted_by is not None)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.preflight.facts.close()
+        if self.interrupted_by is not None:
+            session.exitstatus = 128 + self.interrupted_by  # 130 Ctrl-C, 143 SIGTERM
         if hasattr(self.config, "workerinput"):
             return
         path = self.preflight.settings.json_path
@@ -232,6 +250,8 @@ class PreflightHooks:
     def pytest_keyboard_interrupt(self) -> None:
         from .host.proc import kill_all
 
+        if self.interrupted_by is None:
+            self.interrupted_by = signal.SIGINT
         kill_all()
         self.preflight.facts.close()
 

@@ -62,9 +62,9 @@ class Outcomes:
     def hard_failures_before(self, tier: int) -> list[str]:
         return [r.id for r in self._results.values() if r.tier < tier and r.outcome == "failed"]
 
-    def report(self) -> Report:
+    def report(self, interrupted: bool = False) -> Report:
         checks = sorted(self._results.values(), key=lambda r: self._order[r.id])
-        return Report(checks=checks, host=host_summary(checks))
+        return Report(checks=checks, host=host_summary(checks), interrupted=interrupted)
 
 
 def host_summary(checks: list[CheckResult]) -> dict[str, Any]:

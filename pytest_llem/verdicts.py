@@ -201,15 +201,24 @@ def cuda_compat(
         return passed(note, **details)
     unsatisfied = ", ".join(v.failed) or "a requirement"
     required = v.required_cuda or "?"
-    message = (
-        f"{image.image} requires CUDA {required} ({unsatisfied}); the host driver "
-        f"{driver} supports CUDA {v.cuda_version or '?'}"
-    )
-    if v.min_driver:
+    if any(cond.startswith("cuda") for cond in v.failed) or not v.failed:
+        message = (
+            f"{image.image} requires CUDA {required} ({unsatisfied}); the host driver "
+            f"{driver} supports CUDA {v.cuda_version or '?'}"
+        )
+    else:  # a driver, brand or arch condition: name what the host has instead
+        message = (
+            f"{image.image} requires {unsatisfied}; the host has driver {driver}"
+            f" (CUDA {v.cuda_version or '?'}), GPU brand {brand or 'unknown'}, compute "
+            f"capability {arch or 'unknown'}"
+        )
+    if v.min_driver and any(cond.startswith("cuda") for cond in v.failed):
         fix = (
             f"Upgrade the NVIDIA driver to {v.min_driver} or newer (CUDA {required}), "
             f"or use an image built for CUDA {v.cuda_version or 'an older release'} or older"
         )
+    elif any(cond.startswith(("arch", "brand")) for cond in v.failed):
+        fix = f"Run {image.image} on a GPU that meets {unsatisfied}, or use another image"
     else:
         fix = "Upgrade the NVIDIA driver, or use an image built for an older CUDA"
     if v.errors:

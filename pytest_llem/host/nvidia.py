@@ -14,6 +14,8 @@ TOOLKIT_TOOLS = ("nvidia-ctk", "nvidia-container-runtime", "nvidia-container-cli
 HOOK_TOOL = "nvidia-container-runtime-hook"
 TOOLKIT_CONFIG = Path("/etc/nvidia-container-runtime/config.toml")
 SMI_ARGV = ("nvidia-smi", "-q")
+# `-q` names the architecture (Hopper), but NVIDIA_REQUIRE_* `arch` compares compute capability.
+CAPS_ARGV = ("nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader")
 
 
 def toolkit_tools(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -48,3 +50,12 @@ def toolkit_config_digest(path: Path = TOOLKIT_CONFIG) -> str:
 def nvidia_smi_query(timeout: float) -> CommandResult:
     """`nvidia-smi -q`: driver, CUDA version, and per GPU its name, brand, architecture, UUID."""
     return run(SMI_ARGV, timeout=timeout)
+
+
+def compute_capabilities(timeout: float) -> list[str]:
+    """Compute capability of each GPU ("9.0"); empty when the driver cannot tell."""
+    result = run(CAPS_ARGV, timeout=timeout)
+    if not result.ok:
+        return []
+    values = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+    return values if all(v.replace(".", "").isdigit() for v in values) else []
