@@ -681,9 +681,19 @@ def _explain_cuda(c: _Context) -> tuple[str, str, str]:
     driver = f" {d['driver_version']}" if d.get("driver_version") else ""
     supports = f"supports only CUDA {have}" if have else "is too old for it"
     if need:
+        from .cuda_table import min_driver_for_cuda
+
+        minimum = min_driver_for_cuda(need)
+        if minimum:
+            d["min_driver"] = minimum
+        target = (
+            f"{minimum} or newer (CUDA {need})"
+            if minimum
+            else f"one that supports CUDA {need} or newer"
+        )
         return (
             f"The image requires CUDA >= {need} but the host driver{driver} {supports}",
-            f"Upgrade the host NVIDIA driver to one that supports CUDA {need} or newer, or use "
+            f"Upgrade the host NVIDIA driver to {target}, or use "
             f"an image built for {'CUDA ' + have if have else 'an older CUDA'}",
             R.CUDA_COMPAT_URL,
         )
