@@ -279,7 +279,10 @@ def gpu_in_container(
             image=image.image,
             exit_status=result.returncode,
         )
-    gpus = probe.gpus
+    gpus: list[dict[str, Any]] = [
+        {**g, "index": int(g["index"])} if g.get("index", "").isdigit() else dict(g)
+        for g in probe.gpus
+    ]
     details: dict[str, Any] = {"image": image.image, "gpus": gpus, "cached": probe.cached}
     if gpus:
         details["driver_version"] = gpus[0].get("driver_version", "")
