@@ -15,6 +15,26 @@ from .host.proc import CommandResult, kill_all
 from .settings import Settings
 
 
+class PreparedFacts:
+    """Facts that `run_docker_preflight` started before pytest loaded, handed to the session."""
+
+    def __init__(self, facts: Facts) -> None:
+        self.facts = facts
+
+
+def new_facts(settings: Settings) -> Facts:
+    """Facts for ``settings``, with the probe cache wired in when the settings allow it."""
+    facts = Facts(settings)
+    if settings.cache_s > 0 and not settings.no_cache:
+        from .cache import ProbeCache
+
+        cache = ProbeCache(settings.cache_s)
+        facts.warmup = cache.identity
+        facts.cache_lookup = cache.lookup
+        facts.cache_store = cache.store
+    return facts
+
+
 class Facts:
     """Lazily started, memoised fact gathering shared by every check of a session."""
 
@@ -51,6 +71,32 @@ class Facts:
             }
             if self.warmup is not None:
                 self._pool.submit(self.warmup)
+
+    def start_probes_early(self) -> None:
+        """Start each GPU probe as soon as the facts show the checks would start it.
+
+        For a session of the built-in checks alone (`llem`): once no tier-1 verdict fails and
+        an image's cuda-compat passes, its probe is started while pytest is still loading.
+        The checks then use the very same probe: the findings are the ones a late start gives.
+        """
+        self.start()
+        self._pool.submit(self._start_probes_early)
+
+    def _start_probes_early(self) -> None:
+        from . import verdicts
+
+        host = self.host()
+        tier1 = (verdicts.docker_cli, verdicts.docker_daemon, verdicts.nvidia_toolkit)
+        if any(judge(host).outcome == "failed" for judge in tier1):
+            return
+        for name in self.settings.images:
+            image = self.image(name)
+            if image.info is None:
+                continue
+            if verdicts.cuda_compat(image, host, lambda: None).outcome != "passed":
+                continue  # failed, or not judgeable yet: the checks decide
+            with self._lock:
+                self._start_probe(name)
 
     def host(self) -> HostFacts:
         self.start()

@@ -142,6 +142,28 @@ def run_docker_preflight(
     """
     if skip:
         return Report()
+    from .defaults import DEFAULT_PROBE_IMAGE
+    from .facts import PreparedFacts, new_facts
+    from .imageref import invalid_image_message
+    from .settings import Settings
+
+    # Start the host queries and, where the facts allow, the GPU probes now: they run while
+    # pytest loads. The session adopts these facts when its settings are the same.
+    prepared: list[PreparedFacts] = []
+    if config is None and not any(invalid_image_message("image", i) for i in images or ()):
+        defaults = Settings()
+        settings = Settings(
+            images=tuple(dict.fromkeys(images or ())) or (DEFAULT_PROBE_IMAGE,),
+            timeout_s=defaults.timeout_s if timeout_s is None else float(timeout_s),
+            pull_timeout_s=defaults.pull_timeout_s
+            if pull_timeout_s is None
+            else float(pull_timeout_s),
+            cache_s=defaults.cache_s if cache_s is None else float(cache_s),
+            no_cache=no_cache,
+        )
+        facts = new_facts(settings)
+        facts.start_probes_early()
+        prepared.append(PreparedFacts(facts))
     import pytest
 
     sink = _ReportSink()
@@ -154,8 +176,12 @@ def run_docker_preflight(
         no_cache=no_cache,
         json_path=json_path,
     )
-    with _isolated_environ():
-        code = pytest.main(args, plugins=[sink])
+    try:
+        with _isolated_environ():
+            code = pytest.main(args, plugins=[sink, *prepared])
+    finally:
+        for handoff in prepared:  # already closed by the session, unless it never adopted them
+            handoff.facts.close()
     if code in (pytest.ExitCode.INTERRUPTED, 130, 143):
         raise KeyboardInterrupt
     report = sink.report

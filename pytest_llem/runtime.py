@@ -15,7 +15,7 @@ import pytest
 
 from .checking import CheckFailed, CheckWarned, NotRun
 from .context import VERDICT_KEY, CheckContext
-from .facts import Facts
+from .facts import Facts, PreparedFacts, new_facts
 from .report import Finding, Report
 from .session import BUILTIN_IDS, Outcomes
 from .settings import Settings
@@ -35,17 +35,10 @@ def checks_dir() -> Path:
 class Preflight:
     """One session's settings, facts and outcomes (also on each xdist worker)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, facts: Facts | None = None) -> None:
         self.settings = settings
-        self.facts = Facts(settings)
+        self.facts = facts if facts is not None else new_facts(settings)
         self.outcomes = Outcomes()
-        if settings.cache_s > 0 and not settings.no_cache:
-            from .cache import ProbeCache
-
-            cache = ProbeCache(settings.cache_s)
-            self.facts.warmup = cache.identity
-            self.facts.cache_lookup = cache.lookup
-            self.facts.cache_store = cache.store
 
     def context(self, item: pytest.Item) -> CheckContext:
         return CheckContext(self, item)
@@ -54,6 +47,14 @@ class Preflight:
         if self.outcomes.outcome(f"cuda-compat[{image}]") == "failed":
             return False
         return self.facts.image(image).info is not None
+
+
+def _prepared_facts(config: pytest.Config, settings: Settings) -> Facts | None:
+    """The handed-over facts, when they were gathered for these very settings."""
+    for plugin in config.pluginmanager.get_plugins():
+        if isinstance(plugin, PreparedFacts) and plugin.facts.settings.same_facts(settings):
+            return plugin.facts
+    return None
 
 
 def marker_info(item: pytest.Item) -> tuple[str, int] | None:
@@ -111,7 +112,7 @@ class PreflightHooks:
                     f"--llem-json: cannot write {settings.json_path}: {parent} is not a "
                     "writable directory"
                 )
-        self.preflight = Preflight(settings)
+        self.preflight = Preflight(settings, _prepared_facts(config, settings))
         config.stash[PREFLIGHT_KEY] = self.preflight
         # A pre-flight reports every failure of a tier together: -x / --maxfail would hide some.
         config.option.maxfail = 0

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import pytest
+from typing import TYPE_CHECKING
 
 from .defaults import (
     DEFAULT_CACHE_S,
@@ -13,6 +12,9 @@ from .defaults import (
     DEFAULT_PULL_TIMEOUT_S,
     HOST_COMMAND_TIMEOUT_S,
 )
+
+if TYPE_CHECKING:
+    import pytest
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,11 @@ class Settings:
     json_path: str | None = None
     host_timeout_s: float = HOST_COMMAND_TIMEOUT_S
 
+    def same_facts(self, other: Settings) -> bool:
+        """Whether facts gathered for ``other`` answer for these settings too."""
+        fields = ("images", "timeout_s", "pull_timeout_s", "cache_s", "no_cache", "host_timeout_s")
+        return all(getattr(self, f) == getattr(other, f) for f in fields)
+
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
         opt = config.option
@@ -38,6 +45,8 @@ class Settings:
             try:
                 study = preflight_settings_from_study(opt.llem_config)
             except ConfigError as exc:
+                import pytest
+
                 raise pytest.UsageError(f"--llem-config: {exc}") from None
             images = images or list(study.images)
             timeout_s = timeout_s if timeout_s is not None else study.timeout_s
