@@ -337,7 +337,10 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
 def write_json(path: Path, report: Report) -> None:
     try:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
+        tmp.write_text(
+            json.dumps(report.to_json(), indent=2, default=str, ensure_ascii=False) + "\n",
+            encoding="utf-8",
+        )
         os.replace(tmp, path)
     except OSError as exc:
         print(f"llem: cannot write the JSON report to {path}: {exc.strerror}", file=sys.stderr)

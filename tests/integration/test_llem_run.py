@@ -311,6 +311,32 @@ def test_missing_toolkit_starts_no_container(
     assert gpu_engine.created_since(since) == []
 
 
+def test_incompatible_image_starts_no_container(
+    run_product: ProductRunner, host_tools: HostTools, gpu_engine: Engine, images: None
+) -> None:
+    """The probe may start while pytest loads, but never for an image cuda-compat rejects."""
+    image = "llem-test/cuda:12.8.1"
+    gpu_engine.build_image(
+        image,
+        {
+            "CUDA_VERSION": "12.8.1",
+            "NVIDIA_REQUIRE_CUDA": "cuda>=12.8 brand=tesla,driver>=535,driver<536",
+        },
+    )
+    write_study(
+        host_tools,
+        f"name: e2e\nrunners: {{vllm: 'docker:{image}'}}\n"
+        "experiments:\n  - {model: m, backend: vllm}\n",
+    )
+    since = time.time()
+    result = run_product(["llem", "run", "study.yaml"])
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("Docker pre-flight failed: 1 issue(s) found\n")
+    assert f"  1. [cuda-compat[{image}]] {image} requires CUDA 12.8" in result.stderr
+    assert "570." in result.stderr  # the minimum driver for CUDA 12.8
+    assert gpu_engine.created_since(since) == []
+
+
 # -- isolation from the caller's directory ---------------------------------------------------
 
 
