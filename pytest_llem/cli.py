@@ -94,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .defaults import HOST_COMMAND_TIMEOUT_S
         from .host import prefetch
 
-        prefetch.start_preflight([], HOST_COMMAND_TIMEOUT_S)
+        study = getattr(args, "config", None)
+        hinted = prefetch.images_named_in(study) if study else []
+        prefetch.start_preflight(hinted, HOST_COMMAND_TIMEOUT_S)
     from .errors import ConfigError, LLEMError
     from .host.workloads import sigterm_interrupts
 

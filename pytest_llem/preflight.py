@@ -44,6 +44,7 @@ _UNNEEDED_PLUGINS = [
         "monkeypatch",
         "recwarn",
         "unittest",
+        "assertion",
     )
     for arg in ("-p", f"no:{name}")
 ]
