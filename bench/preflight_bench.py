@@ -58,6 +58,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--hook-delay", type=float, default=1.0)
+    parser.add_argument("--settle", type=float, default=0.5,
+                        help="pause before each case (s), so none pays for another's cleanup")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="llem-bench-"))
@@ -132,6 +134,7 @@ def main() -> int:
         samples: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(args.rounds):
             for name, case in cases.items():
+                time.sleep(args.settle)  # let the engine finish the last case's cleanup
                 samples[name].append(case())
         med = {name: statistics.median(values) for name, values in samples.items()}
         print(

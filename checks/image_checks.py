@@ -9,7 +9,11 @@ from pytest_llem.context import CheckContext
 def check_cuda_compat(llem: CheckContext, llem_image: str) -> None:
     """The image's NVIDIA_REQUIRE_* holds for the host driver, judged before anything runs."""
     image = llem.image(llem_image)
-    llem.expect(verdicts.cuda_compat(image, llem.host, lambda: llem.probed_driver(llem_image)))
+    llem.expect(
+        verdicts.cuda_compat(
+            image, llem.host, lambda: llem.probed_driver(llem_image), llem.compute_capability
+        )
+    )
 
 
 @check(tier=2, id="gpu-in-container")

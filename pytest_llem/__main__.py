@@ -1,5 +1,5 @@
 """`python -m pytest_llem` is `llem`."""
 
-from .cli import main
+from .cli import run
 
-raise SystemExit(main())
+run()

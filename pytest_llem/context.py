@@ -42,6 +42,10 @@ class CheckContext:
         """The driver a probe of another image saw, for a daemon whose host driver is unknown."""
         return self._preflight.facts.probe_driver(judged)
 
+    def compute_capability(self) -> str | None:
+        """Compute capability of the host's first GPU ("9.0"), None when unknown."""
+        return self._preflight.facts.compute_capability()
+
     def failed(self, check_id: str) -> bool:
         return self._preflight.outcomes.outcome(check_id) == "failed"
 

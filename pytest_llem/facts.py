@@ -48,6 +48,7 @@ class Facts:
         self._images: dict[str, Future[ImageFacts]] = {}
         self._probes: dict[str, Future[ProbeFacts]] = {}
         self._probes_started = False
+        self._caps: Future[list[str]] | None = None
         self._live: set[str] = set()  # probe containers that may still exist
         self.warmup: Callable[[], object] | None = None  # e.g. the cache's identity
         self.cache_lookup: Callable[[HostFacts, ImageFacts], ProbeFacts | None] | None = None
@@ -93,10 +94,22 @@ class Facts:
             image = self.image(name)
             if image.info is None:
                 continue
-            if verdicts.cuda_compat(image, host, lambda: None).outcome != "passed":
+            verdict = verdicts.cuda_compat(image, host, lambda: None, self.compute_capability)
+            if verdict.outcome != "passed":
                 continue  # failed, or not judgeable yet: the checks decide
             with self._lock:
                 self._start_probe(name)
+
+    def compute_capability(self) -> str | None:
+        """Compute capability of the first GPU (asked only for an `arch` condition)."""
+        with self._lock:
+            if self._caps is None:
+                self._caps = self._pool.submit(
+                    nvidia.compute_capabilities, self.settings.host_timeout_s
+                )
+            future = self._caps
+        caps = future.result()
+        return caps[0] if caps else None
 
     def host(self) -> HostFacts:
         self.start()
@@ -109,11 +122,8 @@ class Facts:
         docker_path = docker.docker_path(self.env)
         version = self._pool.submit(docker.docker_version, timeout) if docker_path else None
         smi: CommandResult | None = None
-        caps: list[str] = []
         if not endpoint.remote:
-            cap_query = self._pool.submit(nvidia.compute_capabilities, timeout)
             smi = nvidia.nvidia_smi_query(timeout)
-            caps = cap_query.result()
         smi_info = None
         if smi is not None and smi.ok:
             from .nvidia_smi import parse_q
@@ -126,7 +136,6 @@ class Facts:
             toolkit=nvidia.toolkit_tools(self.env),
             smi=smi,
             smi_info=smi_info,
-            compute_caps=tuple(caps),
         )
 
     # --- images -----------------------------------------------------------------------

@@ -20,7 +20,6 @@ class HostFacts:
     toolkit: dict[str, str]
     smi: CommandResult | None  # None when not asked (remote daemon)
     smi_info: SmiInfo | None
-    compute_caps: tuple[str, ...] = ()
 
     @property
     def server_version(self) -> str:
@@ -35,14 +34,6 @@ class HostFacts:
         info = self.smi_info
         brand = info.gpus[0].brand if info and info.gpus else None
         return brand.lower() if brand else None
-
-    def arch(self) -> str | None:
-        """Compute capability of the first GPU, as NVIDIA_REQUIRE_* `arch` conditions mean it."""
-        return self.compute_caps[0] if self.compute_caps else None
-
-    def _caps(self, count: int) -> list[str | None]:
-        caps: list[str | None] = list(self.compute_caps)
-        return (caps + [None] * count)[:count]
 
     def driver_details(self) -> dict[str, Any]:
         info = self.smi_info
@@ -65,9 +56,8 @@ class HostFacts:
                     "uuid": g.uuid,
                     "brand": g.brand,
                     "architecture": g.architecture,
-                    "compute_capability": cap,
                 }
-                for g, cap in zip(info.gpus, self._caps(len(info.gpus)), strict=True)
+                for g in info.gpus
             ],
         }
 

@@ -165,9 +165,16 @@ def host_driver(host: HostFacts) -> Verdict:
 
 
 def cuda_compat(
-    image: ImageFacts, host: HostFacts, probed_driver: Callable[[], str | None]
+    image: ImageFacts,
+    host: HostFacts,
+    probed_driver: Callable[[], str | None],
+    compute_capability: Callable[[], str | None] = lambda: None,
 ) -> Verdict:
-    """Judge the image's requirements; ``probed_driver`` is asked only if the host's is unknown."""
+    """Judge the image's requirements before any container of it starts.
+
+    ``probed_driver`` is asked only when the host's driver is unknown, ``compute_capability``
+    only when the image has an `arch` condition.
+    """
     from .requirements import evaluate_requirements
 
     if image.info is None:
@@ -177,7 +184,8 @@ def cuda_compat(
     source = "host nvidia-smi"
     if not driver:
         driver, cuda, source = probed_driver(), None, "driver seen inside a container"
-    brand, arch = host.brand(), host.arch()
+    brand = host.brand()
+    arch = compute_capability() if _has_arch_condition(image.info.env) else None
     if not driver:
         return warned(
             "host_driver_unavailable",
@@ -230,6 +238,10 @@ def cuda_compat(
         url="https://docs.nvidia.com/deploy/cuda-compatibility/",
         **details,
     )
+
+
+def _has_arch_condition(env: dict[str, str]) -> bool:
+    return any(k.startswith("NVIDIA_REQUIRE_") and "arch" in v for k, v in env.items())
 
 
 def gpu_in_container(

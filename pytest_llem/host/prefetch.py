@@ -67,7 +67,7 @@ def start_preflight(images: Sequence[str], timeout: float) -> None:
 
     commands: list[Sequence[str]] = [docker.VERSION_ARGV, docker.INFO_ARGV]
     if not docker.daemon_endpoint().remote:
-        commands += [nvidia.SMI_ARGV, nvidia.CAPS_ARGV]
+        commands.append(nvidia.SMI_ARGV)
     version = nvidia.toolkit_version_argv(nvidia.toolkit_tools())
     if version:
         commands.append(version)
