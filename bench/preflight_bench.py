@@ -58,8 +58,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--hook-delay", type=float, default=1.0)
-    parser.add_argument("--settle", type=float, default=0.5,
-                        help="pause before each case (s), so none pays for another's cleanup")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.5,
+        help="pause before each case (s), so none pays for another's cleanup",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="llem-bench-"))

@@ -28,7 +28,11 @@ def test_q_gives_driver_cuda_brand_and_architecture() -> None:
     assert len(info.gpus) == 1
     gpu = info.gpus[0]
     assert (gpu.name, gpu.uuid, gpu.brand, gpu.architecture) == (
-        "NVIDIA H200", UUID, "NVIDIA", "Hopper")
+        "NVIDIA H200",
+        UUID,
+        "NVIDIA",
+        "Hopper",
+    )
 
 
 def test_banner_and_list() -> None:
@@ -40,10 +44,13 @@ def test_banner_and_list() -> None:
 
 def test_probe_csv_as_the_probe_asks_for_it() -> None:
     rows = parse_query_csv(_output("query"), ["index", "name", "driver_version", "uuid"])
-    assert rows == [{"index": "0", "name": "NVIDIA H200", "driver_version": "580.159.04",
-                     "uuid": UUID}]
-    wide = parse_query_csv(_output("query2"), ["index", "name", "driver_version", "uuid",
-                                               "pci.bus_id", "memory.total", "compute_cap"])
+    assert rows == [
+        {"index": "0", "name": "NVIDIA H200", "driver_version": "580.159.04", "uuid": UUID}
+    ]
+    wide = parse_query_csv(
+        _output("query2"),
+        ["index", "name", "driver_version", "uuid", "pci.bus_id", "memory.total", "compute_cap"],
+    )
     assert wide[0]["compute_cap"] == "9.0"
 
 
