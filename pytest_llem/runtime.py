@@ -88,6 +88,17 @@ class ChecksDirectory(pytest.Directory):
                 yield CheckModule.from_parent(self, path=path)
 
 
+class WayToChecks(pytest.Directory):
+    """A directory above the checks: its one child is the next directory towards them."""
+
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+        target = checks_dir()
+        child = self.path / target.relative_to(self.path).parts[0]
+        node = self.ihook.pytest_collect_directory(path=child, parent=self)
+        if node is not None:
+            yield node
+
+
 class CheckModule(pytest.Module):
     def _getobj(self) -> Any:
         import importlib
@@ -145,6 +156,12 @@ class PreflightHooks:
     def pytest_collect_directory(self, path: Path, parent: pytest.Collector) -> Any:
         if path == self.checks_dir:
             return ChecksDirectory.from_parent(parent, path=path)
+        if path in self.checks_dir.parents and not any(
+            p == path or path in p.parents for p in self.user_paths
+        ):
+            # A directory pytest walks through to reach the checks: never list it (it may be
+            # unreadable, and nothing else in it is ours to collect).
+            return WayToChecks.from_parent(parent, path=path)
         return None
 
     def pytest_ignore_collect(self, collection_path: Path, config: pytest.Config) -> bool | None:
