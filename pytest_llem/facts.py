@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from .facts_types import HostFacts, ImageFacts, ProbeFacts
 from .host import docker, nvidia
 from .host.docker import ImageInfo
-from .host.proc import CommandResult, kill_all
+from .host.proc import CommandResult, kill_all, result_of
 from .settings import Settings
 
 
@@ -108,13 +108,13 @@ class Facts:
                     nvidia.compute_capabilities, self.settings.host_timeout_s
                 )
             future = self._caps
-        caps = future.result()
+        caps = result_of(future)
         return caps[0] if caps else None
 
     def host(self) -> HostFacts:
         self.start()
         assert self._host is not None
-        return self._host.result()
+        return result_of(self._host)
 
     def _gather_host(self) -> HostFacts:
         timeout = self.settings.host_timeout_s
@@ -132,7 +132,7 @@ class Facts:
         return HostFacts(
             endpoint=endpoint,
             docker_path=docker_path,
-            version=version.result() if version else None,
+            version=result_of(version) if version else None,
             toolkit=nvidia.toolkit_tools(self.env),
             smi=smi,
             smi_info=smi_info,
@@ -150,12 +150,12 @@ class Facts:
             if image not in self._images:
                 self._images[image] = self._pool.submit(self._gather_image, image)
             future = self._images[image]
-        return future.result()
+        return result_of(future)
 
     def _gather_image(self, image: str) -> ImageFacts:
         timeout = self.settings.host_timeout_s
         early = self._inspects.get(image)
-        info, inspect = early.result() if early else docker.image_inspect(image, timeout)
+        info, inspect = result_of(early) if early else docker.image_inspect(image, timeout)
         if info is not None:
             return ImageFacts(image, info, inspect)
         pull = docker.pull(image, self.settings.pull_timeout_s)
@@ -177,7 +177,7 @@ class Facts:
                         self._start_probe(name)
         with self._lock:
             future = self._probes.get(image)
-        return future.result() if future else None
+        return result_of(future) if future else None
 
     def _start_probe(self, image: str) -> Future[ProbeFacts]:
         """Start (once) the probe of ``image``; call with the lock held."""
@@ -204,7 +204,7 @@ class Facts:
         for facts in candidates:
             with self._lock:
                 future = self._start_probe(facts.image)
-            probe = future.result()
+            probe = result_of(future)
             if probe.result.ok and probe.gpus and probe.gpus[0].get("driver_version"):
                 return probe.gpus[0]["driver_version"]
         return None

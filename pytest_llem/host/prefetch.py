@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 
-from .proc import CommandResult
+from .proc import CommandResult, result_of
 
 _KEY_ENV = ("PATH", "DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "HOME")
 _PENDING: dict[tuple[tuple[str, ...], tuple[str, ...]], Future[CommandResult]] = {}
@@ -58,7 +58,7 @@ def take(argv: Sequence[str]) -> CommandResult | None:
     """The prefetched answer of ``argv`` (waiting for it if still running), else None."""
     with _LOCK:
         future = _PENDING.pop(_key(argv), None)
-    return future.result() if future is not None else None
+    return result_of(future) if future is not None else None
 
 
 def start_preflight(images: Sequence[str], timeout: float) -> None:

@@ -9,11 +9,21 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 # Processes started by run() and not yet ended, so that an interrupt can kill them all.
 _LIVE: set[subprocess.Popen[bytes]] = set()
 _LIVE_LOCK = threading.Lock()
+
+# Waits in the main thread wake this often: a signal the kernel hands to another thread is
+# only acted on when the main thread runs Python code, so a Ctrl-C must never wait on a lock
+# or a child that could block it for minutes.
+SLICE_S = 0.2
 
 # Output kept per stream: enough for any real error, bounded for a hook that spews.
 MAX_OUTPUT = 64 * 1024
@@ -86,7 +96,7 @@ def run(
     with _LIVE_LOCK:
         _LIVE.add(proc)
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = _communicate(proc, timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         out, err = proc.communicate()
@@ -127,3 +137,34 @@ def kill_all() -> None:
         live = list(_LIVE)
     for proc in live:
         _kill_group(proc)
+
+
+def _communicate(proc: subprocess.Popen[bytes], timeout: float) -> tuple[bytes, bytes]:
+    """`communicate()` in short slices (retrying loses no output), up to ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        try:
+            return proc.communicate(timeout=min(left, SLICE_S))
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def wait_process(proc: subprocess.Popen[bytes]) -> int:
+    """`proc.wait()` that lets a Ctrl-C through however the signal was delivered."""
+    while True:
+        try:
+            return proc.wait(timeout=SLICE_S)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def result_of(future: Future[T]) -> T:
+    """`future.result()` that lets a Ctrl-C through however the signal was delivered."""
+    while True:
+        try:
+            return future.result(timeout=SLICE_S)
+        except FutureTimeout:
+            continue

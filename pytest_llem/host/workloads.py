@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from . import docker
+from .proc import wait_process
 
 TAIL_BYTES = 64 * 1024
 STOP_GRACE_S = 10.0
@@ -133,7 +134,7 @@ def _run(
             code = 126 if isinstance(exc, PermissionError) else 127
             return WorkloadResult(code, time.monotonic() - start, message, missing=True)
         try:
-            returncode = proc.wait()
+            returncode = wait_process(proc)
         except BaseException:
             with _shielded():
                 stop(proc)
