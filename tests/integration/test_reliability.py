@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -201,3 +202,37 @@ def test_interrupt_while_the_probe_hangs(
     report = host_tools.work / "r.json"
     if report.exists():
         assert json.loads(report.read_text())["status"] != "passed", report.read_text()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_llem_run_interrupted_while_the_probe_hangs(
+    host_tools: HostTools,
+    gpu_engine: Engine,
+    scenario: ScenarioSetter,
+    images: None,
+    sig: signal.Signals,
+) -> None:
+    """Ctrl-C (or SIGTERM) 4 s into `llem run`: it ends within seconds, leaving no container."""
+    scenario(hook=HookBehaviour(mode="sleep", sleep_s=HOOK_SLEEP_S))
+    study = host_tools.work / "study.yaml"
+    study.write_text(
+        f"name: stop\nrunners: {{vllm: 'docker:{IMAGE}'}}\n"
+        "experiments:\n  - {model: m, backend: vllm}\n"
+    )
+    cmd = [sys.executable, "-m", "pytest_llem", "run", str(study), "--output", "out"]
+    since = time.time()
+    with started(cmd, host_tools.env(gpu_engine), host_tools.work) as proc:
+        time.sleep(4)
+        assert proc.poll() is None, proc.communicate()
+        assert gpu_engine.hook_calls(since), "the probe had not reached the hook"
+        interrupted = time.monotonic()
+        os.killpg(proc.pid, sig)
+        out, err = proc.communicate(timeout=15)
+        ended = time.monotonic() - interrupted
+    assert ended < 5, f"{ended:.1f}s after {sig.name}\n{out}\n{err}"
+    assert proc.returncode == 128 + int(sig), out + err
+    assert TRACEBACK not in out + err
+    assert "pre-flight passed" not in err
+    assert not (host_tools.work / "out").exists()  # nothing was dispatched
+    left = gpu_engine.wait_no_containers(timeout=HOOK_SLEEP_S + 15)
+    assert left == [], f"containers left: {left}"

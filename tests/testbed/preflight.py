@@ -168,13 +168,23 @@ def preflight_command(*args: str, json_name: str = JSON_NAME) -> list[str]:
     return [sys.executable, "-m", *preflight_args(*args, json_name=json_name)]
 
 
+def with_default_sigint(cmd: Sequence[str]) -> list[str]:
+    """`cmd` with Ctrl-C back to its default: a shell's background job (CI, `cmd &`) starts
+    with SIGINT ignored, and an ignored SIGINT stays ignored across exec."""
+    reset = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    return [sys.executable, "-c", reset, *cmd]
+
+
 @contextmanager
 def started(
     cmd: Sequence[str], env: Mapping[str, str], cwd: Path
 ) -> Iterator[subprocess.Popen[str]]:
     """`cmd` started in a session of its own, output captured; killed with its session on exit."""
     proc = subprocess.Popen(
-        list(cmd),
+        with_default_sigint(cmd),
         env=dict(env),
         cwd=cwd,
         stdin=subprocess.DEVNULL,
