@@ -32,26 +32,6 @@ class NotRun(pytest.skip.Exception):  # type: ignore[name-defined,misc]
     """The check could not run because something it needs failed first."""
 
 
-def _finding(
-    message: str, cause: str, fix: str, url: str, details: dict[str, Any] | None, severity: str
-) -> Finding:
-    if not fix and not url:
-        from .remedies import remedy
-
-        fix, url = remedy(cause)
-    # id and tier are filled in from the item's marker when the report is made.
-    return Finding(
-        id="",
-        tier=0,
-        cause=cause,
-        message=message,
-        fix=fix,
-        url=url,
-        details=dict(details or {}),
-        severity="warning" if severity == "warning" else "error",
-    )
-
-
 def fail(
     message: str,
     *,
@@ -61,7 +41,7 @@ def fail(
     details: dict[str, Any] | None = None,
 ) -> None:
     """End the current check with a hard failure."""
-    raise CheckFailed(_finding(message, cause, fix, url, details, "error"))
+    raise CheckFailed(Finding.of(cause, message, fix, url, details))
 
 
 def warn(
@@ -73,7 +53,7 @@ def warn(
     details: dict[str, Any] | None = None,
 ) -> None:
     """End the current check with a warning."""
-    raise CheckWarned(_finding(message, cause, fix, url, details, "warning"))
+    raise CheckWarned(Finding.of(cause, message, fix, url, details, "warning"))
 
 
 def not_run(reason: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Outcome = Literal["passed", "failed", "warning", "skipped", "not-run"]
@@ -23,6 +23,26 @@ class Finding:
     url: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     severity: Severity = "error"
+
+    @classmethod
+    def of(
+        cls,
+        cause: str,
+        message: str,
+        fix: str = "",
+        url: str = "",
+        details: dict[str, Any] | None = None,
+        severity: Severity = "error",
+    ) -> Finding:
+        """A finding of a check not yet known (id and tier are filled in from its marker).
+
+        Without a fix or a link of its own it gets the cause's standard remedy.
+        """
+        if not fix and not url:
+            from .remedies import remedy
+
+            fix, url = remedy(cause)
+        return cls("", 0, cause, message, fix, url, dict(details or {}), severity)
 
     def fix_line(self) -> str:
         if self.fix and self.url:
@@ -124,11 +144,3 @@ class Report:
             ],
             "host": self.host,
         }
-
-
-def finding_from_dict(data: dict[str, Any]) -> Finding:
-    return Finding(**data)
-
-
-def finding_to_dict(f: Finding) -> dict[str, Any]:
-    return asdict(f)

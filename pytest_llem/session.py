@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from .report import CheckResult, Finding, Report
@@ -15,16 +14,6 @@ BUILTIN_IDS = (
     "cuda-compat",
     "gpu-in-container",
 )
-
-
-@dataclass
-class ItemInfo:
-    """What a report carries about its check (JSON-safe, so it crosses to the xdist controller)."""
-
-    id: str
-    base_id: str
-    tier: int
-    order: int
 
 
 class Outcomes:

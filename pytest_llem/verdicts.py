@@ -37,22 +37,12 @@ def skipped(reason: str) -> Verdict:
 
 
 def failed(cause: str, message: str, *, fix: str = "", url: str = "", **details: Any) -> Verdict:
-    return Verdict("failed", _finding(cause, message, fix, url, details, "error"), details=details)
+    return Verdict("failed", Finding.of(cause, message, fix, url, details), details=details)
 
 
 def warned(cause: str, message: str, *, fix: str = "", url: str = "", **details: Any) -> Verdict:
     return Verdict(
-        "warning", _finding(cause, message, fix, url, details, "warning"), details=details
-    )
-
-
-def _finding(
-    cause: str, message: str, fix: str, url: str, details: dict[str, Any], severity: str
-) -> Finding:
-    if not fix and not url:
-        fix, url = remedy(cause)
-    return Finding(
-        "", 0, cause, message, fix, url, details, "warning" if severity == "warning" else "error"
+        "warning", Finding.of(cause, message, fix, url, details, "warning"), details=details
     )
 
 
