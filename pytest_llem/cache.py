@@ -16,14 +16,9 @@ from typing import Any
 from .facts_types import HostFacts, ImageFacts, ProbeFacts
 from .host import docker, nvidia
 from .host.proc import CommandResult
+from .paths import cache_dir
 
 SCHEMA = 1
-
-
-def cache_dir(env: dict[str, str] | None = None) -> Path:
-    env = dict(os.environ) if env is None else env
-    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME", str(Path.home()))) / ".cache")
-    return Path(base) / "llenergymeasure"
 
 
 def host_identity() -> dict[str, str]:

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 if TYPE_CHECKING:
     from .config import StudyConfig
+    from .hint import StudyHint
+    from .plans import Plan
     from .report import CheckResult, Report
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -110,19 +112,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
 
-    if not getattr(args, "skip_preflight", None):
-        # The pre-flight's host queries (read-only) run while pydantic and pytest load.
-        from .defaults import HOST_COMMAND_TIMEOUT_S
-        from .host import prefetch
-
-        study = getattr(args, "config", None)
-        hinted = prefetch.images_named_in(study) if study else []
-        prefetch.start_preflight(hinted, HOST_COMMAND_TIMEOUT_S)
     from .errors import ConfigError, LLEMError
+    from .facts import close_early
     from .host.workloads import sigterm_interrupts
 
     with sigterm_interrupts() as signals:
         try:
+            if not getattr(args, "skip_preflight", None):
+                _start_preflight_work(args)
             return _run(args, command) if args.command == "run" else _preflight(args)
         except ConfigError as exc:
             return _error(exc, EXIT_USAGE)
@@ -132,6 +129,54 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = signals.exit_status(exc)
             print(f"llem: stopped by {'SIGTERM' if status == 143 else 'Ctrl-C'}", file=sys.stderr)
             return status
+        finally:
+            close_early()
+
+
+def _start_preflight_work(args: argparse.Namespace) -> None:
+    """The pre-flight's read-only host queries, and work on the study's images, start now:
+    they run while pydantic and pytest load."""
+    from .defaults import HOST_COMMAND_TIMEOUT_S
+    from .hint import StudyHint, read_hint
+    from .host import prefetch
+
+    study = getattr(args, "config", None)
+    hint = read_hint(study) if study else StudyHint()
+    prefetch.start_preflight(hint.images, HOST_COMMAND_TIMEOUT_S)
+    if args.command == "run" and args.model is None:
+        _start_early(hint)
+
+
+def _start_early(hint: StudyHint) -> None:
+    """Start the pre-flight of the images a study names while its validation loads.
+
+    Only when the study does not skip the pre-flight and the daemon is local (a remote one is
+    refused for dispatch); the pre-flight adopts this work only if the validated study asks
+    for exactly these images and limits, and whatever is not adopted is ended at exit.
+    """
+    from .defaults import (
+        DEFAULT_CACHE_S,
+        DEFAULT_PROBE_TIMEOUT_S,
+        DEFAULT_PULL_TIMEOUT_S,
+    )
+    from .facts import start_early
+    from .host.docker import daemon_endpoint
+    from .settings import Settings
+
+    if not hint.images or hint.skip_preflight or daemon_endpoint().remote:
+        return
+
+    def pick(value: float | None, default: float) -> float:
+        return default if value is None else value
+
+    start_early(
+        Settings(
+            images=hint.images,
+            timeout_s=pick(hint.probe_timeout_s, DEFAULT_PROBE_TIMEOUT_S),
+            pull_timeout_s=pick(hint.pull_timeout_s, DEFAULT_PULL_TIMEOUT_S),
+            cache_s=pick(hint.probe_cache_s, DEFAULT_CACHE_S),
+        )
+    )
 
 
 def _error(exc: BaseException, code: int) -> int:
@@ -161,6 +206,14 @@ def _run(args: argparse.Namespace, command: list[str] | None) -> int:
     if command is not None and args.model is None:
         raise ConfigError("a command after '--' needs --model and --backend")
     overrides = dict(parse_runner_option(text) for text in args.runner)
+    key = None
+    if args.dry_run and args.config is not None and args.model is None:
+        from .plans import load_plan, plan_key
+
+        key = plan_key(args.config, os.environ, args.runner, args.skip_preflight)
+        plan = load_plan(key)
+        if plan is not None:
+            return _dry_run(plan)
     study = _study(args.config)
     if args.model is not None:
         study = single_experiment(study, args.model, args.backend, command)
@@ -173,6 +226,8 @@ def _run(args: argparse.Namespace, command: list[str] | None) -> int:
         print(exc, file=sys.stderr)
         return EXIT_FAILED
     if args.dry_run:
+        if key is not None:
+            _remember_plan(key, study, overrides, args.skip_preflight)
         return EXIT_OK
     failed, total = len(manifest.failed), len(manifest.experiments)
     print(
@@ -180,6 +235,60 @@ def _run(args: argparse.Namespace, command: list[str] | None) -> int:
         file=sys.stderr,
     )
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _dry_run(plan: Plan) -> int:
+    """`llem run --dry-run` of a study validated before, unchanged since: the pre-flight runs
+    (always), then the remembered plan is printed."""
+    from .errors import DockerPreFlightError
+
+    if plan.docker:
+        from .remote import refuse_remote_daemon
+
+        refuse_remote_daemon()
+        if plan.skip_warning:
+            print(plan.skip_warning, file=sys.stderr)
+        else:
+            from .preflight import run_docker_preflight
+
+            try:
+                report = run_docker_preflight(
+                    images=plan.images, timeout_s=plan.timeout_s,
+                    pull_timeout_s=plan.pull_timeout_s, cache_s=plan.cache_s,
+                )  # fmt: skip
+            except DockerPreFlightError as exc:
+                print(exc, file=sys.stderr)
+                return EXIT_FAILED
+            if report.warnings:
+                print(report.render(), file=sys.stderr)
+    for line in plan.lines:
+        print(line, file=sys.stderr)
+    return EXIT_OK
+
+
+def _remember_plan(
+    key: str, study: StudyConfig, overrides: dict[str, str], cli_skip: bool | None
+) -> None:
+    from .plans import Plan, store_plan
+    from .runners import preflight_settings, resolve_runners
+    from .study import plan_lines, skip_source, skip_warning
+
+    runners = resolve_runners(study, os.environ, overrides)
+    docker = any(spec.mode == "docker" for spec in runners.values())
+    source = skip_source(study, False, cli_skip) if docker else None
+    settings = preflight_settings(study, runners) if docker else None
+    store_plan(
+        key,
+        Plan(
+            docker=docker,
+            images=settings.images if settings else (),
+            timeout_s=settings.timeout_s if settings else 0.0,
+            pull_timeout_s=settings.pull_timeout_s if settings else 0.0,
+            cache_s=settings.cache_s if settings else 0.0,
+            skip_warning=skip_warning(source) if source else None,
+            lines=tuple(plan_lines(study, runners)),
+        ),
+    )
 
 
 def _preflight(args: argparse.Namespace) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -34,11 +33,11 @@ from .defaults import (
 )
 from .errors import ConfigError
 from .imageref import image_ref_error
+from .paths import user_config_path
 
 BACKENDS: frozenset[str] = frozenset({"pytorch", "vllm", "tensorrt"})
 DEFAULT_STUDY_NAME = "llem"
 RUNNER_FORMS = "local, docker or docker:<image>"
-USER_CONFIG = Path("llenergymeasure") / "config.yaml"
 
 RunnerMode = Literal["local", "docker"]
 
@@ -253,14 +252,6 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {_kind(data)}")
     return data
-
-
-def user_config_path(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    base = env.get("XDG_CONFIG_HOME", "")
-    if not os.path.isabs(base):  # the XDG spec says to ignore a relative value
-        base = os.path.join(env.get("HOME") or str(Path.home()), ".config")
-    return Path(base) / USER_CONFIG
 
 
 def load_user_config(env: Mapping[str, str] | None = None) -> UserConfig:

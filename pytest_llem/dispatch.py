@@ -23,10 +23,6 @@ RUNS_DIR = "llem-runs"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
-class RemoteDaemonError(ConfigError):
-    """Dispatch to a remote Docker daemon is refused: it cannot mount RUN_DIR."""
-
-
 def safe_name(text: str) -> str:
     """``text`` with every run of characters outside ``[A-Za-z0-9_.-]`` replaced by ``-``."""
     return _UNSAFE.sub("-", text).strip("-") or "x"
@@ -34,17 +30,6 @@ def safe_name(text: str) -> str:
 
 def container_name(study: str, exp_id: str) -> str:
     return f"llem-{safe_name(study)}-{safe_name(exp_id)}"
-
-
-def refuse_remote_daemon(env: Mapping[str, str] | None = None) -> None:
-    from .host.docker import daemon_endpoint
-
-    endpoint = daemon_endpoint(env)
-    if endpoint.remote:
-        raise RemoteDaemonError(
-            f"the Docker daemon is remote ({endpoint.url}, from {endpoint.source}): llem run "
-            "cannot mount the run directory there; use a local daemon or a local runner"
-        )
 
 
 # ---- the run directory ----------------------------------------------------------------------

@@ -14,6 +14,38 @@ from .host.docker import ImageInfo
 from .host.proc import CommandResult, kill_all, result_of
 from .settings import Settings
 
+# Facts a command started before it validated its input (see `start_early`), waiting for the
+# pre-flight that will use them. Process-wide, like the commands they run.
+_EARLY: list[Facts] = []
+_EARLY_LOCK = threading.Lock()
+
+
+def start_early(settings: Settings) -> None:
+    """Start gathering (and, where the facts allow, probing) for a pre-flight to come."""
+    facts = new_facts(settings)
+    facts.start_probes_early()
+    with _EARLY_LOCK:
+        _EARLY.append(facts)
+
+
+def take_early(settings: Settings) -> Facts | None:
+    """The facts `start_early` began for these settings, if any."""
+    with _EARLY_LOCK:
+        for facts in _EARLY:
+            if facts.settings.same_facts(settings):
+                _EARLY.remove(facts)
+                return facts
+    return None
+
+
+def close_early() -> None:
+    """End what `start_early` began and nobody took (its probe containers are removed)."""
+    with _EARLY_LOCK:
+        left = list(_EARLY)
+        _EARLY.clear()
+    for facts in left:
+        facts.close()
+
 
 class PreparedFacts:
     """Facts that `run_docker_preflight` started before pytest loaded, handed to the session."""

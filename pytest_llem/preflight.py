@@ -144,7 +144,7 @@ def run_docker_preflight(
     if skip:
         return Report()
     from .defaults import DEFAULT_PROBE_IMAGE
-    from .facts import PreparedFacts, new_facts
+    from .facts import PreparedFacts, new_facts, take_early
     from .imageref import invalid_image_message
     from .settings import Settings
 
@@ -162,7 +162,7 @@ def run_docker_preflight(
             cache_s=defaults.cache_s if cache_s is None else float(cache_s),
             no_cache=no_cache,
         )
-        facts = new_facts(settings)
+        facts = take_early(settings) or new_facts(settings)
         facts.start_probes_early()
         prepared.append(PreparedFacts(facts))
     import pytest

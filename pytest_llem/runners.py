@@ -18,9 +18,9 @@ from .config import (
     known_backends,
     load_study,
     parse_runner,
-    user_config_path,
 )
 from .errors import ConfigError
+from .paths import user_config_path
 
 DEFAULT_RUNNER = "local"
 ENV_PREFIX = "LLEM_RUNNER_"

@@ -13,12 +13,12 @@ from .dispatch import (
     check_run_dir,
     dispatch,
     make_run_dir,
-    refuse_remote_daemon,
     run_dir_for,
     run_one,
 )
 from .errors import ConfigError, DockerError, LLEMError
 from .manifest import ExperimentRecord, Manifest
+from .remote import refuse_remote_daemon
 from .runners import RunnerSpec, experiment_image, preflight_settings, resolve_runners
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def run_study_preflight(
         return None
     source = skip_source(study, skip_preflight, cli_skip)
     if source is not None:
-        print(f"llem: warning: Docker pre-flight skipped ({source})", file=sys.stderr)
+        print(skip_warning(source), file=sys.stderr)
         return None
     from .defaults import HOST_COMMAND_TIMEOUT_S
     from .host import prefetch
@@ -110,14 +110,25 @@ def run_study(
 
 
 def _print_plan(study: StudyConfig, runners: Mapping[str, RunnerSpec]) -> None:
+    for line in plan_lines(study, runners):
+        print(line, file=sys.stderr)
+
+
+def plan_lines(study: StudyConfig, runners: Mapping[str, RunnerSpec]) -> list[str]:
+    """What `--dry-run` says it would run: one line per experiment."""
+    lines = []
     for exp_id, experiment in study.numbered():
         spec = runners[experiment.backend]
         how = experiment_image(experiment, spec) or " ".join(experiment.command or [])
-        print(
+        lines.append(
             f"llem: dry run: {exp_id} {experiment.model} ({experiment.backend}, "
-            f"{spec.mode} from {spec.source}): {how}",
-            file=sys.stderr,
+            f"{spec.mode} from {spec.source}): {how}"
         )
+    return lines
+
+
+def skip_warning(source: str) -> str:
+    return f"llem: warning: Docker pre-flight skipped ({source})"
 
 
 def run_experiment(

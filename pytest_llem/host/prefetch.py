@@ -75,34 +75,3 @@ def start_preflight(images: Sequence[str], timeout: float) -> None:
     if docker.docker_path() is None:
         commands = [c for c in commands if c[0] != "docker"]
     start([(argv, timeout) for argv in commands])
-
-
-def images_named_in(study_path: str) -> list[str]:
-    """The images a study file names, read cheaply before it is validated (a hint only)."""
-    try:
-        import yaml
-
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        with open(study_path, encoding="utf-8") as handle:
-            data = yaml.load(handle, Loader=loader)
-    except Exception:
-        return []
-    if not isinstance(data, dict):
-        return []
-    names: list[object] = []
-    runners = data.get("runners")
-    if isinstance(runners, dict):
-        names += [
-            v[len("docker:") :]
-            for v in runners.values()
-            if isinstance(v, str) and v.startswith("docker:")
-        ]
-    docker = data.get("docker")
-    if isinstance(docker, dict) and isinstance(docker.get("images"), dict):
-        names += list(docker["images"].values())
-    experiments = data.get("experiments")
-    if isinstance(experiments, list):
-        names += [e.get("image") for e in experiments if isinstance(e, dict)]
-    from ..imageref import is_image_ref
-
-    return [n for n in dict.fromkeys(names) if isinstance(n, str) and is_image_ref(n)]

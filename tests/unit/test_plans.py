@@ -1,0 +1,75 @@
+"""Remembered dry-run plans: same inputs, same plan without re-validation; any change, a miss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_llem import cli
+from pytest_llem.plans import Plan, load_plan, plan_key, store_plan
+
+STUDY = """\
+name: s
+runners: {pytorch: local}
+experiments:
+  - {model: gpt2, backend: pytorch, command: [python, bench.py]}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _homes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in __import__("os").environ if n.startswith("LLEM_RUNNER_")]:
+        monkeypatch.delenv(name)
+
+
+def _key(**env: str) -> str:
+    return plan_key("study.yaml", env, [], None)
+
+
+def test_key_follows_every_input(tmp_path: Path) -> None:
+    Path("study.yaml").write_text(STUDY)
+    base = _key()
+    assert _key() == base
+    assert _key(LLEM_RUNNER_VLLM="local") != base
+    assert plan_key("study.yaml", {}, ["pytorch=local"], None) != base
+    assert plan_key("study.yaml", {}, [], True) != base
+    Path("study.yaml").write_text(STUDY.replace("gpt2", "gpt2-xl"))
+    assert _key() != base
+    Path("study.yaml").write_text(STUDY)
+    user = tmp_path / "config" / "llenergymeasure" / "config.yaml"
+    user.parent.mkdir(parents=True)
+    user.write_text("runners: {pytorch: local}\n")
+    assert _key(XDG_CONFIG_HOME=str(tmp_path / "config")) != _key()
+
+
+def test_store_load_and_damage() -> None:
+    plan = Plan(True, ("a/b:1",), 30.0, 600.0, 900.0, None, ("llem: dry run: 001 ...",))
+    store_plan("k", plan)
+    assert load_plan("k") == plan
+    assert load_plan("other") is None
+    path = next(Path("cache").rglob("k.json"))
+    path.write_bytes(b"\xff not json")
+    assert load_plan("k") is None
+
+
+def test_second_dry_run_uses_the_plan_and_a_change_revalidates(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Path("study.yaml").write_text(STUDY)
+    assert cli.main(["run", "study.yaml", "--dry-run"]) == 0
+    first = capsys.readouterr().err
+    assert "llem: dry run: 001 gpt2 (pytorch, local from study runners.pytorch)" in first
+
+    def no_validation(*args: object, **kwargs: object) -> None:
+        raise AssertionError("validated again")
+
+    monkeypatch.setattr("pytest_llem.config.load_study", no_validation)
+    assert cli.main(["run", "study.yaml", "--dry-run"]) == 0
+    assert capsys.readouterr().err == first
+    Path("study.yaml").write_text(STUDY.replace("gpt2", "opt-125m"))
+    with pytest.raises(AssertionError, match="validated again"):
+        cli.main(["run", "study.yaml", "--dry-run"])
