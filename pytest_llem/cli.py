@@ -194,10 +194,7 @@ def _study(config: str | None) -> StudyConfig:
 
 
 def _run(args: argparse.Namespace, command: list[str] | None) -> int:
-    from .config import single_experiment
     from .errors import ConfigError, DockerPreFlightError
-    from .runners import parse_runner_option
-    from .study import run_study
 
     if (args.model is None) != (args.backend is None):
         raise ConfigError("--model and --backend go together")
@@ -205,15 +202,20 @@ def _run(args: argparse.Namespace, command: list[str] | None) -> int:
         raise ConfigError("give a study file, or --model and --backend")
     if command is not None and args.model is None:
         raise ConfigError("a command after '--' needs --model and --backend")
-    overrides = dict(parse_runner_option(text) for text in args.runner)
     key = None
     if args.dry_run and args.config is not None and args.model is None:
+        # Before pydantic is even imported: an unchanged study's plan is remembered.
         from .plans import load_plan, plan_key
 
         key = plan_key(args.config, os.environ, args.runner, args.skip_preflight)
         plan = load_plan(key)
         if plan is not None:
             return _dry_run(plan)
+    from .config import single_experiment
+    from .runners import parse_runner_option
+    from .study import run_study
+
+    overrides = dict(parse_runner_option(text) for text in args.runner)
     study = _study(args.config)
     if args.model is not None:
         study = single_experiment(study, args.model, args.backend, command)
