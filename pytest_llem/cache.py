@@ -82,8 +82,11 @@ class ProbeCache:
         return entries if isinstance(entries, dict) else {}
 
     def lookup(self, host: HostFacts, image: ImageFacts) -> ProbeFacts | None:
+        entries = self._read()
+        if not entries:  # nothing to find: don't wait for the engine's identity
+            return None
         key = self.key(host, image)
-        entry = self._read().get(key) if key else None
+        entry = entries.get(key) if key else None
         if not isinstance(entry, dict):
             return None
         try:
