@@ -17,6 +17,7 @@ from .proc import CommandResult, result_of
 
 _KEY_ENV = ("PATH", "DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "HOME")
 _PENDING: dict[tuple[tuple[str, ...], tuple[str, ...]], Future[CommandResult]] = {}
+_STARTED: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
 _LOCK = threading.Lock()
 _EXIT_HOOKED = False
 
@@ -25,8 +26,13 @@ def _key(argv: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(argv), tuple(os.environ.get(name, "") for name in _KEY_ENV)
 
 
-def start(commands: Sequence[tuple[Sequence[str], float]]) -> None:
-    """Run each (argv, timeout) in a daemon thread; nothing waits for them at exit."""
+def start(
+    commands: Sequence[tuple[Sequence[str], float]], after: Future[CommandResult] | None = None
+) -> None:
+    """Run each (argv, timeout) in a daemon thread (once ``after`` is done, if given).
+
+    A command line is prefetched once per process; nothing waits for these at exit.
+    """
     from .proc import kill_all, run
 
     global _EXIT_HOOKED
@@ -37,9 +43,10 @@ def start(commands: Sequence[tuple[Sequence[str], float]]) -> None:
     for argv, timeout in commands:
         future: Future[CommandResult] = Future()
         with _LOCK:
-            if _key(argv) in _PENDING:
+            if _key(argv) in _STARTED:
                 continue
-            _PENDING[_key(argv)] = future
+            _STARTED.add(_key(argv))
+            _PENDING[_key(argv)] = future  # take() waits for it from now on
 
         def work(
             argv: Sequence[str] = argv,
@@ -47,6 +54,8 @@ def start(commands: Sequence[tuple[Sequence[str], float]]) -> None:
             future: Future[CommandResult] = future,
         ) -> None:
             try:
+                if after is not None:
+                    after.exception()  # its outcome does not matter, only that it ended
                 future.set_result(run(argv, timeout=timeout, prefetched=False))
             except BaseException as exc:
                 future.set_exception(exc)
@@ -62,16 +71,26 @@ def take(argv: Sequence[str]) -> CommandResult | None:
 
 
 def start_preflight(images: Sequence[str], timeout: float) -> None:
-    """Prefetch what a pre-flight of ``images`` asks first (the same command lines)."""
+    """Prefetch what a pre-flight of ``images`` asks first (the same command lines).
+
+    What decides whether a probe may start (the daemon's version, the host driver, the
+    images) goes first; what only keys the probe cache (the daemon's id, the toolkit's
+    version) follows once the daemon has answered, so as not to compete with it for the CPU.
+    """
     from . import docker, nvidia
 
-    commands: list[Sequence[str]] = [docker.VERSION_ARGV, docker.INFO_ARGV]
+    first: list[Sequence[str]] = [docker.VERSION_ARGV]
     if not docker.daemon_endpoint().remote:
-        commands.append(nvidia.SMI_ARGV)
+        first.append(nvidia.SMI_ARGV)
+    first += [docker.inspect_argv(image) for image in images]
+    then: list[Sequence[str]] = [docker.INFO_ARGV]
     version = nvidia.toolkit_version_argv(nvidia.toolkit_tools())
     if version:
-        commands.append(version)
-    commands += [docker.inspect_argv(image) for image in images]
+        then.append(version)
     if docker.docker_path() is None:
-        commands = [c for c in commands if c[0] != "docker"]
-    start([(argv, timeout) for argv in commands])
+        first = [c for c in first if c[0] != "docker"]
+        then = [c for c in then if c[0] != "docker"]
+    start([(argv, timeout) for argv in first])
+    with _LOCK:
+        gate = _PENDING.get(_key(docker.VERSION_ARGV))
+    start([(argv, timeout) for argv in then], after=gate)
