@@ -6,8 +6,10 @@ interleave the cases, and the medians are compared:
 
   (a) shell      the essential commands back to back from a shell
   (b) python     bench/sequential_preflight.py: the same commands from Python, sequential, no cache
-  (c) cold       `llem run --dry-run study.yaml` with an empty probe cache
-  (d) warm       the same with the cache of an earlier run
+  (c) cold       `llem run --dry-run study.yaml` with no remembered probe (the study's
+                 validated plan is remembered, as for any study run before)
+      first run  the same with nothing remembered at all
+  (d) warm       the same with the probe remembered by an earlier run
   (e) 1 image / 8 images   `pytest --llem-preflight --llem-no-cache`, one image against eight
   (f) 200 tests  a 200-test suite with the plugin installed but not enabled, against -p no:llem
 
@@ -81,7 +83,6 @@ def main() -> int:
             "name: bench\nrunners:\n  vllm: docker:" + images[0] + "\n"
             "experiments:\n  - {model: m, backend: vllm}\n"
         )
-        warm_env = {**env, "XDG_CACHE_HOME": str(work / "warm-cache")}
         suite = work / "suite"
         suite.mkdir()
         (suite / "test_many.py").write_text(
@@ -104,13 +105,20 @@ def main() -> int:
             "-q",
         ]
 
-        def cold() -> float:
-            shutil.rmtree(work / "cold-cache", ignore_errors=True)
+        def dry_run(cache: str) -> float:
             return timed(
                 [py, "-m", "pytest_llem", "run", "--dry-run", str(study)],
-                {**env, "XDG_CACHE_HOME": str(work / "cold-cache")},
+                {**env, "XDG_CACHE_HOME": str(work / cache)},
                 work,
             )
+
+        def cold() -> float:  # no remembered probe (the study was seen before)
+            (work / "cold-cache" / "llenergymeasure" / "probes.json").unlink(missing_ok=True)
+            return dry_run("cold-cache")
+
+        def first() -> float:  # nothing remembered at all: a new study on a new machine
+            shutil.rmtree(work / "first-cache", ignore_errors=True)
+            return dry_run("first-cache")
 
         cases: dict[str, Callable[[], float]] = {
             "shell": lambda: timed(["/bin/sh", "-c", shell], env, work),
@@ -118,9 +126,8 @@ def main() -> int:
                 [py, str(ROOT / "bench" / "sequential_preflight.py"), images[0]], env, work
             ),
             "cold": cold,
-            "warm": lambda: timed(
-                [py, "-m", "pytest_llem", "run", "--dry-run", str(study)], warm_env, work
-            ),
+            "first run": first,
+            "warm": lambda: dry_run("warm-cache"),
             "1 image": lambda: timed([*preflight, "--llem-image", images[0]], env, work),
             "8 images": lambda: timed(
                 [*preflight, *(a for i in images for a in ("--llem-image", i))], env, work
@@ -135,6 +142,7 @@ def main() -> int:
             ),
         }
         cases["warm"]()  # fill the warm cache once
+        cases["cold"]()  # and the plan a study run before has
         samples: dict[str, list[float]] = {name: [] for name in cases}
         # The suite pair is short and noisy: it runs several times per round.
         repeat = {"200 tests, plugin off": 3, "200 tests, -p no:llem": 3}
@@ -154,6 +162,7 @@ def main() -> int:
         ratios = {
             "warm / python": med["warm"] / med["python"],
             "cold / python": med["cold"] / med["python"],
+            "first run / python": med["first run"] / med["python"],
             "8 images / 1 image": med["8 images"] / med["1 image"],
             "plugin off / no:llem": med["200 tests, plugin off"] / med["200 tests, -p no:llem"],
             "python / shell": med["python"] / med["shell"],

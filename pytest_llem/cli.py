@@ -143,8 +143,11 @@ def _start_preflight_work(args: argparse.Namespace) -> None:
     study = getattr(args, "config", None)
     hint = read_hint(study) if study else StudyHint()
     prefetch.start_preflight(hint.images, HOST_COMMAND_TIMEOUT_S)
-    if args.command == "run" and args.model is None:
-        _start_early(hint)
+    overridden = args.command == "run" and (
+        args.runner or any(name.startswith("LLEM_RUNNER_") for name in os.environ)
+    )
+    if args.command == "run" and args.model is None and not overridden:
+        _start_early(hint)  # only where the file alone says which images will run
 
 
 def _start_early(hint: StudyHint) -> None:

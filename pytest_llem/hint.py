@@ -32,19 +32,21 @@ def read_hint(study_path: str) -> StudyHint:
     if not isinstance(data, dict):
         return StudyHint()
     execution, docker = _section(data, "execution"), _section(data, "docker")
-    names: list[object] = []
+    experiments = data.get("experiments")
+    experiments = (
+        [e for e in experiments if isinstance(e, dict)] if isinstance(experiments, list) else []
+    )
+    used = {e.get("backend") for e in experiments}  # images of unused backends never run
+    names: list[object] = [e.get("image") for e in experiments]
     runners = data.get("runners")
     if isinstance(runners, dict):
         names += [
             v[len("docker:") :]
-            for v in runners.values()
-            if isinstance(v, str) and v.startswith("docker:")
+            for k, v in runners.items()
+            if k in used and isinstance(v, str) and v.startswith("docker:")
         ]
     if isinstance(docker.get("images"), dict):
-        names += list(docker["images"].values())
-    experiments = data.get("experiments")
-    if isinstance(experiments, list):
-        names += [e.get("image") for e in experiments if isinstance(e, dict)]
+        names += [v for k, v in docker["images"].items() if k in used]
     from .imageref import is_image_ref
 
     def number(value: object) -> float | None:
