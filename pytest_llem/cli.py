@@ -157,27 +157,18 @@ def _start_early(hint: StudyHint) -> None:
     refused for dispatch); the pre-flight adopts this work only if the validated study asks
     for exactly these images and limits, and whatever is not adopted is ended at exit.
     """
-    from .defaults import (
-        DEFAULT_CACHE_S,
-        DEFAULT_PROBE_TIMEOUT_S,
-        DEFAULT_PULL_TIMEOUT_S,
-    )
     from .facts import start_early
     from .host.docker import daemon_endpoint
     from .settings import Settings
 
     if not hint.images or hint.skip_preflight or daemon_endpoint().remote:
         return
-
-    def pick(value: float | None, default: float) -> float:
-        return default if value is None else value
-
     start_early(
-        Settings(
-            images=hint.images,
-            timeout_s=pick(hint.probe_timeout_s, DEFAULT_PROBE_TIMEOUT_S),
-            pull_timeout_s=pick(hint.pull_timeout_s, DEFAULT_PULL_TIMEOUT_S),
-            cache_s=pick(hint.probe_cache_s, DEFAULT_CACHE_S),
+        Settings.of(
+            hint.images,
+            timeout_s=hint.probe_timeout_s,
+            pull_timeout_s=hint.pull_timeout_s,
+            cache_s=hint.probe_cache_s,
         )
     )
 

@@ -143,7 +143,6 @@ def run_docker_preflight(
     """
     if skip:
         return Report()
-    from .defaults import DEFAULT_PROBE_IMAGE
     from .facts import PreparedFacts, new_facts, take_early
     from .imageref import invalid_image_message
     from .settings import Settings
@@ -152,14 +151,11 @@ def run_docker_preflight(
     # pytest loads. The session adopts these facts when its settings are the same.
     prepared: list[PreparedFacts] = []
     if config is None and not any(invalid_image_message("image", i) for i in images or ()):
-        defaults = Settings()
-        settings = Settings(
-            images=tuple(dict.fromkeys(images or ())) or (DEFAULT_PROBE_IMAGE,),
-            timeout_s=defaults.timeout_s if timeout_s is None else float(timeout_s),
-            pull_timeout_s=defaults.pull_timeout_s
-            if pull_timeout_s is None
-            else float(pull_timeout_s),
-            cache_s=defaults.cache_s if cache_s is None else float(cache_s),
+        settings = Settings.of(
+            images or (),
+            timeout_s=timeout_s,
+            pull_timeout_s=pull_timeout_s,
+            cache_s=cache_s,
             no_cache=no_cache,
         )
         facts = take_early(settings) or new_facts(settings)

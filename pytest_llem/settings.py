@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -58,12 +59,39 @@ class Settings:
             for part in value.split(",")
             if part.strip()
         )
+        return cls.of(
+            images,
+            timeout_s=timeout_s,
+            pull_timeout_s=pull_s,
+            cache_s=cache_s,
+            no_cache=bool(opt.llem_no_cache),
+            skip=skip,
+            json_path=opt.llem_json,
+        )
+
+    @classmethod
+    def of(
+        cls,
+        images: Sequence[str],
+        *,
+        timeout_s: float | None = None,
+        pull_timeout_s: float | None = None,
+        cache_s: float | None = None,
+        no_cache: bool = False,
+        skip: frozenset[str] = frozenset(),
+        json_path: str | None = None,
+    ) -> Settings:
+        """Settings where an unset limit takes its default, and no image means the probe image."""
+
+        def limit(value: float | None, default: float) -> float:
+            return default if value is None else float(value)
+
         return cls(
             images=tuple(dict.fromkeys(images)) or (DEFAULT_PROBE_IMAGE,),
             skip=skip,
-            timeout_s=DEFAULT_PROBE_TIMEOUT_S if timeout_s is None else float(timeout_s),
-            pull_timeout_s=DEFAULT_PULL_TIMEOUT_S if pull_s is None else float(pull_s),
-            cache_s=DEFAULT_CACHE_S if cache_s is None else float(cache_s),
-            no_cache=bool(opt.llem_no_cache),
-            json_path=opt.llem_json,
+            timeout_s=limit(timeout_s, DEFAULT_PROBE_TIMEOUT_S),
+            pull_timeout_s=limit(pull_timeout_s, DEFAULT_PULL_TIMEOUT_S),
+            cache_s=limit(cache_s, DEFAULT_CACHE_S),
+            no_cache=no_cache,
+            json_path=json_path,
         )

@@ -250,11 +250,11 @@ def user_command(cmd: Sequence[str], user: str = TEST_USER) -> list[str]:
     return [runuser, "-u", user, "-m", "--", *cmd]
 
 
-def run(
-    cmd: Sequence[str], env: Mapping[str, str], *, timeout: float = 60, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run `cmd` in a session of its own; on timeout the whole session is killed, then it raises."""
-    with subprocess.Popen(
+def popen_in_session(
+    cmd: Sequence[str], env: Mapping[str, str], cwd: Path | None
+) -> subprocess.Popen[str]:
+    """`cmd` started in a session of its own with exactly `env`, its output captured as text."""
+    return subprocess.Popen(
         list(cmd),
         env=dict(env),
         cwd=cwd,
@@ -264,7 +264,14 @@ def run(
         text=True,
         errors="replace",
         start_new_session=True,
-    ) as proc:
+    )
+
+
+def run(
+    cmd: Sequence[str], env: Mapping[str, str], *, timeout: float = 60, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `cmd` in a session of its own; on timeout the whole session is killed, then it raises."""
+    with popen_in_session(cmd, env, cwd) as proc:
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as expired:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .host import ProductRunner
+from .host import ProductRunner, popen_in_session
 
 JSON_NAME = "r.json"
 # Plugins of the outer environment stay on (a user's `pytest --llem-preflight` has them too);
@@ -183,17 +183,7 @@ def started(
     cmd: Sequence[str], env: Mapping[str, str], cwd: Path
 ) -> Iterator[subprocess.Popen[str]]:
     """`cmd` started in a session of its own, output captured; killed with its session on exit."""
-    proc = subprocess.Popen(
-        with_default_sigint(cmd),
-        env=dict(env),
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        errors="replace",
-        start_new_session=True,
-    )
+    proc = popen_in_session(with_default_sigint(cmd), env, cwd)
     try:
         yield proc
     finally:

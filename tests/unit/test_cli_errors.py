@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testbed.preflight import with_default_sigint
 
 from pytest_llem import __version__
 from pytest_llem.cli import main
@@ -417,14 +418,10 @@ def test_interrupt_stops_the_workload_and_keeps_the_manifest(
     tmp_path: Path, sig: signal.Signals, status: int
 ) -> None:
     (tmp_path / "study.yaml").write_text(f"name: s\nexperiments:\n{exp('sleep')}{exp('ok')}")
-    # A shell's background job (`.ci/run &`) starts with SIGINT ignored; give it back.
-    reset = (
-        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-        "os.execv(sys.argv[1], sys.argv[1:])"
-    )
     proc = subprocess.Popen(
-        [sys.executable, "-c", reset, sys.executable, "-m", "pytest_llem", "run", "study.yaml",
-         "--output", "out"],
+        with_default_sigint(
+            [sys.executable, "-m", "pytest_llem", "run", "study.yaml", "--output", "out"]
+        ),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     pid_file = tmp_path / "out" / "001_result.json.pid"
