@@ -6,6 +6,7 @@ interleave the cases, and the medians are compared:
 
   (a) shell      the essential commands back to back from a shell
   (b) python     bench/sequential_preflight.py: the same commands from Python, sequential, no cache
+                 (both use llem's own command lines, so the ratios compare the machinery alone)
   (c) cold       `llem run --dry-run study.yaml` with no remembered probe (the study's
                  validated plan is remembered, as for any study run before)
       first run  the same with nothing remembered at all
@@ -19,6 +20,7 @@ Usage: python bench/preflight_bench.py [--rounds N] [--hook-delay S]
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -31,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+import sequential_preflight as baseline  # noqa: E402
 from testbed import Engine, GpuScenario, HookBehaviour, HostTools  # noqa: E402
 
 IMAGE_ENV = {
@@ -88,11 +91,14 @@ def main() -> int:
         (suite / "test_many.py").write_text(
             "".join(f"def test_{n}():\n    assert {n} == {n}\n\n" for n in range(200))
         )
-        shell = (
-            "docker version >/dev/null && nvidia-smi -q >/dev/null && "
-            f"docker image inspect {images[0]} >/dev/null && docker run --rm --gpus all "
-            f"--entrypoint nvidia-smi {images[0]} --query-gpu=index,name,uuid,"
-            "driver_version --format=csv,noheader >/dev/null"
+        shell = " && ".join(  # the baseline's very command lines, from a shell
+            shlex.join(argv) + " >/dev/null"
+            for argv in (
+                baseline.VERSION,
+                baseline.SMI,
+                baseline.inspect_argv(images[0]),
+                baseline.probe_argv(images[0], "bench-shell-probe"),
+            )
         )
         preflight = [
             py,

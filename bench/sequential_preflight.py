@@ -1,24 +1,43 @@
 """Baseline for the benchmark: the essential pre-flight commands, one after another, no cache.
 
 What a careful hand-written pre-flight does: docker version, nvidia-smi -q, image inspect,
-then a GPU probe container of the image. Usage: python sequential_preflight.py IMAGE
+then a GPU probe container of the image. The command lines are llem's own (the same flags,
+`--network none` included), so that the benchmark compares the machinery, not the calls.
+Usage: python sequential_preflight.py IMAGE
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
+VERSION = ["docker", "version", "--format", "{{json .}}"]
+SMI = ["nvidia-smi", "-q"]
+
+
+def inspect_argv(image: str) -> list[str]:
+    return ["docker", "image", "inspect", "--format", "{{json .}}", "--", image]
+
+
+def probe_argv(image: str, name: str) -> list[str]:
+    return [
+        *("docker", "run", "--rm", "--name", name, "--gpus", "all", "--network", "none"),
+        *("--pull", "never", "-e", "NVIDIA_DRIVER_CAPABILITIES=compute,utility"),
+        *("--entrypoint", "nvidia-smi", "--", image),
+        *("--query-gpu=index,name,uuid,driver_version", "--format=csv,noheader"),
+    ]
+
 
 def main(image: str) -> int:
-    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+    def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
-    version = run("docker", "version", "--format", "{{json .}}")
+    version = run(VERSION)
     if version.returncode != 0:
         return 1
-    smi = run("nvidia-smi", "-q")
+    smi = run(SMI)
     driver = next(
         (
             line.split(":", 1)[1].strip()
@@ -27,20 +46,9 @@ def main(image: str) -> int:
         ),
         "",
     )
-    inspect = run("docker", "image", "inspect", "--format", "{{json .Config.Env}}", image)
-    env = json.loads(inspect.stdout or "[]")
-    probe = run(
-        "docker",
-        "run",
-        "--rm",
-        "--gpus",
-        "all",
-        "--entrypoint",
-        "nvidia-smi",
-        image,
-        "--query-gpu=index,name,uuid,driver_version",
-        "--format=csv,noheader",
-    )
+    inspect = run(inspect_argv(image))
+    env = json.loads(inspect.stdout or "{}").get("Config", {}).get("Env")
+    probe = run(probe_argv(image, f"bench-probe-{os.getpid()}"))
     gpus = [line for line in probe.stdout.splitlines() if line.strip()]
     return 0 if probe.returncode == 0 and gpus and driver and env is not None else 1
 

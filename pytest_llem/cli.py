@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 if TYPE_CHECKING:
     from .config import StudyConfig
-    from .hint import StudyHint
     from .plans import Plan
     from .report import CheckResult, Report
 
@@ -107,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["run"] and "--" in args_list:
         cut = args_list.index("--")
         args_list, command = args_list[:cut], args_list[cut + 1 :]
+    _start_host_queries(args_list)
     try:
         args = _parser().parse_args(args_list)
     except SystemExit as exc:  # --help, --version, usage errors
@@ -118,9 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with sigterm_interrupts() as signals:
         try:
+            key, plan = _remembered(args)
             if not getattr(args, "skip_preflight", None):
-                _start_preflight_work(args)
-            return _run(args, command) if args.command == "run" else _preflight(args)
+                _start_preflight_work(args, plan)
+            if args.command == "run":
+                return _run(args, command, key, plan)
+            return _preflight(args)
         except ConfigError as exc:
             return _error(exc, EXIT_USAGE)
         except (LLEMError, OSError) as exc:
@@ -133,12 +136,47 @@ def main(argv: Sequence[str] | None = None) -> int:
             close_early()
 
 
-def _start_preflight_work(args: argparse.Namespace) -> None:
-    """The pre-flight's read-only host queries, and work on the study's images, start now:
-    they run while pydantic and pytest load."""
+def _remembered(args: argparse.Namespace) -> tuple[str | None, Plan | None]:
+    """The plan key of `llem run --dry-run STUDY`, and the plan remembered under it."""
+    if args.command != "run" or not args.dry_run or args.config is None or args.model:
+        return None, None
+    from .plans import load_plan, plan_key
+
+    key = plan_key(args.config, os.environ, args.runner, args.skip_preflight)
+    return key, load_plan(key)
+
+
+def _start_host_queries(args: Sequence[str]) -> None:
+    """Before the arguments are even parsed: the host queries of a pre-flight that will
+    likely run start now (read-only; a wrong guess only leaves an answer unused)."""
+    if args[:1] not in (["run"], ["preflight"]):
+        return
+    if any(a in ("-h", "--help", "--skip-preflight") for a in args):
+        return
     from .defaults import HOST_COMMAND_TIMEOUT_S
-    from .hint import StudyHint, read_hint
     from .host import prefetch
+
+    prefetch.start_host(HOST_COMMAND_TIMEOUT_S)
+
+
+def _start_preflight_work(args: argparse.Namespace, plan: Plan | None) -> None:
+    """The work on the study's images starts now: it runs while pydantic and pytest load.
+
+    A remembered plan says exactly which images and limits the pre-flight will have; else a
+    cheap look at the study file guesses them.
+    """
+    from .defaults import HOST_COMMAND_TIMEOUT_S
+    from .host import prefetch
+
+    if plan is not None:
+        if plan.docker and plan.skip_warning is None:
+            prefetch.start_preflight(plan.images, HOST_COMMAND_TIMEOUT_S)
+            _start_early(
+                plan.images, timeout_s=plan.timeout_s, pull_timeout_s=plan.pull_timeout_s,
+                cache_s=plan.cache_s,
+            )  # fmt: skip
+        return
+    from .hint import StudyHint, read_hint
 
     study = getattr(args, "config", None)
     hint = read_hint(study) if study else StudyHint()
@@ -146,31 +184,34 @@ def _start_preflight_work(args: argparse.Namespace) -> None:
     overridden = args.command == "run" and (
         args.runner or any(name.startswith("LLEM_RUNNER_") for name in os.environ)
     )
-    if args.command == "run" and args.model is None and not overridden:
-        _start_early(hint)  # only where the file alone says which images will run
+    # Only where the file alone says which images will run:
+    if args.command == "run" and args.model is None and not overridden and not hint.skip_preflight:
+        _start_early(
+            hint.images, timeout_s=hint.probe_timeout_s, pull_timeout_s=hint.pull_timeout_s,
+            cache_s=hint.probe_cache_s,
+        )  # fmt: skip
 
 
-def _start_early(hint: StudyHint) -> None:
-    """Start the pre-flight of the images a study names while its validation loads.
+def _start_early(
+    images: Sequence[str],
+    timeout_s: float | None,
+    pull_timeout_s: float | None,
+    cache_s: float | None,
+) -> None:
+    """Start the pre-flight of a study's images while the study is validated.
 
-    Only when the study does not skip the pre-flight and the daemon is local (a remote one is
-    refused for dispatch); the pre-flight adopts this work only if the validated study asks
-    for exactly these images and limits, and whatever is not adopted is ended at exit.
+    Only for a local daemon (a remote one is refused for dispatch); the pre-flight adopts this
+    work only if the validated study asks for exactly these images and limits, and whatever
+    is not adopted is ended at exit.
     """
     from .facts import start_early
     from .host.docker import daemon_endpoint
     from .settings import Settings
 
-    if not hint.images or hint.skip_preflight or daemon_endpoint().remote:
-        return
-    start_early(
-        Settings.of(
-            hint.images,
-            timeout_s=hint.probe_timeout_s,
-            pull_timeout_s=hint.pull_timeout_s,
-            cache_s=hint.probe_cache_s,
+    if images and not daemon_endpoint().remote:
+        start_early(
+            Settings.of(images, timeout_s=timeout_s, pull_timeout_s=pull_timeout_s, cache_s=cache_s)
         )
-    )
 
 
 def _error(exc: BaseException, code: int) -> int:
@@ -187,7 +228,9 @@ def _study(config: str | None) -> StudyConfig:
     return cfg.with_user_defaults(cfg.StudyConfig(), cfg.load_user_config())
 
 
-def _run(args: argparse.Namespace, command: list[str] | None) -> int:
+def _run(
+    args: argparse.Namespace, command: list[str] | None, key: str | None, plan: Plan | None
+) -> int:
     from .errors import ConfigError, DockerPreFlightError
 
     if (args.model is None) != (args.backend is None):
@@ -196,15 +239,8 @@ def _run(args: argparse.Namespace, command: list[str] | None) -> int:
         raise ConfigError("give a study file, or --model and --backend")
     if command is not None and args.model is None:
         raise ConfigError("a command after '--' needs --model and --backend")
-    key = None
-    if args.dry_run and args.config is not None and args.model is None:
-        # Before pydantic is even imported: an unchanged study's plan is remembered.
-        from .plans import load_plan, plan_key
-
-        key = plan_key(args.config, os.environ, args.runner, args.skip_preflight)
-        plan = load_plan(key)
-        if plan is not None:
-            return _dry_run(plan)
+    if plan is not None:  # an unchanged study's plan: pydantic is not even imported
+        return _dry_run(plan)
     from .config import single_experiment
     from .runners import parse_runner_option
     from .study import run_study
@@ -239,24 +275,20 @@ def _dry_run(plan: Plan) -> int:
     from .errors import DockerPreFlightError
 
     if plan.docker:
+        from .preflight import study_preflight
         from .remote import refuse_remote_daemon
 
         refuse_remote_daemon()
-        if plan.skip_warning:
-            print(plan.skip_warning, file=sys.stderr)
-        else:
-            from .preflight import run_docker_preflight
-
-            try:
-                report = run_docker_preflight(
-                    images=plan.images, timeout_s=plan.timeout_s,
-                    pull_timeout_s=plan.pull_timeout_s, cache_s=plan.cache_s,
-                )  # fmt: skip
-            except DockerPreFlightError as exc:
-                print(exc, file=sys.stderr)
-                return EXIT_FAILED
-            if report.warnings:
-                print(report.render(), file=sys.stderr)
+        try:
+            report = study_preflight(
+                plan.images, timeout_s=plan.timeout_s, pull_timeout_s=plan.pull_timeout_s,
+                cache_s=plan.cache_s, skip_warning=plan.skip_warning,
+            )  # fmt: skip
+        except DockerPreFlightError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_FAILED
+        if report is not None and report.warnings:
+            print(report.render(), file=sys.stderr)
     for line in plan.lines:
         print(line, file=sys.stderr)
     return EXIT_OK

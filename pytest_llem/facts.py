@@ -80,6 +80,7 @@ class Facts:
         self._images: dict[str, Future[ImageFacts]] = {}
         self._probes: dict[str, Future[ProbeFacts]] = {}
         self._probes_started = False
+        self._early = False
         self._caps: Future[list[str]] | None = None
         self._live: set[str] = set()  # probe containers that may still exist
         self.warmup: Callable[[], object] | None = None  # e.g. the cache's identity
@@ -113,6 +114,10 @@ class Facts:
         The checks then use the very same probe: the findings are the ones a late start gives.
         """
         self.start()
+        with self._lock:
+            if self._early:
+                return
+            self._early = True
         self._pool.submit(self._start_probes_early)
 
     def _start_probes_early(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -187,3 +188,28 @@ def run_docker_preflight(
     if code == pytest.ExitCode.TESTS_FAILED or report.failures:
         raise DockerPreFlightError(report)
     return report
+
+
+def study_preflight(
+    images: Sequence[str],
+    *,
+    timeout_s: float,
+    pull_timeout_s: float,
+    cache_s: float,
+    skip_warning: str | None = None,
+) -> Report | None:
+    """The pre-flight step of `llem run`: the skip line when skipped (None), else the report.
+
+    The host queries are prefetched first: they run while pytest is imported and configured.
+    Raises `DockerPreFlightError` when the host is unfit.
+    """
+    if skip_warning is not None:
+        print(skip_warning, file=sys.stderr)
+        return None
+    from .defaults import HOST_COMMAND_TIMEOUT_S
+    from .host import prefetch
+
+    prefetch.start_preflight(images, HOST_COMMAND_TIMEOUT_S)
+    return run_docker_preflight(
+        images=images, timeout_s=timeout_s, pull_timeout_s=pull_timeout_s, cache_s=cache_s
+    )

@@ -52,23 +52,16 @@ def run_study_preflight(
     runners = resolve_runners(study) if runners is None else runners
     if not any(spec.mode == "docker" for spec in runners.values()):
         return None
+    from .preflight import study_preflight
+
     source = skip_source(study, skip_preflight, cli_skip)
-    if source is not None:
-        print(skip_warning(source), file=sys.stderr)
-        return None
-    from .defaults import HOST_COMMAND_TIMEOUT_S
-    from .host import prefetch
-
     settings = preflight_settings(study, runners)
-    # The read-only commands run while pytest is imported and configured.
-    prefetch.start_preflight(settings.images, HOST_COMMAND_TIMEOUT_S)
-    from .preflight import run_docker_preflight
-
-    return run_docker_preflight(
-        images=settings.images,
+    return study_preflight(
+        settings.images,
         timeout_s=settings.timeout_s,
         pull_timeout_s=settings.pull_timeout_s,
         cache_s=settings.cache_s,
+        skip_warning=skip_warning(source) if source else None,
     )
 
 

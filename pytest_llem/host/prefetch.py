@@ -70,27 +70,35 @@ def take(argv: Sequence[str]) -> CommandResult | None:
     return result_of(future) if future is not None else None
 
 
-def start_preflight(images: Sequence[str], timeout: float) -> None:
-    """Prefetch what a pre-flight of ``images`` asks first (the same command lines).
+def start_host(timeout: float) -> None:
+    """Prefetch the host queries every pre-flight asks first (the same command lines).
 
-    What decides whether a probe may start (the daemon's version, the host driver, the
-    images) goes first; what only keys the probe cache (the daemon's id, the toolkit's
-    version) follows once the daemon has answered, so as not to compete with it for the CPU.
+    What decides whether a probe may start (the daemon's version, the host driver) goes
+    first; what only keys the probe cache (the daemon's id, the toolkit's version) follows
+    once the daemon has answered, so as not to compete with it for the CPU.
     """
     from . import docker, nvidia
 
-    first: list[Sequence[str]] = [docker.VERSION_ARGV]
+    if docker.docker_path() is None:
+        first: list[Sequence[str]] = []
+        then: list[Sequence[str]] = []
+    else:
+        first, then = [docker.VERSION_ARGV], [docker.INFO_ARGV]
     if not docker.daemon_endpoint().remote:
         first.append(nvidia.SMI_ARGV)
-    first += [docker.inspect_argv(image) for image in images]
-    then: list[Sequence[str]] = [docker.INFO_ARGV]
     version = nvidia.toolkit_version_argv(nvidia.toolkit_tools())
     if version:
         then.append(version)
-    if docker.docker_path() is None:
-        first = [c for c in first if c[0] != "docker"]
-        then = [c for c in then if c[0] != "docker"]
     start([(argv, timeout) for argv in first])
     with _LOCK:
         gate = _PENDING.get(_key(docker.VERSION_ARGV))
     start([(argv, timeout) for argv in then], after=gate)
+
+
+def start_preflight(images: Sequence[str], timeout: float) -> None:
+    """Prefetch what a pre-flight of ``images`` asks first: the host queries, the inspects."""
+    from . import docker
+
+    start_host(timeout)
+    if docker.docker_path() is not None:
+        start([(docker.inspect_argv(image), timeout) for image in images])

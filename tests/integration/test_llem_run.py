@@ -234,6 +234,70 @@ def test_dry_run_dispatches_nothing(
     assert not any(name.startswith("llem-e2e-") for name in created_names(gpu_engine, since))
 
 
+def split_imports(stderr: str) -> tuple[set[str], str]:
+    """The top-level modules `PYTHONPROFILEIMPORTTIME` reported, and the rest of stderr."""
+    imported, rest = set(), []
+    for line in stderr.splitlines(keepends=True):
+        if line.startswith("import time:"):
+            imported.add(line.rsplit("|", 1)[-1].strip().split(".")[0])
+        else:
+            rest.append(line)
+    return imported, "".join(rest)
+
+
+def test_remembered_dry_run_still_runs_the_preflight(
+    run_product: ProductRunner,
+    host_tools: HostTools,
+    gpu_engine: Engine,
+    plain_engine: Engine,
+    images: None,
+) -> None:
+    """An unchanged study's dry run replays its plan without pydantic; the pre-flight runs."""
+    write_study(host_tools, docker_study("{model: m, backend: vllm}"))
+    first = run_product(["llem", "run", "study.yaml", "--dry-run"])
+    assert first.returncode == 0, first.stderr
+    profile = {"PYTHONPROFILEIMPORTTIME": "1"}
+
+    again = run_product(
+        ["llem", "run", "study.yaml", "--dry-run"], env=host_tools.env(gpu_engine, extra=profile)
+    )
+    imported, said = split_imports(again.stderr)
+    assert again.returncode == 0, said
+    assert said == first.stderr
+    assert "pytest" in imported and "pydantic" not in imported
+
+    unfit = run_product(
+        ["llem", "run", "study.yaml", "--dry-run"], env=host_tools.env(plain_engine, extra=profile)
+    )
+    imported, said = split_imports(unfit.stderr)
+    assert unfit.returncode == 1, said
+    assert said.startswith("Docker pre-flight failed: 1 issue(s) found\n"), said
+    assert "could not select device driver" in said, said
+    assert "llem: dry run:" not in said
+    assert "pydantic" not in imported
+
+
+def test_remembered_dry_run_keeps_the_skip_line(
+    run_product: ProductRunner, host_tools: HostTools, gpu_engine: Engine, images: None
+) -> None:
+    write_study(
+        host_tools,
+        docker_study("{model: m, backend: vllm}", extra="execution: {skip_preflight: true}\n"),
+    )
+    first = run_product(["llem", "run", "study.yaml", "--dry-run"])
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.splitlines()[0] == (
+        "llem: warning: Docker pre-flight skipped (execution.skip_preflight in study.yaml)"
+    )
+    again = run_product(
+        ["llem", "run", "study.yaml", "--dry-run"],
+        env=host_tools.env(gpu_engine, extra={"PYTHONPROFILEIMPORTTIME": "1"}),
+    )
+    imported, said = split_imports(again.stderr)
+    assert again.returncode == 0 and said == first.stderr
+    assert "pydantic" not in imported and "pytest" not in imported
+
+
 def test_yaml_skip_is_obeyed_and_announced(
     run_product: ProductRunner, host_tools: HostTools, plain_engine: Engine, images: None
 ) -> None:

@@ -73,3 +73,60 @@ def test_second_dry_run_uses_the_plan_and_a_change_revalidates(
     Path("study.yaml").write_text(STUDY.replace("gpt2", "opt-125m"))
     with pytest.raises(AssertionError, match="validated again"):
         cli.main(["run", "study.yaml", "--dry-run"])
+
+
+DOCKER_STUDY = """\
+name: s
+runners: {vllm: "docker:org/img:1"}
+docker: {probe_timeout_s: 7}
+experiments:
+  - {model: gpt2, backend: vllm}
+"""
+
+
+def test_a_remembered_plan_starts_the_very_preflight_it_runs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The early work a remembered plan starts is what its pre-flight adopts: same settings."""
+    from pytest_llem import facts, preflight
+    from pytest_llem.host import prefetch
+    from pytest_llem.report import Report
+    from pytest_llem.settings import Settings
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nowhere/docker.sock")
+    monkeypatch.setattr(prefetch, "start", lambda *args, **kwargs: None)
+    started: list[Settings] = []
+    ran: list[dict[str, object]] = []
+    monkeypatch.setattr(facts, "start_early", started.append)
+    monkeypatch.setattr(preflight, "run_docker_preflight", lambda **kw: ran.append(kw) or Report())
+    Path("study.yaml").write_text(DOCKER_STUDY)
+
+    assert cli.main(["run", "study.yaml", "--dry-run"]) == 0  # validated: the hint starts it
+    assert cli.main(["run", "study.yaml", "--dry-run"]) == 0  # remembered: the plan starts it
+    assert capsys.readouterr().err.count("llem: dry run: 001 gpt2 (vllm, docker") == 2
+    assert len(started) == len(ran) == 2
+    for early, kwargs in zip(started, ran, strict=True):
+        assert kwargs["images"] == ("org/img:1",) and kwargs["timeout_s"] == 7
+        limits = {k: v for k, v in kwargs.items() if k != "images"}
+        assert early.same_facts(Settings.of(kwargs["images"], **limits))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("argv", "queried"),
+    [
+        (["run", "study.yaml"], True),
+        (["preflight"], True),
+        (["run", "study.yaml", "--skip-preflight"], False),
+        (["preflight", "--help"], False),
+        (["--version"], False),
+    ],
+)
+def test_host_queries_start_before_parsing_only_for_a_preflight(
+    argv: list[str], queried: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_llem.host import prefetch
+
+    calls: list[float] = []
+    monkeypatch.setattr(prefetch, "start_host", calls.append)
+    cli._start_host_queries(argv)
+    assert bool(calls) == queried
