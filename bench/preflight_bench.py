@@ -151,7 +151,7 @@ def main() -> int:
         cases["cold"]()  # and the plan a study run before has
         samples: dict[str, list[float]] = {name: [] for name in cases}
         # The suite pair is short and noisy: it runs several times per round.
-        repeat = {"200 tests, plugin off": 3, "200 tests, -p no:llem": 3}
+        repeat = {"200 tests, plugin off": 5, "200 tests, -p no:llem": 5}
         for _ in range(args.rounds):
             for name, case in cases.items():
                 for _ in range(repeat.get(name, 1)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -243,3 +244,25 @@ def test_xdist_gives_the_same_findings(pytester: pytest.Pytester, workers: str) 
 def test_works_without_xdist(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--llem-preflight", "-p", "no:xdist", "--llem-skip", "all")
     assert result.ret == 0
+
+
+def test_works_where_xdist_is_not_installed(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An `xdist` that cannot be imported stands for an environment without pytest-xdist."""
+    blocked = pytester.mkdir("blocked")
+    (blocked / "xdist").mkdir()
+    (blocked / "xdist" / "__init__.py").write_text("raise ImportError('no pytest-xdist here')\n")
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(blocked), os.environ.get("PYTHONPATH")]))
+    )
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    args = ["-p", "pytest_llem.plugin", "-p", "no:cacheprovider"]
+    no_n = pytester.runpytest_subprocess(*args, "-n", "2")
+    assert no_n.ret == pytest.ExitCode.USAGE_ERROR  # -n is unknown: xdist is really absent
+    result = pytester.runpytest_subprocess(
+        *args, "--llem-preflight", "--llem-skip", "all", "--llem-json", "r.json"
+    )
+    assert result.ret == 0, result.stdout.str()
+    data = json.loads((pytester.path / "r.json").read_text())
+    assert data["status"] == "passed" and data["checks"]
