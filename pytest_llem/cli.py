@@ -151,8 +151,8 @@ def _start_host_queries(args: Sequence[str]) -> None:
     likely run start now (read-only; a wrong guess only leaves an answer unused)."""
     if args[:1] not in (["run"], ["preflight"]):
         return
-    if any(a in ("-h", "--help", "--skip-preflight") for a in args):
-        return
+    if any(a in ("-h", "--help") or a.startswith("--skip") for a in args):
+        return  # (argparse takes "--skip" for --skip-preflight too)
     from .defaults import HOST_COMMAND_TIMEOUT_S
     from .host import prefetch
 

@@ -117,6 +117,7 @@ def test_a_remembered_plan_starts_the_very_preflight_it_runs(
         (["run", "study.yaml"], True),
         (["preflight"], True),
         (["run", "study.yaml", "--skip-preflight"], False),
+        (["run", "study.yaml", "--skip"], False),
         (["preflight", "--help"], False),
         (["--version"], False),
     ],
