@@ -79,15 +79,31 @@ def _path(key: str) -> Path:
 
 
 def load_plan(key: str) -> Plan | None:
-    """The plan stored under ``key``; None when absent or unreadable."""
+    """The plan stored under ``key``; None when absent, unreadable or not a plan's shape."""
     try:
         data: Any = json.loads(_path(key).read_text())
-        if data.pop("schema") != SCHEMA:
+        if data.pop("schema") != SCHEMA or not all(
+            isinstance(data[name], list) for name in ("images", "lines")
+        ):
             return None
         data["images"], data["lines"] = tuple(data["images"]), tuple(data["lines"])
-        return Plan(**data)
+        plan = Plan(**data)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+    return plan if _well_formed(plan) else None
+
+
+def _well_formed(plan: Plan) -> bool:
+    from .imageref import is_image_ref
+
+    limits = (plan.timeout_s, plan.pull_timeout_s, plan.cache_s)
+    return (
+        isinstance(plan.docker, bool)
+        and all(isinstance(text, str) for text in (*plan.images, *plan.lines))
+        and all(is_image_ref(image) for image in plan.images)
+        and all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in limits)
+        and isinstance(plan.skip_warning, (str, type(None)))
+    )
 
 
 def store_plan(key: str, plan: Plan) -> None:

@@ -56,6 +56,30 @@ def test_store_load_and_damage() -> None:
     assert load_plan("k") is None
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"images": [1]},
+        {"images": "a/b:1"},
+        {"images": ["$(touch /tmp/x)"]},
+        {"lines": [None]},
+        {"docker": "yes"},
+        {"timeout_s": "30"},
+        {"cache_s": True},
+        {"skip_warning": 3},
+        {"extra": 1},
+    ],
+)
+def test_a_plan_of_the_wrong_shape_is_not_used(damage: dict[str, object]) -> None:
+    """A hand-edited or foreign plan file is a miss (the study is validated), never a crash."""
+    import json
+
+    store_plan("k", Plan(True, ("a/b:1",), 30.0, 600.0, 900.0, None, ("llem: dry run",)))
+    path = next(Path("cache").rglob("k.json"))
+    path.write_text(json.dumps({**json.loads(path.read_text()), **damage}))
+    assert load_plan("k") is None
+
+
 def test_second_dry_run_uses_the_plan_and_a_change_revalidates(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
