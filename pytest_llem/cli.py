@@ -106,7 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list[:1] == ["run"] and "--" in args_list:
         cut = args_list.index("--")
         args_list, command = args_list[:cut], args_list[cut + 1 :]
-    _start_host_queries(args_list)
+    from .head_start import start_host_queries, start_study_work
+
+    start_host_queries(args_list)
     try:
         args = _parser().parse_args(args_list)
     except SystemExit as exc:  # --help, --version, usage errors
@@ -120,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             key, plan = _remembered(args)
             if not getattr(args, "skip_preflight", None):
-                _start_preflight_work(args, plan)
+                start_study_work(args, plan)
             if args.command == "run":
                 return _run(args, command, key, plan)
             return _preflight(args)
@@ -144,74 +146,6 @@ def _remembered(args: argparse.Namespace) -> tuple[str | None, Plan | None]:
 
     key = plan_key(args.config, os.environ, args.runner, args.skip_preflight)
     return key, load_plan(key)
-
-
-def _start_host_queries(args: Sequence[str]) -> None:
-    """Before the arguments are even parsed: the host queries of a pre-flight that will
-    likely run start now (read-only; a wrong guess only leaves an answer unused)."""
-    if args[:1] not in (["run"], ["preflight"]):
-        return
-    if any(a in ("-h", "--help") or a.startswith("--skip") for a in args):
-        return  # (argparse takes "--skip" for --skip-preflight too)
-    from .defaults import HOST_COMMAND_TIMEOUT_S
-    from .host import prefetch
-
-    prefetch.start_host(HOST_COMMAND_TIMEOUT_S)
-
-
-def _start_preflight_work(args: argparse.Namespace, plan: Plan | None) -> None:
-    """The work on the study's images starts now: it runs while pydantic and pytest load.
-
-    A remembered plan says exactly which images and limits the pre-flight will have; else a
-    cheap look at the study file guesses them.
-    """
-    from .defaults import HOST_COMMAND_TIMEOUT_S
-    from .host import prefetch
-
-    if plan is not None:
-        if plan.docker and plan.skip_warning is None:
-            prefetch.start_preflight(plan.images, HOST_COMMAND_TIMEOUT_S)
-            _start_early(
-                plan.images, timeout_s=plan.timeout_s, pull_timeout_s=plan.pull_timeout_s,
-                cache_s=plan.cache_s,
-            )  # fmt: skip
-        return
-    from .hint import StudyHint, read_hint
-
-    study = getattr(args, "config", None)
-    hint = read_hint(study) if study else StudyHint()
-    prefetch.start_preflight(hint.images, HOST_COMMAND_TIMEOUT_S)
-    overridden = args.command == "run" and (
-        args.runner or any(name.startswith("LLEM_RUNNER_") for name in os.environ)
-    )
-    # Only where the file alone says which images will run:
-    if args.command == "run" and args.model is None and not overridden and not hint.skip_preflight:
-        _start_early(
-            hint.images, timeout_s=hint.probe_timeout_s, pull_timeout_s=hint.pull_timeout_s,
-            cache_s=hint.probe_cache_s,
-        )  # fmt: skip
-
-
-def _start_early(
-    images: Sequence[str],
-    timeout_s: float | None,
-    pull_timeout_s: float | None,
-    cache_s: float | None,
-) -> None:
-    """Start the pre-flight of a study's images while the study is validated.
-
-    Only for a local daemon (a remote one is refused for dispatch); the pre-flight adopts this
-    work only if the validated study asks for exactly these images and limits, and whatever
-    is not adopted is ended at exit.
-    """
-    from .facts import start_early
-    from .host.docker import daemon_endpoint
-    from .settings import Settings
-
-    if images and not daemon_endpoint().remote:
-        start_early(
-            Settings.of(images, timeout_s=timeout_s, pull_timeout_s=pull_timeout_s, cache_s=cache_s)
-        )
 
 
 def _error(exc: BaseException, code: int) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llem import cli
+from pytest_llem import cli, head_start
 from pytest_llem.plans import Plan, load_plan, plan_key, store_plan
 
 STUDY = """\
@@ -153,5 +153,5 @@ def test_host_queries_start_before_parsing_only_for_a_preflight(
 
     calls: list[float] = []
     monkeypatch.setattr(prefetch, "start_host", calls.append)
-    cli._start_host_queries(argv)
+    head_start.start_host_queries(argv)
     assert bool(calls) == queried
