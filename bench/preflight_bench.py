@@ -6,7 +6,8 @@ interleave the cases, and the medians are compared:
 
   (a) shell      the essential commands back to back from a shell
   (b) python     bench/sequential_preflight.py: the same commands from Python, sequential, no cache
-                 (both use llem's own command lines, so the ratios compare the machinery alone)
+                 (both use llem's own command lines, so the ratios compare the machinery alone;
+                 "python, default network" leaves out the probe's `--network none`, for reference)
   (c) cold       `llem run --dry-run study.yaml` with no remembered probe (the study's
                  validated plan is remembered, as for any study run before)
       first run  the same with nothing remembered at all
@@ -131,6 +132,16 @@ def main() -> int:
             "python": lambda: timed(
                 [py, str(ROOT / "bench" / "sequential_preflight.py"), images[0]], env, work
             ),
+            "python, default network": lambda: timed(
+                [
+                    py,
+                    str(ROOT / "bench" / "sequential_preflight.py"),
+                    images[0],
+                    "--default-network",
+                ],
+                env,
+                work,
+            ),
             "cold": cold,
             "first run": first,
             "warm": lambda: dry_run("warm-cache"),
@@ -169,6 +180,7 @@ def main() -> int:
             "warm / python": med["warm"] / med["python"],
             "cold / python": med["cold"] / med["python"],
             "first run / python": med["first run"] / med["python"],
+            "cold / python, def. net": med["cold"] / med["python, default network"],
             "8 images / 1 image": med["8 images"] / med["1 image"],
             "plugin off / no:llem": med["200 tests, plugin off"] / med["200 tests, -p no:llem"],
             "python / shell": med["python"] / med["shell"],

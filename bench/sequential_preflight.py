@@ -3,7 +3,8 @@
 What a careful hand-written pre-flight does: docker version, nvidia-smi -q, image inspect,
 then a GPU probe container of the image. The command lines are llem's own (the same flags,
 `--network none` included), so that the benchmark compares the machinery, not the calls.
-Usage: python sequential_preflight.py IMAGE
+Usage: python sequential_preflight.py IMAGE [--default-network]
+(--default-network leaves out `--network none`: the bare `docker run` of a hand-written check)
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def probe_argv(image: str, name: str) -> list[str]:
     ]
 
 
-def main(image: str) -> int:
+def main(image: str, default_network: bool = False) -> int:
     def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
@@ -48,10 +49,14 @@ def main(image: str) -> int:
     )
     inspect = run(inspect_argv(image))
     env = json.loads(inspect.stdout or "{}").get("Config", {}).get("Env")
-    probe = run(probe_argv(image, f"bench-probe-{os.getpid()}"))
+    argv = probe_argv(image, f"bench-probe-{os.getpid()}")
+    if default_network:
+        at = argv.index("--network")
+        del argv[at : at + 2]
+    probe = run(argv)
     gpus = [line for line in probe.stdout.splitlines() if line.strip()]
     return 0 if probe.returncode == 0 and gpus and driver and env is not None else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], "--default-network" in sys.argv[2:]))
