@@ -83,6 +83,18 @@ def plain_engine(_engines: list[Engine]) -> Engine:
     return engine.start()
 
 
+@pytest.fixture(autouse=True)
+def _no_container_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test, no engine it used keeps a container. A module's CONTAINER_GRACE_S (default
+    30 s) is how long a detached `docker rm -f` may take to finish."""
+    yield
+    grace = getattr(request.module, "CONTAINER_GRACE_S", 30.0)
+    for name in ("gpu_engine", "plain_engine"):
+        if name in request.fixturenames:
+            engine: Engine = request.getfixturevalue(name)
+            assert engine.wait_no_containers(timeout=grace) == [], f"{name} kept a container"
+
+
 @pytest.fixture(scope="session")
 def _host_base() -> Iterator[Path]:
     """A directory that the non-root test user can traverse (pytest's tmp_path is root-only)."""

@@ -44,15 +44,6 @@ def images(gpu_engine: Engine, plain_engine: Engine) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _no_container_left(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    for name in ("gpu_engine", "plain_engine"):
-        if name in request.fixturenames:
-            engine: Engine = request.getfixturevalue(name)
-            assert engine.wait_no_containers() == [], f"{name} kept a container"
-
-
-@pytest.fixture(autouse=True)
 def _healthy_engine(gpu_engine: Engine) -> Iterator[None]:
     """Every test starts and ends with the healthy scenario on the shared engine."""
     gpu_engine.set_scenario(GpuScenario())

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +34,6 @@ json.dump({"energy_j": 3.0, "cwd": os.getcwd()}, open(config["result_path"], "w"
 def images(gpu_engine: Engine, plain_engine: Engine) -> None:
     for engine in (gpu_engine, plain_engine):
         build_workload_image(engine, WORKLOAD)
-
-
-@pytest.fixture(autouse=True)
-def _no_container_left(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    for name in ("gpu_engine", "plain_engine"):
-        if name in request.fixturenames:
-            engine: Engine = request.getfixturevalue(name)
-            assert engine.wait_no_containers() == [], f"{name} kept a container"
 
 
 def write_study(host_tools: HostTools, body: str, name: str = "study.yaml") -> Path:
