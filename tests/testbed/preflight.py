@@ -66,6 +66,7 @@ GPU_CAUSES = frozenset(
         "no_devices",
         "gpu_count_mismatch",
         "cuda_requirement_unsatisfied",
+        "container_command_not_found",
     }
 )
 

@@ -1047,6 +1047,16 @@ def test_checks_only_causes_are_never_diagnosed() -> None:
 # -- remedies ---------------------------------------------------------------------------------
 
 
+def test_the_vocabulary_is_the_one_the_test_bed_states() -> None:
+    """The test bed states DESIGN's cause vocabulary on its own; the product must match it."""
+    from testbed.preflight import CAUSES as STATED
+    from testbed.preflight import GPU_CAUSES
+
+    assert len(set(CAUSES)) == len(CAUSES)
+    assert set(CAUSES) == STATED
+    assert GPU_CAUSES <= STATED
+
+
 @pytest.mark.parametrize("cause", CAUSES)
 def test_every_cause_has_a_remedy(cause: str) -> None:
     fix, url = remedy(cause)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from testbed.preflight import GPU_CAUSES
 
 from pytest_llem.causes import CAUSES
 from pytest_llem.diagnosis import diagnose
@@ -46,19 +47,6 @@ REAL_WORDS = sorted({word for line in REAL_LINES for word in line.split()})
 
 SOURCES = {"banner", "list", "q", "query", "version", "container-cli"}
 NEVER_FROM_TEXT = {"probe_timeout", "gpu_count_mismatch", "check_error"}
-GPU_CAUSES = {
-    "gpu_driver_not_configured",
-    "nvidia_runtime_unknown",
-    "cdi_injection_failed",
-    "cgroup_device_setup_failed",
-    "nvml_driver_library_mismatch",
-    "driver_not_loaded",
-    "cuda_requirement_unsatisfied",
-    "nvml_unknown_error_cgroups",
-    "no_devices",
-    "toolkit_hook_missing",
-    "container_command_not_found",
-}
 
 returncodes = st.none() | st.integers(min_value=-255, max_value=255)
 lines_like_real = st.lists(st.sampled_from(REAL_LINES) | st.text(max_size=80), max_size=12).map(
