@@ -77,12 +77,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .causes import CAUSES
     from .checking import check, fail, warn
-    from .config import StudyConfig, load_study
     from .context import CheckContext
-    from .cuda_table import cuda_for_driver, min_driver_for_cuda
-    from .diagnosis import Diagnosis, diagnose
+    from .domain.causes import CAUSES
+    from .domain.cuda_table import cuda_for_driver, min_driver_for_cuda
+    from .domain.diagnosis import Diagnosis, diagnose
+    from .domain.report import CheckResult, Finding, Report
+    from .domain.requirements import RequirementVerdict, evaluate_requirements
     from .errors import (
         ConfigError,
         DockerError,
@@ -90,12 +91,11 @@ if TYPE_CHECKING:
         LLEMError,
         PreFlightError,
     )
-    from .manifest import Manifest
     from .preflight import run_docker_preflight
-    from .report import CheckResult, Finding, Report
-    from .requirements import RequirementVerdict, evaluate_requirements
-    from .runners import RunnerSpec, docker_images, resolve_runners
-    from .study import run_experiment, run_study, run_study_preflight
+    from .run.config import StudyConfig, load_study
+    from .run.manifest import Manifest
+    from .run.runners import RunnerSpec, docker_images, resolve_runners
+    from .run.study import run_experiment, run_study, run_study_preflight
 
 
 def __getattr__(name: str) -> Any:

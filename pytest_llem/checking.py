@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from .report import Finding
+from .domain.report import Finding
 
 F = TypeVar("F", bound=Callable[..., Any])
 

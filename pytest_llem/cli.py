@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 if TYPE_CHECKING:
-    from .config import StudyConfig
-    from .plans import Plan
-    from .report import CheckResult, Report
+    from .domain.report import CheckResult, Report
+    from .run.config import StudyConfig
+    from .run.plans import Plan
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -142,7 +142,7 @@ def _remembered(args: argparse.Namespace) -> tuple[str | None, Plan | None]:
     """The plan key of `llem run --dry-run STUDY`, and the plan remembered under it."""
     if args.command != "run" or not args.dry_run or args.config is None or args.model:
         return None, None
-    from .plans import load_plan, plan_key
+    from .run.plans import load_plan, plan_key
 
     key = plan_key(args.config, os.environ, args.runner, args.skip_preflight)
     return key, load_plan(key)
@@ -155,7 +155,7 @@ def _error(exc: BaseException, code: int) -> int:
 
 def _study(config: str | None) -> StudyConfig:
     """The study file, or an empty study with the user's defaults (for --model/--backend)."""
-    from . import config as cfg
+    from .run import config as cfg
 
     if config is not None:
         return cfg.load_study(config)
@@ -175,9 +175,9 @@ def _run(
         raise ConfigError("a command after '--' needs --model and --backend")
     if plan is not None:  # an unchanged study's plan: pydantic is not even imported
         return _dry_run(plan)
-    from .config import single_experiment
-    from .runners import parse_runner_option
-    from .study import run_study
+    from .run.config import single_experiment
+    from .run.runners import parse_runner_option
+    from .run.study import run_study
 
     overrides = dict(parse_runner_option(text) for text in args.runner)
     study = _study(args.config)
@@ -210,7 +210,7 @@ def _dry_run(plan: Plan) -> int:
 
     if plan.docker:
         from .preflight import study_preflight
-        from .remote import refuse_remote_daemon
+        from .run.remote import refuse_remote_daemon
 
         refuse_remote_daemon()
         try:
@@ -231,9 +231,9 @@ def _dry_run(plan: Plan) -> int:
 def _remember_plan(
     key: str, study: StudyConfig, overrides: dict[str, str], cli_skip: bool | None
 ) -> None:
-    from .plans import Plan, store_plan
-    from .runners import preflight_settings, resolve_runners
-    from .study import plan_lines, skip_source, skip_warning
+    from .run.plans import Plan, store_plan
+    from .run.runners import preflight_settings, resolve_runners
+    from .run.study import plan_lines, skip_source, skip_warning
 
     runners = resolve_runners(study, os.environ, overrides)
     docker = any(spec.mode == "docker" for spec in runners.values())
@@ -254,10 +254,10 @@ def _remember_plan(
 
 
 def _preflight(args: argparse.Namespace) -> int:
+    from .domain.imageref import invalid_image_message
     from .errors import ConfigError, DockerPreFlightError
-    from .imageref import invalid_image_message
     from .preflight import run_docker_preflight
-    from .runners import preflight_settings
+    from .run.runners import preflight_settings
 
     for image in args.image:
         problem = invalid_image_message("--image", image)

@@ -9,10 +9,10 @@ import pytest
 from .checking import CheckFailed, CheckWarned, NotRun
 
 if TYPE_CHECKING:
-    from .facts_types import HostFacts, ImageFacts, ProbeFacts
+    from .domain.records import HostFacts, ImageFacts, ProbeFacts
+    from .domain.verdicts import Verdict
     from .runtime import Preflight
     from .settings import Settings
-    from .verdicts import Verdict
 
 VERDICT_KEY = pytest.StashKey["Verdict"]()
 

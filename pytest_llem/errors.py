@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .diagnosis import Diagnosis
-    from .report import Report
+    from .domain.diagnosis import Diagnosis
+    from .domain.report import Report
 
 
 class LLEMError(Exception):

@@ -8,10 +8,9 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from .facts_types import HostFacts, ImageFacts, ProbeFacts
+from .domain.records import CommandResult, HostFacts, ImageFacts, ImageInfo, ProbeFacts
 from .host import docker, nvidia
-from .host.docker import ImageInfo
-from .host.proc import CommandResult, kill_all, result_of
+from .host.proc import kill_all, result_of
 from .settings import Settings
 
 # Facts a command started before it validated its input (see `start_early`), waiting for the
@@ -58,7 +57,7 @@ def new_facts(settings: Settings) -> Facts:
     """Facts for ``settings``, with the probe cache wired in when the settings allow it."""
     facts = Facts(settings)
     if settings.cache_s > 0 and not settings.no_cache:
-        from .cache import ProbeCache
+        from .host.probe_cache import ProbeCache
 
         cache = ProbeCache(settings.cache_s)
         facts.warmup = cache.identity
@@ -121,7 +120,7 @@ class Facts:
         self._pool.submit(self._start_probes_early)
 
     def _start_probes_early(self) -> None:
-        from . import verdicts
+        from .domain import verdicts
 
         host = self.host()
         tier1 = (verdicts.docker_cli, verdicts.docker_daemon, verdicts.nvidia_toolkit)
@@ -163,7 +162,7 @@ class Facts:
             smi = nvidia.nvidia_smi_query(timeout)
         smi_info = None
         if smi is not None and smi.ok:
-            from .nvidia_smi import parse_q
+            from .domain.nvidia_smi import parse_q
 
             smi_info = parse_q(smi.stdout)
         return HostFacts(
@@ -247,7 +246,7 @@ class Facts:
         return None
 
     def _run_probe(self, image: str) -> ProbeFacts:
-        from .nvidia_smi import parse_query_csv
+        from .domain.nvidia_smi import parse_query_csv
 
         facts = self.image(image)
         host = self.host()

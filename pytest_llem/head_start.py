@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import argparse
 
-    from .plans import Plan
+    from .run.plans import Plan
 
 
 def start_host_queries(args: Sequence[str]) -> None:

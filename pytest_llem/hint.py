@@ -47,7 +47,7 @@ def read_hint(study_path: str) -> StudyHint:
         ]
     if isinstance(docker.get("images"), dict):
         names += [v for k, v in docker["images"].items() if k in used]
-    from .imageref import is_image_ref
+    from .domain.imageref import is_image_ref
 
     def number(value: object) -> float | None:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .domain.report import Report
 from .errors import DockerPreFlightError, PreFlightError
-from .report import Report
 
 # Environment that would let the caller's settings or plugins into our pytest run.
 _ISOLATED_ENV = {
@@ -144,8 +144,8 @@ def run_docker_preflight(
     """
     if skip:
         return Report()
+    from .domain.imageref import invalid_image_message
     from .facts import PreparedFacts, new_facts, take_early
-    from .imageref import invalid_image_message
     from .settings import Settings
 
     # Start the host queries and, where the facts allow, the GPU probes now: they run while

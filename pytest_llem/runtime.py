@@ -15,8 +15,8 @@ import pytest
 
 from .checking import CheckFailed, CheckWarned, NotRun
 from .context import VERDICT_KEY, CheckContext
+from .domain.report import Finding, Report
 from .facts import Facts, PreparedFacts, new_facts
-from .report import Finding, Report
 from .session import BUILTIN_IDS, Outcomes
 from .settings import Settings
 
@@ -108,7 +108,7 @@ class CheckModule(pytest.Module):
 
 class PreflightHooks:
     def __init__(self, config: pytest.Config) -> None:
-        from .imageref import invalid_image_message
+        from .domain.imageref import invalid_image_message
 
         self.config = config
         settings = Settings.from_config(config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .report import CheckResult, Finding, Report
+from .domain.report import CheckResult, Finding, Report
 
 BUILTIN_IDS = (
     "docker-cli",

@@ -41,7 +41,7 @@ class Settings:
         timeout_s, pull_s, cache_s = opt.llem_timeout, opt.llem_pull_timeout, opt.llem_cache_s
         if opt.llem_config:
             from .errors import ConfigError
-            from .runners import preflight_settings_from_study
+            from .run.runners import preflight_settings_from_study
 
             try:
                 study = preflight_settings_from_study(opt.llem_config)

@@ -7,34 +7,13 @@ import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from .proc import CommandResult, run, spawn_detached
+from ..domain.records import CommandResult, Endpoint, ImageInfo
+from .proc import run, spawn_detached
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 PROBE_FIELDS = ("index", "name", "uuid", "driver_version")
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where the docker CLI will connect, and whether that daemon runs on another machine."""
-
-    url: str
-    context: str | None = None
-    source: str = "default"
-
-    @property
-    def remote(self) -> bool:
-        return self.url.startswith(("tcp://", "ssh://", "http://", "https://"))
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    id: str
-    env: dict[str, str] = field(default_factory=dict)
-    entrypoint: tuple[str, ...] = ()
 
 
 def docker_path(env: Mapping[str, str] | None = None) -> str | None:
@@ -88,19 +67,6 @@ INFO_ARGV = (
 
 def docker_version(timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
     return run(VERSION_ARGV, timeout=timeout, env=env)
-
-
-def parse_version(result: CommandResult) -> dict[str, Any]:
-    """The Client/Server parts of `docker version --format '{{json .}}'` (empty if unreadable)."""
-    for line in result.stdout.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                data = json.loads(line)
-            except ValueError:
-                continue
-            return data if isinstance(data, dict) else {}
-    return {}
 
 
 def docker_info(timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:

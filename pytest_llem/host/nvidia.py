@@ -8,7 +8,8 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from .proc import CommandResult, run
+from ..domain.records import CommandResult
+from .proc import run
 
 TOOLKIT_TOOLS = ("nvidia-ctk", "nvidia-container-runtime", "nvidia-container-cli")
 HOOK_TOOL = "nvidia-container-runtime-hook"

@@ -11,8 +11,9 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 from typing import TypeVar
+
+from ..domain.records import CommandResult
 
 T = TypeVar("T")
 
@@ -27,29 +28,6 @@ SLICE_S = 0.2
 
 # Output kept per stream: enough for any real error, bounded for a hook that spews.
 MAX_OUTPUT = 64 * 1024
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    argv: tuple[str, ...]
-    returncode: int | None
-    stdout: str = ""
-    stderr: str = ""
-    duration_s: float = 0.0
-    timed_out: bool = False
-    missing: bool = False  # the executable itself was not found
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
-
-    @property
-    def output(self) -> str:
-        return "\n".join(s for s in (self.stdout.strip(), self.stderr.strip()) if s)
-
-    @property
-    def command(self) -> str:
-        return " ".join(self.argv)
 
 
 def _text(data: bytes | None) -> str:

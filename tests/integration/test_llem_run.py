@@ -443,9 +443,9 @@ def test_run_experiment_raises_docker_error_with_its_diagnosis(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    from pytest_llem.config import load_study
     from pytest_llem.errors import DockerError
-    from pytest_llem.study import run_experiment
+    from pytest_llem.run.config import load_study
+    from pytest_llem.run.study import run_experiment
 
     for key, value in host_tools.env(gpu_engine).items():
         monkeypatch.setenv(key, value)

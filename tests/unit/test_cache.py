@@ -8,10 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llem.cache import ProbeCache
-from pytest_llem.facts_types import HostFacts, ImageFacts, ProbeFacts
-from pytest_llem.host.docker import Endpoint, ImageInfo
-from pytest_llem.host.proc import CommandResult
+from pytest_llem.domain.records import (
+    CommandResult,
+    Endpoint,
+    HostFacts,
+    ImageFacts,
+    ImageInfo,
+    ProbeFacts,
+)
+from pytest_llem.host.probe_cache import ProbeCache
 
 HOST = HostFacts(Endpoint("unix:///x.sock"), "/usr/bin/docker", None, {}, None, None)
 GPUS = [{"index": "0", "name": "NVIDIA H100", "uuid": "GPU-1", "driver_version": "550.54.15"}]

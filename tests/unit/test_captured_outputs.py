@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from pytest_llem import diagnose
-from pytest_llem.nvidia_smi import parse_any, parse_banner, parse_list, parse_q, parse_query_csv
+from pytest_llem.domain.nvidia_smi import (
+    parse_any,
+    parse_banner,
+    parse_list,
+    parse_q,
+    parse_query_csv,
+)
 
 DATA = Path(__file__).parents[1] / "data" / "captured"
 UUID = "GPU-00000000-1111-2222-3333-444444444444"

@@ -17,8 +17,8 @@ from testbed.preflight import with_default_sigint
 
 from pytest_llem import __version__
 from pytest_llem.cli import main
+from pytest_llem.domain.report import CheckResult, Finding, Report
 from pytest_llem.errors import DockerPreFlightError
-from pytest_llem.report import CheckResult, Finding, Report
 
 LOCAL_STUDY = "name: s\nexperiments: [{model: gpt2, backend: pytorch, command: [python, w.py]}]\n"
 DOCKER_STUDY = (
@@ -445,9 +445,9 @@ def test_interrupt_stops_the_workload_and_keeps_the_manifest(
 
 
 def test_run_experiment_returns_the_record_or_raises(tmp_path: Path) -> None:
-    from pytest_llem.config import load_study
     from pytest_llem.errors import LLEMError
-    from pytest_llem.study import run_experiment
+    from pytest_llem.run.config import load_study
+    from pytest_llem.run.study import run_experiment
 
     Path("study.yaml").write_text(f"name: s\nexperiments:\n{exp('ok')}{exp('fail', id='f')}")
     study = load_study("study.yaml")

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from pytest_llem.cli import main
-from pytest_llem.config import (
+from pytest_llem.errors import ConfigError
+from pytest_llem.run.config import (
     DEFAULT_PROBE_IMAGE,
     StudyConfig,
     load_study,
     load_user_config,
     user_config_path,
 )
-from pytest_llem.errors import ConfigError
 
 DESIGN_EXAMPLE = """\
 name: llama-energy

@@ -12,8 +12,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_llem.config import BACKENDS, StudyConfig, load_study
 from pytest_llem.errors import ConfigError
+from pytest_llem.run.config import BACKENDS, StudyConfig, load_study
 
 FIELDS = [
     "name", "execution", "skip_preflight", "runners", "docker", "probe_image",

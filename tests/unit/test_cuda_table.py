@@ -6,7 +6,7 @@ from itertools import pairwise
 
 import pytest
 
-from pytest_llem.cuda_table import (
+from pytest_llem.domain.cuda_table import (
     CUDA_RELEASES,
     CudaRelease,
     compare_versions,

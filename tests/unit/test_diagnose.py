@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from pytest_llem.causes import CAUSES
-from pytest_llem.diagnosis import Diagnosis, diagnose
-from pytest_llem.remedies import remedy
+from pytest_llem.domain.causes import CAUSES
+from pytest_llem.domain.diagnosis import Diagnosis, diagnose
+from pytest_llem.domain.remedies import remedy
 
 REFERENCE = Path(__file__).parent.parent / "data" / "reference"
 MESSAGES: list[dict[str, Any]] = [

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from testbed.preflight import GPU_CAUSES
 
-from pytest_llem.causes import CAUSES
-from pytest_llem.diagnosis import diagnose
-from pytest_llem.nvidia_smi import (
+from pytest_llem.domain.causes import CAUSES
+from pytest_llem.domain.diagnosis import diagnose
+from pytest_llem.domain.nvidia_smi import (
     parse_any,
     parse_banner,
     parse_container_cli_info,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llem.imageref import image_ref_problem, invalid_image_message, is_image_ref
+from pytest_llem.domain.imageref import image_ref_problem, invalid_image_message, is_image_ref
 
 SHA = "sha256:" + "a" * 64
 

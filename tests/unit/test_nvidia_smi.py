@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llem.nvidia_smi import (
+from pytest_llem.domain.nvidia_smi import (
     GpuInfo,
     MigDevice,
     SmiInfo,

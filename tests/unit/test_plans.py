@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pytest_llem import cli, head_start
-from pytest_llem.plans import Plan, load_plan, plan_key, store_plan
+from pytest_llem.run.plans import Plan, load_plan, plan_key, store_plan
 
 STUDY = """\
 name: s
@@ -91,7 +91,7 @@ def test_second_dry_run_uses_the_plan_and_a_change_revalidates(
     def no_validation(*args: object, **kwargs: object) -> None:
         raise AssertionError("validated again")
 
-    monkeypatch.setattr("pytest_llem.config.load_study", no_validation)
+    monkeypatch.setattr("pytest_llem.run.config.load_study", no_validation)
     assert cli.main(["run", "study.yaml", "--dry-run"]) == 0
     assert capsys.readouterr().err == first
     Path("study.yaml").write_text(STUDY.replace("gpt2", "opt-125m"))
@@ -113,8 +113,8 @@ def test_a_remembered_plan_starts_the_very_preflight_it_runs(
 ) -> None:
     """The early work a remembered plan starts is what its pre-flight adopts: same settings."""
     from pytest_llem import facts, preflight
+    from pytest_llem.domain.report import Report
     from pytest_llem.host import prefetch
-    from pytest_llem.report import Report
     from pytest_llem.settings import Settings
 
     monkeypatch.setenv("DOCKER_HOST", "unix:///nowhere/docker.sock")

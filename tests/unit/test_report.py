@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from pytest_llem import DockerPreFlightError
-from pytest_llem.report import CheckResult, Finding, Report
+from pytest_llem.domain.report import CheckResult, Finding, Report
 
 
 def _failed(cid: str, message: str, fix: str, url: str = "", tier: int = 1) -> CheckResult:

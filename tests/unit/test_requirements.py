@@ -7,7 +7,11 @@ from typing import Any
 
 import pytest
 
-from pytest_llem.requirements import RequirementVerdict, evaluate_requirements, image_cuda_facts
+from pytest_llem.domain.requirements import (
+    RequirementVerdict,
+    evaluate_requirements,
+    image_cuda_facts,
+)
 
 # NVIDIA_REQUIRE_CUDA of the official nvidia/cuda base images, verbatim from their Dockerfiles
 # (https://gitlab.com/nvidia/container-images/cuda, dist/<version>/<os>/base/Dockerfile):

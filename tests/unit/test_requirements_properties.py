@@ -5,8 +5,12 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_llem.cuda_table import compare_versions, cuda_for_driver, min_driver_for_cuda
-from pytest_llem.requirements import RequirementVerdict, evaluate_requirements, image_cuda_facts
+from pytest_llem.domain.cuda_table import compare_versions, cuda_for_driver, min_driver_for_cuda
+from pytest_llem.domain.requirements import (
+    RequirementVerdict,
+    evaluate_requirements,
+    image_cuda_facts,
+)
 
 # No example database, so the working tree stays clean.
 quiet = settings(database=None, deadline=None)

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from pytest_llem.config import StudyConfig, UserConfig, load_study, with_user_defaults
+from pytest_llem.domain.report import Report
 from pytest_llem.errors import ConfigError
-from pytest_llem.report import Report
-from pytest_llem.runners import (
+from pytest_llem.run.config import StudyConfig, UserConfig, load_study, with_user_defaults
+from pytest_llem.run.runners import (
     RunnerSpec,
     docker_images,
     env_runners,
@@ -19,7 +19,7 @@ from pytest_llem.runners import (
     preflight_settings,
     resolve_runners,
 )
-from pytest_llem.study import run_study, run_study_preflight, skip_source
+from pytest_llem.run.study import run_study, run_study_preflight, skip_source
 
 NO_ENV: dict[str, str] = {"XDG_CONFIG_HOME": "/nonexistent"}
 
@@ -301,7 +301,7 @@ def test_env_override_reaches_the_preflight(
 
 
 def test_docker_run_argv_is_the_contract() -> None:
-    from pytest_llem.dispatch import docker_run_argv
+    from pytest_llem.run.dispatch import docker_run_argv
 
     argv = docker_run_argv("v/img:1", "llem-s-001", Path("/runs/x"), "001", ["serve", "--fast"])
     assert argv == [
@@ -322,7 +322,7 @@ def test_docker_run_argv_is_the_contract() -> None:
     ],
 )
 def test_container_name(study: str, exp_id: str, name: str) -> None:
-    from pytest_llem.dispatch import container_name
+    from pytest_llem.run.dispatch import container_name
 
     assert container_name(study, exp_id) == name
 
@@ -330,7 +330,7 @@ def test_container_name(study: str, exp_id: str, name: str) -> None:
 def test_run_dir_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import datetime, timezone
 
-    from pytest_llem.dispatch import make_run_dir, run_dir_for
+    from pytest_llem.run.dispatch import make_run_dir, run_dir_for
 
     monkeypatch.chdir(tmp_path)
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)

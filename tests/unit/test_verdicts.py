@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pytest_llem import verdicts
-from pytest_llem.facts_types import HostFacts, ImageFacts, ProbeFacts
-from pytest_llem.host.docker import Endpoint, ImageInfo
-from pytest_llem.host.proc import CommandResult
-from pytest_llem.nvidia_smi import GpuInfo, SmiInfo
+from pytest_llem.domain.nvidia_smi import GpuInfo, SmiInfo
+from pytest_llem.domain.records import (
+    CommandResult,
+    Endpoint,
+    HostFacts,
+    ImageFacts,
+    ImageInfo,
+    ProbeFacts,
+)
 
 VERSION_OK = CommandResult(
     ("docker", "version"), 0, '{"Client":{"Version":"28.2.2"},"Server":{"Version":"27.3.1"}}'

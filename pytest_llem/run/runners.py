@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ConfigError
+from ..host.paths import user_config_path
 from .config import (
     BACKENDS,
     Experiment,
@@ -19,8 +21,6 @@ from .config import (
     load_study,
     parse_runner,
 )
-from .errors import ConfigError
-from .paths import user_config_path
 
 DEFAULT_RUNNER = "local"
 ENV_PREFIX = "LLEM_RUNNER_"

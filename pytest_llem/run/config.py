@@ -25,15 +25,15 @@ from pydantic import (
     model_validator,
 )
 
-from .defaults import (
+from ..defaults import (
     DEFAULT_CACHE_S,
     DEFAULT_PROBE_IMAGE,
     DEFAULT_PROBE_TIMEOUT_S,
     DEFAULT_PULL_TIMEOUT_S,
 )
-from .errors import ConfigError
-from .imageref import image_ref_error
-from .paths import user_config_path
+from ..domain.imageref import image_ref_error
+from ..errors import ConfigError
+from ..host.paths import user_config_path
 
 BACKENDS: frozenset[str] = frozenset({"pytorch", "vllm", "tensorrt"})
 DEFAULT_STUDY_NAME = "llem"

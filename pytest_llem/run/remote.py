@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 class RemoteDaemonError(ConfigError):
@@ -12,7 +12,7 @@ class RemoteDaemonError(ConfigError):
 
 
 def refuse_remote_daemon(env: Mapping[str, str] | None = None) -> None:
-    from .host.docker import daemon_endpoint
+    from ..host.docker import daemon_endpoint
 
     endpoint = daemon_endpoint(env)
     if endpoint.remote:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .paths import cache_dir, user_config_path
+from ..host.paths import cache_dir, user_config_path
 
 SCHEMA = 1
 
@@ -58,12 +58,12 @@ def plan_key(
     runner_options: Sequence[str],
     cli_skip: bool | None,
 ) -> str:
-    from . import __version__
+    from .. import __version__
 
     digest = hashlib.sha256()
     for part in (
         f"{SCHEMA}:{__version__}".encode(),
-        _install_part("pytest_llem.config"),
+        _install_part("pytest_llem.run.config"),
         _install_part("pydantic"),
         _file_part(Path(study)),
         _file_part(user_config_path(env)),
@@ -94,7 +94,7 @@ def load_plan(key: str) -> Plan | None:
 
 
 def _well_formed(plan: Plan) -> bool:
-    from .imageref import is_image_ref
+    from ..domain.imageref import is_image_ref
 
     limits = (plan.timeout_s, plan.pull_timeout_s, plan.cache_s)
     return (

@@ -2,14 +2,68 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .host.docker import Endpoint, ImageInfo
-from .host.proc import CommandResult
-
 if TYPE_CHECKING:
     from .nvidia_smi import SmiInfo
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int | None
+    stdout: str = ""
+    stderr: str = ""
+    duration_s: float = 0.0
+    timed_out: bool = False
+    missing: bool = False  # the executable itself was not found
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    @property
+    def output(self) -> str:
+        return "\n".join(s for s in (self.stdout.strip(), self.stderr.strip()) if s)
+
+    @property
+    def command(self) -> str:
+        return " ".join(self.argv)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the docker CLI will connect, and whether that daemon runs on another machine."""
+
+    url: str
+    context: str | None = None
+    source: str = "default"
+
+    @property
+    def remote(self) -> bool:
+        return self.url.startswith(("tcp://", "ssh://", "http://", "https://"))
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    env: dict[str, str] = field(default_factory=dict)
+    entrypoint: tuple[str, ...] = ()
+
+
+def parse_version(result: CommandResult) -> dict[str, Any]:
+    """The Client/Server parts of `docker version --format '{{json .}}'` (empty if unreadable)."""
+    for line in result.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            return data if isinstance(data, dict) else {}
+    return {}
 
 
 @dataclass(frozen=True)
@@ -23,8 +77,6 @@ class HostFacts:
 
     @property
     def server_version(self) -> str:
-        from .host.docker import parse_version
-
         if self.version is None:
             return ""
         server = parse_version(self.version).get("Server") or {}

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .facts_types import HostFacts, ImageFacts, ProbeFacts
+from .records import HostFacts, ImageFacts, ProbeFacts
 from .remedies import remedy
 from .report import Finding, Outcome
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import ConfigError, DockerError, LLEMError
 from .config import Experiment, StudyConfig
 from .dispatch import (
     check_run_dir,
@@ -16,13 +17,12 @@ from .dispatch import (
     run_dir_for,
     run_one,
 )
-from .errors import ConfigError, DockerError, LLEMError
 from .manifest import ExperimentRecord, Manifest
 from .remote import refuse_remote_daemon
 from .runners import RunnerSpec, experiment_image, preflight_settings, resolve_runners
 
 if TYPE_CHECKING:
-    from .report import Report
+    from ..domain.report import Report
 
 
 def skip_source(
@@ -52,7 +52,7 @@ def run_study_preflight(
     runners = resolve_runners(study) if runners is None else runners
     if not any(spec.mode == "docker" for spec in runners.values()):
         return None
-    from .preflight import study_preflight
+    from ..preflight import study_preflight
 
     source = skip_source(study, skip_preflight, cli_skip)
     settings = preflight_settings(study, runners)
@@ -148,7 +148,7 @@ def run_experiment(
     if record.status == "ok":
         return record
     if record.runner == "docker":
-        from .diagnosis import Diagnosis
+        from ..domain.diagnosis import Diagnosis
 
         raise DockerError(
             Diagnosis(

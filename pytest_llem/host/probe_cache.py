@@ -13,9 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .facts_types import HostFacts, ImageFacts, ProbeFacts
-from .host import docker, nvidia
-from .host.proc import CommandResult
+from ..domain.records import CommandResult, HostFacts, ImageFacts, ProbeFacts
+from . import docker, nvidia
 from .paths import cache_dir
 
 SCHEMA = 1

@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..errors import ConfigError
+from ..host import workloads
 from .config import Experiment, StudyConfig
-from .errors import ConfigError
-from .host import workloads
 from .manifest import ExperimentRecord, Manifest
 from .runners import RunnerSpec, check_runnable, experiment_image
 
@@ -151,7 +151,7 @@ def _judge(
         record.message = f"command not found or not executable: {outcome.output_tail.strip()}"
         return
     if outcome.returncode != 0:
-        from .diagnosis import diagnose
+        from ..domain.diagnosis import diagnose
 
         diagnosis = diagnose(outcome.output_tail, outcome.returncode)
         if diagnosis.cause not in ("ok", "unknown"):

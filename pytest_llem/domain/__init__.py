@@ -1,0 +1,1 @@
+"""Pure logic: no subprocess, no file, no environment."""

@@ -1,0 +1,1 @@
+"""`llem run`: the study file, runners, dispatch and the manifest."""
