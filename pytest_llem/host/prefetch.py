@@ -56,7 +56,7 @@ def start(
             try:
                 if after is not None:
                     after.exception()  # its outcome does not matter, only that it ended
-                future.set_result(run(argv, timeout=timeout, prefetched=False))
+                future.set_result(run(argv, timeout=timeout))
             except BaseException as exc:
                 future.set_exception(exc)
 

@@ -47,18 +47,8 @@ def run(
     *,
     timeout: float,
     env: Mapping[str, str] | None = None,
-    prefetched: bool = True,
 ) -> CommandResult:
-    """Run ``argv`` with a wall-clock limit; on expiry or interrupt kill its process group.
-
-    An answer that `prefetch.start()` obtained earlier for the same command is used instead.
-    """
-    if prefetched and env is None:
-        from .prefetch import take
-
-        early = take(argv)
-        if early is not None:
-            return early
+    """Run ``argv`` with a wall-clock limit; on expiry or interrupt kill its process group."""
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
