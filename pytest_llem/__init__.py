@@ -13,52 +13,68 @@ __version__ = "0.1.0"
 # Public name -> module that defines it. Loaded on first use, so that the pytest plugin
 # (which imports this package) stays cheap for a test suite that never enables it.
 _EXPORTS: dict[str, str] = {
-    "diagnose": "diagnosis",
-    "Diagnosis": "diagnosis",
-    "CAUSES": "causes",
+    "diagnose": "domain.diagnosis",
+    "Diagnosis": "domain.diagnosis",
+    "CAUSES": "domain.causes",
     "LLEMError": "errors",
     "ConfigError": "errors",
     "PreFlightError": "errors",
     "DockerPreFlightError": "errors",
     "DockerError": "errors",
-    "Finding": "report",
-    "CheckResult": "report",
-    "Report": "report",
+    "Finding": "domain.report",
+    "CheckResult": "domain.report",
+    "Report": "domain.report",
+    "HostFacts": "domain.records",
+    "ImageFacts": "domain.records",
+    "ProbeFacts": "domain.records",
+    "ImageInfo": "domain.records",
+    "Endpoint": "domain.records",
+    "CommandResult": "domain.records",
+    "SmiInfo": "domain.nvidia_smi",
+    "PreflightSettings": "settings",
     "run_docker_preflight": "preflight",
-    "evaluate_requirements": "requirements",
-    "RequirementVerdict": "requirements",
-    "min_driver_for_cuda": "cuda_table",
-    "cuda_for_driver": "cuda_table",
+    "evaluate_requirements": "domain.requirements",
+    "RequirementVerdict": "domain.requirements",
+    "min_driver_for_cuda": "domain.cuda_table",
+    "cuda_for_driver": "domain.cuda_table",
     "fail": "checking",
     "warn": "checking",
     "check": "checking",
     "CheckContext": "context",
-    "load_study": "config",
-    "StudyConfig": "config",
-    "RunnerSpec": "runners",
-    "resolve_runners": "runners",
-    "docker_images": "runners",
-    "run_study_preflight": "study",
-    "run_study": "study",
-    "run_experiment": "study",
-    "Manifest": "manifest",
+    "load_study": "run.config",
+    "StudyConfig": "run.config",
+    "RunnerSpec": "run.runners",
+    "resolve_runners": "run.runners",
+    "docker_images": "run.runners",
+    "run_study_preflight": "run.study",
+    "run_study": "run.study",
+    "run_experiment": "run.study",
+    "Manifest": "run.manifest",
 }
 
 __all__ = [
     "CAUSES",
     "CheckContext",
     "CheckResult",
+    "CommandResult",
     "ConfigError",
     "Diagnosis",
     "DockerError",
     "DockerPreFlightError",
+    "Endpoint",
     "Finding",
+    "HostFacts",
+    "ImageFacts",
+    "ImageInfo",
     "LLEMError",
     "Manifest",
     "PreFlightError",
+    "PreflightSettings",
+    "ProbeFacts",
     "Report",
     "RequirementVerdict",
     "RunnerSpec",
+    "SmiInfo",
     "StudyConfig",
     "check",
     "cuda_for_driver",
@@ -82,6 +98,15 @@ if TYPE_CHECKING:
     from .domain.causes import CAUSES
     from .domain.cuda_table import cuda_for_driver, min_driver_for_cuda
     from .domain.diagnosis import Diagnosis, diagnose
+    from .domain.nvidia_smi import SmiInfo
+    from .domain.records import (
+        CommandResult,
+        Endpoint,
+        HostFacts,
+        ImageFacts,
+        ImageInfo,
+        ProbeFacts,
+    )
     from .domain.report import CheckResult, Finding, Report
     from .domain.requirements import RequirementVerdict, evaluate_requirements
     from .errors import (
@@ -96,6 +121,7 @@ if TYPE_CHECKING:
     from .run.manifest import Manifest
     from .run.runners import RunnerSpec, docker_images, resolve_runners
     from .run.study import run_experiment, run_study, run_study_preflight
+    from .settings import PreflightSettings
 
 
 def __getattr__(name: str) -> Any:

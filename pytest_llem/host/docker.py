@@ -73,6 +73,19 @@ def docker_info(timeout: float, env: Mapping[str, str] | None = None) -> Command
     return run(INFO_ARGV, timeout=timeout, env=env)
 
 
+def daemon_id(timeout: float, env: Mapping[str, str] | None = None) -> str:
+    """The engine's ID from `docker info` ("" when it cannot tell)."""
+    result = docker_info(timeout, env)
+    if result.ok:
+        try:
+            data = json.loads(result.stdout)
+        except ValueError:
+            return ""
+        if isinstance(data, dict):
+            return str(data.get("id") or "")
+    return ""
+
+
 def inspect_argv(image: str) -> tuple[str, ...]:
     return ("docker", "image", "inspect", "--format", "{{json .}}", "--", image)
 

@@ -14,24 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ..domain.records import CommandResult, HostFacts, ImageFacts, ProbeFacts
-from . import docker, nvidia
+from . import docker
 from .paths import cache_dir
 
 SCHEMA = 1
-
-
-def host_identity() -> dict[str, str]:
-    """Daemon id, toolkit version and the hash of the toolkit's config file."""
-    info = docker.docker_info(timeout=10)
-    daemon_id = ""
-    if info.ok:
-        with contextlib.suppress(ValueError, AttributeError):
-            daemon_id = str(json.loads(info.stdout).get("id") or "")
-    return {
-        "daemon_id": daemon_id,
-        "toolkit_version": nvidia.toolkit_version(nvidia.toolkit_tools(), timeout=10),
-        "toolkit_config": nvidia.toolkit_config_digest(),
-    }
 
 
 class ProbeCache:
@@ -40,12 +26,12 @@ class ProbeCache:
     def __init__(
         self,
         ttl_s: float,
+        identify: Callable[[], dict[str, str]],
         path: Path | None = None,
-        identify: Callable[[], dict[str, str]] | None = None,
     ) -> None:
         self.ttl_s = ttl_s
         self.path = path or cache_dir() / "probes.json"
-        self._identify = identify or host_identity
+        self._identify = identify
         self._lock = threading.Lock()
         self._identity: dict[str, str] | None = None
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
-import sys
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from ..errors import ConfigError
 from ..host import workloads
+from ..signals import Terminated, sigterm_interrupts
 from .config import Experiment, StudyConfig
 from .manifest import ExperimentRecord, Manifest
 from .runners import RunnerSpec, check_runnable, experiment_image
@@ -201,14 +202,15 @@ def dispatch(
 ) -> Manifest:
     """Run every experiment in order, going on after a failure; the manifest after each.
 
-    On Ctrl-C or SIGTERM the running experiment is stopped and recorded as interrupted, the
-    manifest written, and the KeyboardInterrupt (``workloads.Terminated``) re-raised.
+    ``progress`` (if given) receives a line per experiment. On Ctrl-C or SIGTERM the running
+    experiment is stopped and recorded as interrupted, the manifest written, and the
+    KeyboardInterrupt (``Terminated`` for SIGTERM) re-raised.
     """
-    out = progress or sys.stderr
+    out = progress or io.StringIO()
     manifest = Manifest(study.name, run_dir)
     manifest.write()
     experiments = study.numbered()
-    with workloads.sigterm_interrupts():
+    with sigterm_interrupts():
         for n, (exp_id, experiment) in enumerate(experiments, 1):
             spec = runners[experiment.backend]
             where = experiment_image(experiment, spec) or "local"
@@ -221,7 +223,7 @@ def dispatch(
             try:
                 record = run_one(study, experiment, exp_id, spec, run_dir)
             except KeyboardInterrupt as exc:
-                signame = "SIGTERM" if isinstance(exc, workloads.Terminated) else "SIGINT"
+                signame = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
                 manifest.experiments.append(ExperimentRecord(
                     id=exp_id, backend=experiment.backend, model=experiment.model,
                     runner=spec.mode, image=experiment_image(experiment, spec),

@@ -20,6 +20,7 @@ from .host import (
     run,
     user_command,
 )
+from .recording import RecordingSocket
 from .scenario import (
     DEFAULT_GPUS,
     Gpu,
@@ -52,6 +53,7 @@ __all__ = [
     "HostSmi",
     "HostTools",
     "ProductRunner",
+    "RecordingSocket",
     "ScenarioSetter",
     "as_user",
     "build_workload_image",

@@ -31,7 +31,7 @@ def _probe() -> ProbeFacts:
 
 
 def _cache(path: Path, ttl: float = 900, daemon: str = "D1") -> ProbeCache:
-    return ProbeCache(ttl, path, identify=lambda: {"daemon_id": daemon})
+    return ProbeCache(ttl, path=path, identify=lambda: {"daemon_id": daemon})
 
 
 def test_store_then_hit(tmp_path: Path) -> None:
@@ -75,6 +75,6 @@ def test_unwritable_directory_never_raises(tmp_path: Path) -> None:
 
 
 def test_no_daemon_identity_means_no_caching(tmp_path: Path) -> None:
-    cache = ProbeCache(900, tmp_path / "p.json", identify=lambda: {"daemon_id": ""})
+    cache = ProbeCache(900, path=tmp_path / "p.json", identify=lambda: {"daemon_id": ""})
     cache.store(HOST, _image(), _probe())
     assert not (tmp_path / "p.json").exists()

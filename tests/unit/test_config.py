@@ -11,7 +11,6 @@ import pytest
 from pytest_llem.cli import main
 from pytest_llem.errors import ConfigError
 from pytest_llem.run.config import (
-    DEFAULT_PROBE_IMAGE,
     StudyConfig,
     load_study,
     load_user_config,
@@ -78,9 +77,10 @@ def test_design_example_loads() -> None:
     study = load_study(write(DESIGN_EXAMPLE))
     assert study.name == "llama-energy"
     assert study.runners == {"pytorch": "local", "vllm": "docker:vllm/vllm-openai:v0.6.3"}
-    assert study.docker.probe_timeout_s == 30
-    assert study.docker.probe_image == DEFAULT_PROBE_IMAGE
-    assert (study.docker.pull_timeout_s, study.docker.probe_cache_s) == (600, 900)
+    settings = study.docker.preflight_settings()
+    assert settings.timeout_s == 30
+    assert settings.probe_image == "nvidia/cuda:12.0.0-base-ubuntu22.04"
+    assert (settings.pull_timeout_s, settings.cache_s) == (600, 900)
     assert [e.model for e in study.experiments] == ["meta-llama/Llama-3.1-8B", "gpt2"]
     assert study.experiments[1].command == ["python", "bench.py"]
     assert [i for i, _ in study.numbered()] == ["001", "002"]
@@ -382,10 +382,11 @@ def test_not_utf8(capsys: pytest.CaptureFixture[str]) -> None:
 def test_unreadable(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     write(OK_EXPERIMENT)
 
-    def denied(self: Path, *args: object, **kwargs: object) -> str:
+    def denied(*args: object, **kwargs: object) -> object:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Path, "read_text", denied)
+    # (the tests run as root, who may read any file: the study's one read is denied here)
+    monkeypatch.setattr("pytest_llem.run.yaml_file.open", denied, raising=False)
     assert llem_error(capsys, "run", "study.yaml") == "study.yaml: permission denied"
 
 
