@@ -92,10 +92,12 @@ class Facts:
         timeout = HOST_COMMAND_TIMEOUT_S
         endpoint = docker.daemon_endpoint(self.env)
         docker_path = docker.docker_path(self.env)
-        version = self._pool.submit(docker.docker_version, timeout) if docker_path else None
+        version = (
+            self._pool.submit(docker.docker_version, timeout, self.env) if docker_path else None
+        )
         smi: CommandResult | None = None
         if not endpoint.remote:
-            smi = nvidia.nvidia_smi_query(timeout)
+            smi = nvidia.nvidia_smi_query(timeout, self.env)
         smi_info = None
         if smi is not None and smi.ok:
             from .domain.nvidia_smi import parse_q
@@ -114,10 +116,12 @@ class Facts:
         facts = result_of(host)
         daemon_id = ""
         if facts.docker_path and facts.version is not None and facts.version.ok:
-            daemon_id = docker.daemon_id(HOST_COMMAND_TIMEOUT_S)
+            daemon_id = docker.daemon_id(HOST_COMMAND_TIMEOUT_S, self.env)
         return {
             "daemon_id": daemon_id,
-            "toolkit_version": nvidia.toolkit_version(facts.toolkit, HOST_COMMAND_TIMEOUT_S),
+            "toolkit_version": nvidia.toolkit_version(
+                facts.toolkit, HOST_COMMAND_TIMEOUT_S, self.env
+            ),
             "toolkit_config": nvidia.toolkit_config_digest(),
         }
 
@@ -125,7 +129,9 @@ class Facts:
         """Compute capability of the first GPU (asked only for an `arch` condition)."""
         with self._lock:
             if self._caps is None:
-                self._caps = self._pool.submit(nvidia.compute_capabilities, HOST_COMMAND_TIMEOUT_S)
+                self._caps = self._pool.submit(
+                    nvidia.compute_capabilities, HOST_COMMAND_TIMEOUT_S, self.env
+                )
             future = self._caps
         caps = result_of(future)
         return caps[0] if caps else None
@@ -181,12 +187,12 @@ class Facts:
         return result_of(future)
 
     def _gather_image(self, image: str) -> ImageFacts:
-        info, inspect = docker.image_inspect(image, HOST_COMMAND_TIMEOUT_S)
+        info, inspect = docker.image_inspect(image, HOST_COMMAND_TIMEOUT_S, self.env)
         if info is not None:
             return ImageFacts(image, info, inspect)
-        pull = docker.pull(image, self.settings.pull_timeout_s)
+        pull = docker.pull(image, self.settings.pull_timeout_s, self.env)
         if pull.ok:
-            info, inspect = docker.image_inspect(image, HOST_COMMAND_TIMEOUT_S)
+            info, inspect = docker.image_inspect(image, HOST_COMMAND_TIMEOUT_S, self.env)
         return ImageFacts(image, info, inspect, pull)
 
     def probe(self, image: str, eligible: Callable[[str], bool]) -> ProbeFacts | None:
@@ -245,10 +251,10 @@ class Facts:
         name = f"llem-probe-{os.getpid()}-{secrets.token_hex(4)}"
         with self._lock:
             self._live.add(name)
-        result = docker.probe(image, name, self.settings.timeout_s)
+        result = docker.probe(image, name, self.settings.timeout_s, self.env)
         if result.timed_out:
             # The engine may still be inside the NVIDIA hook: removal must not be waited for.
-            docker.remove_container(name)
+            docker.remove_container(name, self.env)
         with self._lock:
             self._live.discard(name)
         gpus = parse_query_csv(result.stdout, docker.PROBE_FIELDS) if result.ok else []
@@ -264,7 +270,7 @@ class Facts:
         with self._lock:
             live, self._live = set(self._live), set()
         for name in sorted(live):
-            docker.remove_container(name)
+            docker.remove_container(name, self.env)
         # Work nobody waits for any more (a pull after a tier-1 failure, say) must not keep
         # the interpreter alive at exit: kill its commands.
         kill_all()

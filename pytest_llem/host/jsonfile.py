@@ -77,6 +77,33 @@ def write_json(path: Path, data: Any, *, mode: int = 0o644, follow: bool = False
         raise
 
 
+def read_trusted_json(path: Path, max_bytes: int) -> dict[str, Any] | None:
+    """The JSON object in ``path`` if it is a regular file of ours that only we can write."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (
+            not stat.S_ISREG(st.st_mode)
+            or st.st_uid != os.geteuid()
+            or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+            or st.st_size > max_bytes
+        ):
+            return None
+        raw = os.read(fd, max_bytes + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _write_in_place(path: Path, text: bytes) -> None:
     """A FIFO, a terminal, /dev/stdout: written as they are (never replaced by a file)."""
     fd = os.open(path, os.O_WRONLY | os.O_NOCTTY)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -15,9 +13,11 @@ from typing import Any
 
 from ..domain.records import CommandResult, HostFacts, ImageFacts, ProbeFacts
 from . import docker
+from .jsonfile import read_trusted_json, write_json
 from .paths import cache_dir
 
 SCHEMA = 1
+MAX_CACHE_BYTES = 4 * 1024 * 1024
 
 
 class ProbeCache:
@@ -57,11 +57,9 @@ class ProbeCache:
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
     def _read(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        """The entries, from a file of this user's that no one else can write (else none)."""
+        data = read_trusted_json(self.path, MAX_CACHE_BYTES)
+        if data is None or data.get("schema") != SCHEMA:
             return {}
         entries = data.get("entries")
         return entries if isinstance(entries, dict) else {}
@@ -89,7 +87,7 @@ class ProbeCache:
             return
         now = time.time()
         with self._lock, contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             entries = {k: v for k, v in self._read().items() if _alive(v, now)}
             entries[key] = {
                 "image": image.image,
@@ -97,14 +95,7 @@ class ProbeCache:
                 "stored": now,
                 "expires": now + self.ttl_s,
             }
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".probes.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w") as handle:
-                    json.dump({"schema": SCHEMA, "entries": entries}, handle)
-                os.replace(tmp, self.path)  # atomic: readers see the old or the new file
-            finally:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+            write_json(self.path, {"schema": SCHEMA, "entries": entries}, mode=0o600)
 
 
 def _alive(entry: Any, now: float) -> bool:

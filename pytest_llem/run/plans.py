@@ -18,12 +18,11 @@ import hashlib
 import importlib.util
 import json
 import os
-import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from ..host.jsonfile import read_trusted_json
 from ..host.paths import cache_dir, user_config_path
 from ..settings import PreflightSettings
 
@@ -85,7 +84,7 @@ def _path(key: str) -> Path:
 
 def load_plan(key: str) -> Plan | None:
     """The plan stored under ``key``; None when absent, not trusted, or not a valid plan."""
-    data = _read_trusted(_path(key))
+    data = read_trusted_json(_path(key), MAX_PLAN_BYTES)
     if data is None:
         return None
     try:
@@ -110,33 +109,6 @@ def load_plan(key: str) -> Plan | None:
         return Plan(docker, PreflightSettings(**settings), skipped_by, tuple(lines))
     except (KeyError, TypeError, ValueError, AttributeError):
         return None  # a value out of range (SettingError is a ValueError) is a miss too
-
-
-def _read_trusted(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path`` if it is a regular file of ours that only we can write."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if (
-            not stat.S_ISREG(st.st_mode)
-            or st.st_uid != os.geteuid()
-            or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-            or st.st_size > MAX_PLAN_BYTES
-        ):
-            return None
-        raw = os.read(fd, MAX_PLAN_BYTES + 1)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def store_plan(key: str, plan: Plan) -> None:
