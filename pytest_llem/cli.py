@@ -100,6 +100,9 @@ def run() -> NoReturn:
         status = main()
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except KeyboardInterrupt:  # before main() could take over the signals
+        print("llem: stopped by Ctrl-C", file=sys.stderr)
+        status = 130
     from .host.proc import kill_all
 
     kill_all()

@@ -463,3 +463,39 @@ def test_run_experiment_returns_the_record_or_raises(tmp_path: Path) -> None:
     assert (record.id, record.status, record.result["energy_j"]) == ("001", "ok", 1.5)
     with pytest.raises(LLEMError, match="experiment f failed: exit status 3: CUDA out of memory"):
         run_experiment(study, failing, tmp_path)
+
+
+def test_an_unusable_json_path_is_one_line_and_exit_2_before_any_check(
+    capsys: pytest.CaptureFixture[str], preflight: FakePreflight
+) -> None:
+    Path("adir").mkdir()
+    assert one_error(capsys, "preflight", "--json", "adir") == (
+        "--json: cannot write adir: is a directory"
+    )
+    assert one_error(capsys, "preflight", "--json", "no/such/r.json").startswith(
+        "--json: cannot write no/such/r.json: "
+    )
+    assert preflight.calls == []
+
+
+def test_a_json_write_that_fails_after_the_run_exits_1_with_one_line(
+    capsys: pytest.CaptureFixture[str], preflight: FakePreflight
+) -> None:
+    code, out, err = llem(capsys, "preflight", "--json", "/dev/full")
+    assert code == 1 and out.endswith("Docker pre-flight passed: 1 checks\n")
+    assert err == "llem: error: cannot write the JSON report to /dev/full: No space left on device\n"
+
+
+def test_a_study_from_a_pipe_is_read_once(tmp_path: Path) -> None:
+    """`llem run /dev/stdin` (or `<(...)`): the bytes read are the bytes validated."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest_llem", "run", "/dev/stdin", "--dry-run"],
+        input=LOCAL_STUDY,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "c"), "HOME": str(tmp_path)},
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout) == (0, ""), result.stderr
+    assert result.stderr.startswith("llem: dry run: 001 gpt2 (pytorch, local from default)")
