@@ -14,10 +14,10 @@ How a text is read:
    the engine's runtime and device setup, the NVIDIA hook / driver, NVML inside the
    container, and last the "command not found" family (whose command decides between
    ``docker_cli_missing``, ``toolkit_missing``, ``toolkit_hook_missing`` and
-   ``container_command_not_found``). Each alternative of a rule carries a literal that every
-   match contains: the regular expression runs only where that literal occurs.
+   ``container_command_not_found``). Each alternative of a rule carries the literals that
+   every match contains (``_anchors``): its regular expression runs only where they occur.
 5. With no rule matching, the exit status decides: 127 with no output ``docker_cli_missing``,
-   126/127 ``container_command_not_found``. Then the one rule for ``ok`` (``_error_line``):
+   126/127 ``container_command_not_found``. Then the one rule for ``ok`` (``_shows_error``):
    an output with a line that reads as an error is never ``ok``, whatever the exit status;
    it is ``unknown``, its text kept. Otherwise 0/None ``ok``, anything else ``unknown``.
 """
