@@ -323,6 +323,8 @@ def test_the_json_report_goes_into_a_fifo_in_place(pytester: pytest.Pytester) ->
 def test_a_failed_json_write_fails_the_run_and_leaves_no_temporary_file(
     pytester: pytest.Pytester,
 ) -> None:
-    result = pytester.runpytest("--llem-preflight", "--llem-skip", "all", "--llem-json", "/dev/full")
+    result = pytester.runpytest(
+        "--llem-preflight", "--llem-skip", "all", "--llem-json", "/dev/full"
+    )
     assert result.ret != 0
     assert "llem: cannot write the JSON report: /dev/full" in result.stdout.str()

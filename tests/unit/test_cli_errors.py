@@ -483,7 +483,9 @@ def test_a_json_write_that_fails_after_the_run_exits_1_with_one_line(
 ) -> None:
     code, out, err = llem(capsys, "preflight", "--json", "/dev/full")
     assert code == 1 and out.endswith("Docker pre-flight passed: 1 checks\n")
-    assert err == "llem: error: cannot write the JSON report to /dev/full: No space left on device\n"
+    assert err == (
+        "llem: error: cannot write the JSON report to /dev/full: No space left on device\n"
+    )
 
 
 def test_a_study_from_a_pipe_is_read_once(tmp_path: Path) -> None:
