@@ -9,6 +9,7 @@ starts exactly what the built-in checks would start, a little sooner.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import threading
@@ -33,6 +34,7 @@ class Facts:
         self.env = dict(os.environ if env is None else env)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="llem")
         self._lock = threading.Lock()
+        self._docker: Future[HostFacts] | None = None
         self._host: Future[HostFacts] | None = None
         self._identity: Future[dict[str, str]] | None = None
         self._images: dict[str, Future[ImageFacts]] = {}
@@ -49,14 +51,16 @@ class Facts:
     def start_host(self) -> None:
         """Start the read-only host queries now (once); nothing here changes the host.
 
-        What decides the checks (the daemon's version, the host driver) goes first; what only
-        keys the probe cache (the daemon's id, the toolkit's version) follows.
+        What decides the checks goes first: the daemon's version (all that tier 1's gate
+        needs) and the host driver, side by side; what only keys the probe cache (the
+        daemon's id, the toolkit's version) follows once the daemon has answered.
         """
         with self._lock:
             if self._host is not None:
                 return
-            self._host = self._pool.submit(self._gather_host)
-            self._identity = self._pool.submit(self._gather_identity, self._host)
+            self._docker = self._pool.submit(self._gather_docker)
+            self._host = self._pool.submit(self._gather_host, self._docker)
+            self._identity = self._pool.submit(self._gather_identity, self._docker)
 
     def adopt(self, settings: PreflightSettings) -> Facts:
         """These facts for ``settings`` (themselves, unless image work began for others)."""
@@ -82,35 +86,42 @@ class Facts:
         assert self._host is not None
         return result_of(self._host)
 
+    def docker_facts(self) -> HostFacts:
+        """The host facts that tier 1's gate needs, without waiting for the host driver
+        (``smi`` is None in them)."""
+        self.start_host()
+        assert self._docker is not None
+        return result_of(self._docker)
+
     def identity(self) -> dict[str, str]:
         """Daemon id, toolkit version and the hash of the toolkit's config file."""
         self.start_host()
         assert self._identity is not None
         return result_of(self._identity)
 
-    def _gather_host(self) -> HostFacts:
-        timeout = HOST_COMMAND_TIMEOUT_S
+    def _gather_docker(self) -> HostFacts:
         endpoint = docker.daemon_endpoint(self.env)
         docker_path = docker.docker_path(self.env)
-        version = (
-            self._pool.submit(docker.docker_version, timeout, self.env) if docker_path else None
+        version = docker.docker_version(HOST_COMMAND_TIMEOUT_S, self.env) if docker_path else None
+        return HostFacts(
+            endpoint=endpoint,
+            docker_path=docker_path,
+            version=version,
+            toolkit=nvidia.toolkit_tools(self.env),
+            smi=None,
+            smi_info=None,
         )
+
+    def _gather_host(self, docker_facts: Future[HostFacts]) -> HostFacts:
         smi: CommandResult | None = None
-        if not endpoint.remote:
-            smi = nvidia.nvidia_smi_query(timeout, self.env)
+        if not docker.daemon_endpoint(self.env).remote:
+            smi = nvidia.nvidia_smi_query(HOST_COMMAND_TIMEOUT_S, self.env)
         smi_info = None
         if smi is not None and smi.ok:
             from .domain.nvidia_smi import parse_q
 
             smi_info = parse_q(smi.stdout)
-        return HostFacts(
-            endpoint=endpoint,
-            docker_path=docker_path,
-            version=result_of(version) if version else None,
-            toolkit=nvidia.toolkit_tools(self.env),
-            smi=smi,
-            smi_info=smi_info,
-        )
+        return dataclasses.replace(result_of(docker_facts), smi=smi, smi_info=smi_info)
 
     def _gather_identity(self, host: Future[HostFacts]) -> dict[str, str]:
         facts = result_of(host)
@@ -159,14 +170,15 @@ class Facts:
         skip = self.settings.skip
         if "all" in skip:
             return
-        host = self.host()
+        gate = self.docker_facts()  # tier 1's verdicts need no more than this
         judges = (verdicts.docker_cli, verdicts.docker_daemon, verdicts.nvidia_toolkit)
         for check_id, judge in zip(TIER1_IDS, judges, strict=True):
-            if check_id not in skip and judge(host).outcome == "failed":
+            if check_id not in skip and judge(gate).outcome == "failed":
                 return
-        for name in self.settings.images_to_check:
-            if _skipped(skip, "cuda-compat", name) and _skipped(skip, "gpu-in-container", name):
-                continue
+        names = self._wanted_images()
+        self._start_images()  # while the host driver is still being asked
+        host = self.host()
+        for name in names:
             image = self.image(name)
             if image.info is None or _skipped(skip, "gpu-in-container", name):
                 continue
@@ -175,12 +187,26 @@ class Facts:
                 with self._lock:
                     self._start_probe(name)
 
+    def _wanted_images(self) -> list[str]:
+        """The images some check will ask about (not every check of theirs is skipped)."""
+        skip = self.settings.skip
+        return [
+            name
+            for name in self.settings.images_to_check
+            if not all(_skipped(skip, base, name) for base in ("cuda-compat", "gpu-in-container"))
+        ]
+
+    def _start_images(self) -> None:
+        """Start gathering every wanted image's facts at once (pulling the absent ones)."""
+        with self._lock:
+            for name in self._wanted_images():
+                if name not in self._images:
+                    self._images[name] = self._pool.submit(self._gather_image, name)
+
     def image(self, image: str) -> ImageFacts:
         """The image's facts; the first call starts every image's at once (pulling if absent)."""
+        self._start_images()
         with self._lock:
-            if not self._images:
-                for name in self.settings.images_to_check:
-                    self._images[name] = self._pool.submit(self._gather_image, name)
             if image not in self._images:
                 self._images[image] = self._pool.submit(self._gather_image, image)
             future = self._images[image]
