@@ -1,8 +1,8 @@
 """Tier 1: can this host reach a Docker daemon that can give containers NVIDIA GPUs?"""
 
-from pytest_llem import verdicts
 from pytest_llem.checking import check
 from pytest_llem.context import CheckContext
+from pytest_llem.domain import verdicts
 
 
 @check(tier=1, id="docker-cli")

@@ -1,8 +1,8 @@
 """Tier 2: will each image the study runs get its GPUs?"""
 
-from pytest_llem import verdicts
 from pytest_llem.checking import check
 from pytest_llem.context import CheckContext
+from pytest_llem.domain import verdicts
 
 
 @check(tier=2, id="cuda-compat")
