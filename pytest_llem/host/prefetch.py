@@ -13,7 +13,8 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 
-from .proc import CommandResult, result_of
+from ..domain.records import CommandResult
+from .proc import result_of
 
 _KEY_ENV = ("PATH", "DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "HOME")
 _PENDING: dict[tuple[tuple[str, ...], tuple[str, ...]], Future[CommandResult]] = {}
