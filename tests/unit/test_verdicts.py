@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pytest_llem import verdicts
+from pytest_llem.domain import verdicts
 from pytest_llem.domain.nvidia_smi import GpuInfo, SmiInfo
 from pytest_llem.domain.records import (
     CommandResult,
