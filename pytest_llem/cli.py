@@ -149,7 +149,9 @@ def _remembered(args: argparse.Namespace) -> tuple[str | None, Plan | None]:
 
 
 def _error(exc: BaseException, code: int) -> int:
-    print(f"llem: error: {exc}", file=sys.stderr)
+    from .domain.text import printable
+
+    print(f"llem: error: {printable(str(exc))}", file=sys.stderr)
     return code
 
 
@@ -282,6 +284,8 @@ def _preflight(args: argparse.Namespace) -> int:
 
 
 def _print_checklist(report: Report, *, verbose: bool, out: TextIO) -> None:
+    from .domain.text import printable
+
     marks = _marks(out)
     for check in report.checks:
         line = f"{marks[check.outcome]} {check.id}"
@@ -290,10 +294,10 @@ def _print_checklist(report: Report, *, verbose: bool, out: TextIO) -> None:
             line += f": {note}"
         if verbose:
             line += f" ({check.duration_s:.2f}s{', cached' if check.cached else ''})"
-        out.write(line + "\n")
+        out.write(printable(line) + "\n")
         if verbose:
             for key, value in sorted(check.details.items()):
-                out.write(f"    {key}: {value}\n")
+                out.write(printable(f"    {key}: {value}") + "\n")
     # The verdict: the first line of the numbered report, or a pass line when it is empty.
     out.write((report.render() or f"Docker pre-flight passed: {len(report.checks)} checks") + "\n")
 
