@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     run.add_argument("--dry-run", action="store_true", help="validate and pre-flight only")
     run.add_argument("--output", metavar="DIR", help="run directory (default ./llem-runs/...)")
+    run.add_argument(
+        "--overwrite", action="store_true",
+        help="reuse an --output directory that holds an earlier run's manifest",
+    )  # fmt: skip
 
     pre = commands.add_parser(
         "preflight",
@@ -188,7 +192,7 @@ def _run(
     try:
         manifest = run_study(
             study, cli_skip=args.skip_preflight, runner_overrides=overrides,
-            output=args.output, dry_run=args.dry_run,
+            output=args.output, dry_run=args.dry_run, overwrite=args.overwrite,
         )  # fmt: skip
     except DockerPreFlightError as exc:
         print(exc, file=sys.stderr)

@@ -25,6 +25,7 @@ Cause = Literal[
     "container_command_not_found",
     "probe_timeout",
     "gpu_count_mismatch",
+    "unsafe_run_file",
     "check_error",
     "unknown",
     "ok",

@@ -8,12 +8,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..domain.text import printable
 from ..errors import ConfigError, DockerError, LLEMError
 from .config import Experiment, StudyConfig
 from .dispatch import (
     check_run_dir,
     dispatch,
     make_run_dir,
+    refuse_earlier_run,
     run_dir_for,
     run_one,
 )
@@ -74,11 +76,13 @@ def run_study(
     output: str | Path | None = None,
     dry_run: bool = False,
     env: Mapping[str, str] | None = None,
+    overwrite: bool = False,
 ) -> Manifest:
     """Validate, pre-flight, then run every experiment (nothing with ``dry_run``).
 
-    Raises ConfigError (bad config, unusable output directory, remote daemon) before the
-    pre-flight, DockerPreFlightError when it fails; an experiment's failure is in the manifest.
+    Raises ConfigError (bad config, unusable output directory, an ``output`` holding an earlier
+    run's manifest without ``overwrite``, remote daemon) before the pre-flight,
+    DockerPreFlightError when it fails; an experiment's failure is in the manifest.
     """
     env = os.environ if env is None else env
     if not study.experiments:
@@ -90,6 +94,8 @@ def run_study(
     label = "--output" if output is not None else "run directory"
     if not dry_run:
         check_run_dir(run_dir, label)
+        if output is not None:
+            refuse_earlier_run(run_dir, label, overwrite=overwrite)
 
     report = run_study_preflight(study, skip_preflight, cli_skip=cli_skip, runners=runners)
     if report is not None and report.warnings:
@@ -99,6 +105,8 @@ def run_study(
         _print_plan(study, runners)
         return Manifest(study.name)
     run_dir = make_run_dir(run_dir, label, exclusive=output is None)
+    if output is not None:  # again: another run may have used it during the pre-flight
+        refuse_earlier_run(run_dir, label, overwrite=overwrite)
     return dispatch(study, runners, run_dir)
 
 
@@ -114,8 +122,10 @@ def plan_lines(study: StudyConfig, runners: Mapping[str, RunnerSpec]) -> list[st
         spec = runners[experiment.backend]
         how = experiment_image(experiment, spec) or " ".join(experiment.command or [])
         lines.append(
-            f"llem: dry run: {exp_id} {experiment.model} ({experiment.backend}, "
-            f"{spec.mode} from {spec.source}): {how}"
+            printable(
+                f"llem: dry run: {exp_id} {experiment.model} ({experiment.backend}, "
+                f"{spec.mode} from {spec.source}): {how}"
+            )
         )
     return lines
 

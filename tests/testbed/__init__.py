@@ -20,6 +20,7 @@ from .host import (
     run,
     user_command,
 )
+from .hostile import HOSTILE_PATH, build_hostile_image
 from .scenario import (
     DEFAULT_GPUS,
     Gpu,
@@ -36,6 +37,7 @@ __all__ = [
     "DELAY_ENV",
     "DOCKER_CLI",
     "DOCKER_CLIS",
+    "HOSTILE_PATH",
     "REQUIREMENT_ERROR",
     "TEST_USER",
     "TOOLKIT",
@@ -54,6 +56,7 @@ __all__ = [
     "ProductRunner",
     "ScenarioSetter",
     "as_user",
+    "build_hostile_image",
     "build_workload_image",
     "compare_versions",
     "engine_unavailable_reason",

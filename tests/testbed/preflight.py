@@ -47,6 +47,7 @@ CAUSES = frozenset(
         "container_command_not_found",
         "probe_timeout",
         "gpu_count_mismatch",
+        "unsafe_run_file",
         "check_error",
         "unknown",
         "ok",
