@@ -41,10 +41,11 @@ IMAGE_ENV = {
     "CUDA_VERSION": "12.4.1",
     "NVIDIA_REQUIRE_CUDA": "cuda>=12.4 brand=tesla,driver>=535,driver<536",
 }
-TARGETS = {  # issue "Speed and xdist": ratio -> upper bound
-    "warm / python": 0.3,
-    "cold / python": 1.15,
-    "8 images / 1 image": 2.0,
+TARGETS = {  # ratio -> upper bound (the figures the restructuring had to keep)
+    "warm / python": 0.25,
+    "cold / python": 1.10,
+    "8 images / 1 image": 1.8,
+    "plugin off / no:llem": 1.05,
 }
 
 

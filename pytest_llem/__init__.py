@@ -24,6 +24,14 @@ _EXPORTS: dict[str, str] = {
     "Finding": "domain.report",
     "CheckResult": "domain.report",
     "Report": "domain.report",
+    "HostFacts": "domain.records",
+    "ImageFacts": "domain.records",
+    "ProbeFacts": "domain.records",
+    "ImageInfo": "domain.records",
+    "Endpoint": "domain.records",
+    "CommandResult": "domain.records",
+    "SmiInfo": "domain.nvidia_smi",
+    "PreflightSettings": "settings",
     "run_docker_preflight": "preflight",
     "evaluate_requirements": "domain.requirements",
     "RequirementVerdict": "domain.requirements",
@@ -48,17 +56,25 @@ __all__ = [
     "CAUSES",
     "CheckContext",
     "CheckResult",
+    "CommandResult",
     "ConfigError",
     "Diagnosis",
     "DockerError",
     "DockerPreFlightError",
+    "Endpoint",
     "Finding",
+    "HostFacts",
+    "ImageFacts",
+    "ImageInfo",
     "LLEMError",
     "Manifest",
     "PreFlightError",
+    "PreflightSettings",
+    "ProbeFacts",
     "Report",
     "RequirementVerdict",
     "RunnerSpec",
+    "SmiInfo",
     "StudyConfig",
     "check",
     "cuda_for_driver",
@@ -82,6 +98,15 @@ if TYPE_CHECKING:
     from .domain.causes import CAUSES
     from .domain.cuda_table import cuda_for_driver, min_driver_for_cuda
     from .domain.diagnosis import Diagnosis, diagnose
+    from .domain.nvidia_smi import SmiInfo
+    from .domain.records import (
+        CommandResult,
+        Endpoint,
+        HostFacts,
+        ImageFacts,
+        ImageInfo,
+        ProbeFacts,
+    )
     from .domain.report import CheckResult, Finding, Report
     from .domain.requirements import RequirementVerdict, evaluate_requirements
     from .errors import (
@@ -96,6 +121,7 @@ if TYPE_CHECKING:
     from .run.manifest import Manifest
     from .run.runners import RunnerSpec, docker_images, resolve_runners
     from .run.study import run_experiment, run_study, run_study_preflight
+    from .settings import PreflightSettings
 
 
 def __getattr__(name: str) -> Any:

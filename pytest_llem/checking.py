@@ -7,25 +7,25 @@ from typing import Any, TypeVar
 
 import pytest
 
-from .domain.report import Finding
+from .domain.report import CheckResult, Finding
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class CheckFailed(Exception):
+class CheckEnded(Exception):
+    """A check ended with a finding; ``result`` is what it reports."""
+
+    def __init__(self, result: CheckResult) -> None:
+        self.result = result
+        super().__init__(result.finding.message if result.finding else result.reason)
+
+
+class CheckFailed(CheckEnded):
     """A hard failure: the host cannot run the experiments until it is fixed."""
 
-    def __init__(self, finding: Finding) -> None:
-        self.finding = finding
-        super().__init__(finding.message)
 
-
-class CheckWarned(Exception):
+class CheckWarned(CheckEnded):
     """The check ended with a warning: reported, never fails the run."""
-
-    def __init__(self, finding: Finding) -> None:
-        self.finding = finding
-        super().__init__(finding.message)
 
 
 class NotRun(pytest.skip.Exception):  # type: ignore[name-defined,misc]
@@ -41,7 +41,8 @@ def fail(
     details: dict[str, Any] | None = None,
 ) -> None:
     """End the current check with a hard failure."""
-    raise CheckFailed(Finding.of(cause, message, fix, url, details))
+    finding = Finding.of(cause, message, fix, url, details)
+    raise CheckFailed(CheckResult(outcome="failed", finding=finding, details=finding.details))
 
 
 def warn(
@@ -53,11 +54,8 @@ def warn(
     details: dict[str, Any] | None = None,
 ) -> None:
     """End the current check with a warning."""
-    raise CheckWarned(Finding.of(cause, message, fix, url, details, "warning"))
-
-
-def not_run(reason: str) -> None:
-    raise NotRun(reason)
+    finding = Finding.of(cause, message, fix, url, details, "warning")
+    raise CheckWarned(CheckResult(outcome="warning", finding=finding, details=finding.details))
 
 
 def check(*, tier: int, id: str) -> Callable[[F], F]:

@@ -5,6 +5,9 @@ Exit status: 0 ok (pre-flight warnings allowed); 1 pre-flight or experiment fail
 Docker experiments against a remote daemon (it cannot mount the run directory); 130 / 143
 when stopped by Ctrl-C / SIGTERM. Heavy modules are imported inside the commands: `llem --help`
 and `llem --version` import neither pydantic nor pytest.
+
+Before the study is validated, only read-only host queries start (`Facts.start_host`); every
+image inspect, pull and container waits for a valid study, a Docker runner and tier 1.
 """
 
 from __future__ import annotations
@@ -15,10 +18,14 @@ import io
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
+
+from .settings import option_dest, setting_fields
 
 if TYPE_CHECKING:
     from .domain.report import CheckResult, Report
+    from .facts import Facts
     from .run.config import StudyConfig
     from .run.plans import Plan
 
@@ -70,14 +77,19 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the Docker pre-flight checks and show each one.",
     )
     pre.add_argument("config", nargs="?", metavar="CONFIG", help="a study YAML: its images")
-    pre.add_argument(
-        "--image", action="append", default=[], metavar="IMAGE",
-        help="an image to validate (repeatable; default: the study's Docker images, else "
-        "the probe image)",
-    )  # fmt: skip
-    pre.add_argument("--json", metavar="PATH", help="also write the JSON report here")
-    pre.add_argument("--timeout", type=float, metavar="SECONDS", help="limit of one probe")
-    pre.add_argument("--no-cache", action="store_true", help="ignore cached probe results")
+    for f in setting_fields():  # the pre-flight settings that have a flag of their own
+        meta = f.metadata
+        if meta["cli"] is None:
+            continue
+        dest = option_dest(meta["option"])
+        if meta["kind"] == "flag":
+            pre.add_argument(meta["cli"], dest=dest, action="store_true", help=meta["help"])
+        else:
+            many = meta["kind"] in ("images", "ids")
+            pre.add_argument(
+                meta["cli"], dest=dest, action="append" if many else "store",
+                default=[] if many else None, metavar=meta["metavar"], help=meta["help"],
+            )  # fmt: skip
     pre.add_argument("-v", "--verbose", action="store_true", help="details and timings")
     return parser
 
@@ -92,6 +104,9 @@ def run() -> NoReturn:
         status = main()
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except KeyboardInterrupt:  # before main() could take over the signals
+        print("llem: stopped by Ctrl-C", file=sys.stderr)
+        status = 130
     from .host.proc import kill_all
 
     kill_all()
@@ -102,75 +117,78 @@ def run() -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    for stream in (sys.stdout, sys.stderr):  # a report's "—" must not crash an ASCII terminal
-        if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(errors="replace")
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    command: list[str] | None = None
-    if args_list[:1] == ["run"] and "--" in args_list:
-        cut = args_list.index("--")
-        args_list, command = args_list[:cut], args_list[cut + 1 :]
-    from .head_start import start_host_queries, start_study_work
+    from .signals import sigterm_interrupts
 
-    start_host_queries(args_list)
-    try:
-        args = _parser().parse_args(args_list)
-    except SystemExit as exc:  # --help, --version, usage errors
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-
-    from .errors import ConfigError, LLEMError
-    from .facts import close_early
-    from .host.workloads import sigterm_interrupts
-
-    with sigterm_interrupts() as signals:
+    with sigterm_interrupts() as signals:  # before anything starts: every exit path cleans up
+        facts: Facts | None = None
         try:
-            key, plan = _remembered(args)
-            if not getattr(args, "skip_preflight", None):
-                start_study_work(args, plan)
-            if args.command == "run":
-                return _run(args, command, key, plan)
-            return _preflight(args)
-        except ConfigError as exc:
-            return _error(exc, EXIT_USAGE)
-        except (LLEMError, OSError) as exc:
-            return _error(exc, EXIT_FAILED)
+            for stream in (sys.stdout, sys.stderr):  # a report's "—" must not crash ASCII
+                if isinstance(stream, io.TextIOWrapper):
+                    stream.reconfigure(errors="replace")
+            args_list = list(sys.argv[1:] if argv is None else argv)
+            command: list[str] | None = None
+            if args_list[:1] == ["run"] and "--" in args_list:
+                cut = args_list.index("--")
+                args_list, command = args_list[:cut], args_list[cut + 1 :]
+            facts = _host_queries(args_list)
+            try:
+                args = _parser().parse_args(args_list)
+            except SystemExit as exc:  # --help, --version, usage errors
+                return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+            return _command(args, command, facts)
         except KeyboardInterrupt as exc:
             status = signals.exit_status(exc)
             print(f"llem: stopped by {'SIGTERM' if status == 143 else 'Ctrl-C'}", file=sys.stderr)
             return status
         finally:
-            close_early()
+            if facts is not None:
+                facts.close()
 
 
-def _remembered(args: argparse.Namespace) -> tuple[str | None, Plan | None]:
-    """The plan key of `llem run --dry-run STUDY`, and the plan remembered under it."""
-    if args.command != "run" or not args.dry_run or args.config is None or args.model:
-        return None, None
-    from .run.plans import load_plan, plan_key
+def _host_queries(args: Sequence[str]) -> Facts | None:
+    """The read-only host queries of a pre-flight that will likely run, started now, before
+    the arguments are even parsed (a wrong guess only leaves an answer unused)."""
+    if args[:1] not in (["run"], ["preflight"]):
+        return None
+    if any(a in ("-h", "--help") or a.startswith("--skip") for a in args):
+        return None  # (argparse takes "--skip" for --skip-preflight too)
+    from .facts import Facts
 
-    key = plan_key(args.config, os.environ, args.runner, args.skip_preflight)
-    return key, load_plan(key)
+    facts = Facts()
+    facts.start_host()
+    return facts
 
 
-def _error(exc: BaseException, code: int) -> int:
+def _command(args: argparse.Namespace, command: list[str] | None, facts: Facts | None) -> int:
+    from .errors import ConfigError, LLEMError
+
+    try:
+        if args.command == "run":
+            return _run(args, command, facts)
+        return _preflight(args, facts)
+    except ConfigError as exc:
+        return _error(exc, EXIT_USAGE)
+    except (LLEMError, OSError) as exc:
+        return _error(exc, EXIT_FAILED)
+
+
+def _error(exc: BaseException | str, code: int) -> int:
     from .domain.text import printable
 
     print(f"llem: error: {printable(str(exc))}", file=sys.stderr)
     return code
 
 
-def _study(config: str | None) -> StudyConfig:
+def _study(config: str | None, data: bytes | None = None) -> StudyConfig:
     """The study file, or an empty study with the user's defaults (for --model/--backend)."""
     from .run import config as cfg
 
     if config is not None:
-        return cfg.load_study(config)
+        return cfg.load_study(config, data=data)
     return cfg.with_user_defaults(cfg.StudyConfig(), cfg.load_user_config())
 
 
-def _run(
-    args: argparse.Namespace, command: list[str] | None, key: str | None, plan: Plan | None
-) -> int:
+def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | None) -> int:
     from .errors import ConfigError, DockerPreFlightError
 
     if (args.model is None) != (args.backend is None):
@@ -179,20 +197,32 @@ def _run(
         raise ConfigError("give a study file, or --model and --backend")
     if command is not None and args.model is None:
         raise ConfigError("a command after '--' needs --model and --backend")
-    if plan is not None:  # an unchanged study's plan: pydantic is not even imported
-        return _dry_run(plan)
+    data: bytes | None = None
+    key: str | None = None
+    if args.config is not None:
+        from .run.yaml_file import read_bytes
+
+        data = read_bytes(Path(args.config))  # read once: what is validated is what was read
+        if args.dry_run and args.model is None:
+            from .run.plans import load_plan, plan_key
+
+            key = plan_key(args.config, data, os.environ, args.runner, args.skip_preflight)
+            plan = load_plan(key)
+            if plan is not None:  # an unchanged study's plan: pydantic is not even imported
+                return _dry_run(plan, facts)
     from .run.config import single_experiment
     from .run.runners import parse_runner_option
     from .run.study import run_study
 
     overrides = dict(parse_runner_option(text) for text in args.runner)
-    study = _study(args.config)
+    study = _study(args.config, data)
     if args.model is not None:
         study = single_experiment(study, args.model, args.backend, command)
     try:
         manifest = run_study(
             study, cli_skip=args.skip_preflight, runner_overrides=overrides,
-            output=args.output, dry_run=args.dry_run, overwrite=args.overwrite,
+            output=args.output, dry_run=args.dry_run, facts=facts, progress=sys.stderr,
+            overwrite=args.overwrite,
         )  # fmt: skip
     except DockerPreFlightError as exc:
         print(exc, file=sys.stderr)
@@ -209,28 +239,34 @@ def _run(
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _dry_run(plan: Plan) -> int:
+def _dry_run(plan: Plan, facts: Facts | None) -> int:
     """`llem run --dry-run` of a study validated before, unchanged since: the pre-flight runs
     (always), then the remembered plan is printed."""
     from .errors import DockerPreFlightError
+    from .run.notices import preflight_notice
 
     if plan.docker:
-        from .preflight import study_preflight
+        from .domain.report import Report
         from .run.remote import refuse_remote_daemon
 
         refuse_remote_daemon()
-        try:
-            report = study_preflight(
-                plan.images, timeout_s=plan.timeout_s, pull_timeout_s=plan.pull_timeout_s,
-                cache_s=plan.cache_s, skip_warning=plan.skip_warning,
-            )  # fmt: skip
-        except DockerPreFlightError as exc:
-            print(exc, file=sys.stderr)
-            return EXIT_FAILED
-        if report is not None and report.warnings:
-            print(report.render(), file=sys.stderr)
+        if plan.skipped_by is not None:
+            report = Report(skipped_by=plan.skipped_by)
+        else:
+            from .preflight import run_docker_preflight
+
+            try:
+                report = run_docker_preflight(settings=plan.settings, facts=facts)
+            except DockerPreFlightError as exc:
+                print(exc, file=sys.stderr)
+                return EXIT_FAILED
+        notice = preflight_notice(report)
+        if notice:
+            print(notice, file=sys.stderr)
+    from .domain.text import printable
+
     for line in plan.lines:
-        print(line, file=sys.stderr)
+        print(printable(line), file=sys.stderr)
     return EXIT_OK
 
 
@@ -239,51 +275,50 @@ def _remember_plan(
 ) -> None:
     from .run.plans import Plan, store_plan
     from .run.runners import preflight_settings, resolve_runners
-    from .run.study import plan_lines, skip_source, skip_warning
+    from .run.study import plan_lines, skip_source
+    from .settings import PreflightSettings
 
     runners = resolve_runners(study, os.environ, overrides)
     docker = any(spec.mode == "docker" for spec in runners.values())
-    source = skip_source(study, False, cli_skip) if docker else None
-    settings = preflight_settings(study, runners) if docker else None
     store_plan(
         key,
         Plan(
             docker=docker,
-            images=settings.images if settings else (),
-            timeout_s=settings.timeout_s if settings else 0.0,
-            pull_timeout_s=settings.pull_timeout_s if settings else 0.0,
-            cache_s=settings.cache_s if settings else 0.0,
-            skip_warning=skip_warning(source) if source else None,
+            settings=preflight_settings(study, runners) if docker else PreflightSettings(),
+            skipped_by=skip_source(study, False, cli_skip) if docker else None,
             lines=tuple(plan_lines(study, runners)),
         ),
     )
 
 
-def _preflight(args: argparse.Namespace) -> int:
-    from .domain.imageref import invalid_image_message
+def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
     from .errors import ConfigError, DockerPreFlightError
+    from .host.jsonfile import unwritable_reason, write_json
     from .preflight import run_docker_preflight
     from .run.runners import preflight_settings
+    from .settings import PreflightSettings, SettingError
 
-    for image in args.image:
-        problem = invalid_image_message("--image", image)
-        if problem:
-            raise ConfigError(problem)
-    if args.timeout is not None and not args.timeout > 0:
-        raise ConfigError("--timeout: must be a positive number of seconds")
-    settings = preflight_settings(_study(args.config))
     try:
-        report = run_docker_preflight(
-            images=args.image or settings.images,
-            timeout_s=settings.timeout_s if args.timeout is None else args.timeout,
-            pull_timeout_s=settings.pull_timeout_s,
-            cache_s=settings.cache_s,
-            no_cache=args.no_cache,
-            json_path=args.json,
-        )
+        given = PreflightSettings.from_options(vars(args), named_by="cli")  # before the study
+        below = preflight_settings(_study(args.config)) if args.config else PreflightSettings()
+        settings = given.from_options(vars(args), below, named_by="cli").replace(json_path=None)
+    except SettingError as exc:
+        raise ConfigError(str(exc)) from None
+    json_path = given.json_path
+    if json_path is not None:
+        problem = unwritable_reason(Path(json_path))
+        if problem:
+            raise ConfigError(f"--json: cannot write {json_path}: {problem}")
+    try:
+        report = run_docker_preflight(settings=settings, facts=facts)
     except DockerPreFlightError as exc:
         report = exc.report
     _print_checklist(report, verbose=args.verbose, out=sys.stdout)
+    if json_path is not None:
+        try:
+            write_json(Path(json_path), report.to_json(), follow=True)
+        except OSError as exc:
+            return _error(f"cannot write the JSON report to {json_path}: {exc.strerror or exc}", 1)
     return EXIT_FAILED if report.failures else EXIT_OK
 
 

@@ -10,52 +10,54 @@ from .checking import CheckFailed, CheckWarned, NotRun
 
 if TYPE_CHECKING:
     from .domain.records import HostFacts, ImageFacts, ProbeFacts
-    from .domain.verdicts import Verdict
-    from .runtime import Preflight
-    from .settings import Settings
+    from .domain.report import CheckResult
+    from .session import Session
+    from .settings import PreflightSettings
 
-VERDICT_KEY = pytest.StashKey["Verdict"]()
+VERDICT_KEY = pytest.StashKey["CheckResult"]()
 
 
 class CheckContext:
-    __slots__ = ("_item", "_preflight")
+    """The `llem` fixture: host, image and probe facts, gathered once per session."""
 
-    def __init__(self, preflight: Preflight, item: pytest.Item) -> None:
-        self._preflight = preflight
+    __slots__ = ("_item", "_session")
+
+    def __init__(self, session: Session, item: pytest.Item) -> None:
+        self._session = session
         self._item = item
 
     @property
-    def settings(self) -> Settings:
-        return self._preflight.settings
+    def settings(self) -> PreflightSettings:
+        return self._session.settings
 
     @property
     def host(self) -> HostFacts:
-        return self._preflight.facts.host()
+        return self._session.facts.host()
 
     def image(self, image: str) -> ImageFacts:
-        return self._preflight.facts.image(image)
+        return self._session.facts.image(image)
 
     def probe(self, image: str) -> ProbeFacts | None:
-        return self._preflight.facts.probe(image, self._preflight.probe_eligible)
+        return self._session.facts.probe(image, self._session.probe_eligible)
 
     def probed_driver(self, judged: str) -> str | None:
         """The driver a probe of another image saw, for a daemon whose host driver is unknown."""
-        return self._preflight.facts.probe_driver(judged)
+        return self._session.facts.probe_driver(judged)
 
     def compute_capability(self) -> str | None:
         """Compute capability of the host's first GPU ("9.0"), None when unknown."""
-        return self._preflight.facts.compute_capability()
+        return self._session.facts.compute_capability()
 
     def failed(self, check_id: str) -> bool:
-        return self._preflight.outcomes.outcome(check_id) == "failed"
+        return self._session.outcome(check_id) == "failed"
 
-    def expect(self, verdict: Verdict) -> None:
+    def expect(self, verdict: CheckResult) -> None:
         """End the check as the verdict says."""
         self._item.stash[VERDICT_KEY] = verdict
         if verdict.outcome == "failed" and verdict.finding:
-            raise CheckFailed(verdict.finding)
+            raise CheckFailed(verdict)
         if verdict.outcome == "warning" and verdict.finding:
-            raise CheckWarned(verdict.finding)
+            raise CheckWarned(verdict)
         if verdict.outcome == "not-run":
             raise NotRun(verdict.reason)
         if verdict.outcome == "skipped":

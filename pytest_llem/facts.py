@@ -1,4 +1,11 @@
-"""Gathers host, image and probe facts concurrently, once per session, on first need."""
+"""Facts: what the checks of one pre-flight session ask of the host, gathered once, concurrently.
+
+The only work that may start before a study is validated is the read-only host queries
+(`start_host`): `docker version`, `docker info`, `nvidia-smi -q`, the toolkit's `--version`.
+Image inspects, pulls and probes start only once the settings are known (`adopt`), and only
+when tier 1 allows them: either because the checks ask, or through `start_image_work`, which
+starts exactly what the built-in checks would start, a little sooner.
+"""
 
 from __future__ import annotations
 
@@ -11,155 +18,86 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from .domain.records import CommandResult, HostFacts, ImageFacts, ImageInfo, ProbeFacts
 from .host import docker, nvidia
 from .host.proc import kill_all, result_of
-from .settings import Settings
+from .settings import HOST_COMMAND_TIMEOUT_S, PreflightSettings
 
-# Facts a command started before it validated its input (see `start_early`), waiting for the
-# pre-flight that will use them. Process-wide, like the commands they run.
-_EARLY: list[Facts] = []
-_EARLY_LOCK = threading.Lock()
-
-
-def start_early(settings: Settings) -> None:
-    """Start gathering (and, where the facts allow, probing) for a pre-flight to come."""
-    facts = new_facts(settings)
-    facts.start_probes_early()
-    with _EARLY_LOCK:
-        _EARLY.append(facts)
-
-
-def take_early(settings: Settings) -> Facts | None:
-    """The facts `start_early` began for these settings, if any."""
-    with _EARLY_LOCK:
-        for facts in _EARLY:
-            if facts.settings.same_facts(settings):
-                _EARLY.remove(facts)
-                return facts
-    return None
-
-
-def close_early() -> None:
-    """End what `start_early` began and nobody took (its probe containers are removed)."""
-    with _EARLY_LOCK:
-        left = list(_EARLY)
-        _EARLY.clear()
-    for facts in left:
-        facts.close()
-
-
-class PreparedFacts:
-    """Facts that `run_docker_preflight` started before pytest loaded, handed to the session."""
-
-    def __init__(self, facts: Facts) -> None:
-        self.facts = facts
-
-
-def new_facts(settings: Settings) -> Facts:
-    """Facts for ``settings``, with the probe cache wired in when the settings allow it."""
-    facts = Facts(settings)
-    if settings.cache_s > 0 and not settings.no_cache:
-        from .host.probe_cache import ProbeCache
-
-        cache = ProbeCache(settings.cache_s)
-        facts.warmup = cache.identity
-        facts.cache_lookup = cache.lookup
-        facts.cache_store = cache.store
-    return facts
+TIER1_IDS = ("docker-cli", "docker-daemon", "nvidia-toolkit")
 
 
 class Facts:
     """Lazily started, memoised fact gathering shared by every check of a session."""
 
-    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
-        self.settings = settings
+    def __init__(
+        self, settings: PreflightSettings | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.settings = settings or PreflightSettings()
         self.env = dict(os.environ if env is None else env)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="llem")
         self._lock = threading.Lock()
         self._host: Future[HostFacts] | None = None
-        self._inspects: dict[str, Future[tuple[ImageInfo | None, CommandResult]]] = {}
+        self._identity: Future[dict[str, str]] | None = None
         self._images: dict[str, Future[ImageFacts]] = {}
         self._probes: dict[str, Future[ProbeFacts]] = {}
         self._probes_started = False
-        self._early = False
+        self._image_work = False
         self._caps: Future[list[str]] | None = None
         self._live: set[str] = set()  # probe containers that may still exist
-        self.warmup: Callable[[], object] | None = None  # e.g. the cache's identity
         self.cache_lookup: Callable[[HostFacts, ImageFacts], ProbeFacts | None] | None = None
         self.cache_store: Callable[[HostFacts, ImageFacts, ProbeFacts], None] | None = None
 
-    # --- host ----------------------------------------------------------------------------
+    # --- before the settings are known: read-only host queries ---------------------------
 
-    def start(self) -> None:
-        """Start the read-only commands now (host facts, image inspects, cache identity).
+    def start_host(self) -> None:
+        """Start the read-only host queries now (once); nothing here changes the host.
 
-        Nothing here starts a container or pulls an image: that waits for the checks.
+        What decides the checks (the daemon's version, the host driver) goes first; what only
+        keys the probe cache (the daemon's id, the toolkit's version) follows.
         """
         with self._lock:
             if self._host is not None:
                 return
             self._host = self._pool.submit(self._gather_host)
-            timeout = self.settings.host_timeout_s
-            self._inspects = {
-                name: self._pool.submit(docker.image_inspect, name, timeout)
-                for name in self.settings.images
-            }
-            if self.warmup is not None:
-                self._pool.submit(self.warmup)
+            self._identity = self._pool.submit(self._gather_identity, self._host)
 
-    def start_probes_early(self) -> None:
-        """Start each GPU probe as soon as the facts show the checks would start it.
-
-        For a session of the built-in checks alone (`llem`): once no tier-1 verdict fails and
-        an image's cuda-compat passes, its probe is started while pytest is still loading.
-        The checks then use the very same probe: the findings are the ones a late start gives.
-        """
-        self.start()
+    def adopt(self, settings: PreflightSettings) -> Facts:
+        """These facts for ``settings`` (themselves, unless image work began for others)."""
         with self._lock:
-            if self._early:
-                return
-            self._early = True
-        self._pool.submit(self._start_probes_early)
+            fresh = self._image_work or self._images or self._probes
+        if fresh and settings != self.settings:
+            self.close()
+            facts = Facts(settings, self.env)
+            facts.start_host()
+            return facts
+        self.settings = settings
+        if settings.cache_s > 0 and not settings.no_cache:
+            from .host.probe_cache import ProbeCache
 
-    def _start_probes_early(self) -> None:
-        from .domain import verdicts
-
-        host = self.host()
-        tier1 = (verdicts.docker_cli, verdicts.docker_daemon, verdicts.nvidia_toolkit)
-        if any(judge(host).outcome == "failed" for judge in tier1):
-            return
-        for name in self.settings.images:
-            image = self.image(name)
-            if image.info is None:
-                continue
-            verdict = verdicts.cuda_compat(image, host, lambda: None, self.compute_capability)
-            if verdict.outcome != "passed":
-                continue  # failed, or not judgeable yet: the checks decide
-            with self._lock:
-                self._start_probe(name)
-
-    def compute_capability(self) -> str | None:
-        """Compute capability of the first GPU (asked only for an `arch` condition)."""
-        with self._lock:
-            if self._caps is None:
-                self._caps = self._pool.submit(
-                    nvidia.compute_capabilities, self.settings.host_timeout_s
-                )
-            future = self._caps
-        caps = result_of(future)
-        return caps[0] if caps else None
+            cache = ProbeCache(settings.cache_s, identify=self.identity)
+            self.cache_lookup, self.cache_store = cache.lookup, cache.store
+        else:
+            self.cache_lookup = self.cache_store = None
+        return self
 
     def host(self) -> HostFacts:
-        self.start()
+        self.start_host()
         assert self._host is not None
         return result_of(self._host)
 
+    def identity(self) -> dict[str, str]:
+        """Daemon id, toolkit version and the hash of the toolkit's config file."""
+        self.start_host()
+        assert self._identity is not None
+        return result_of(self._identity)
+
     def _gather_host(self) -> HostFacts:
-        timeout = self.settings.host_timeout_s
+        timeout = HOST_COMMAND_TIMEOUT_S
         endpoint = docker.daemon_endpoint(self.env)
         docker_path = docker.docker_path(self.env)
-        version = self._pool.submit(docker.docker_version, timeout) if docker_path else None
+        version = (
+            self._pool.submit(docker.docker_version, timeout, self.env) if docker_path else None
+        )
         smi: CommandResult | None = None
         if not endpoint.remote:
-            smi = nvidia.nvidia_smi_query(timeout)
+            smi = nvidia.nvidia_smi_query(timeout, self.env)
         smi_info = None
         if smi is not None and smi.ok:
             from .domain.nvidia_smi import parse_q
@@ -174,14 +112,74 @@ class Facts:
             smi_info=smi_info,
         )
 
-    # --- images -----------------------------------------------------------------------
+    def _gather_identity(self, host: Future[HostFacts]) -> dict[str, str]:
+        facts = result_of(host)
+        daemon_id = ""
+        if facts.docker_path and facts.version is not None and facts.version.ok:
+            daemon_id = docker.daemon_id(HOST_COMMAND_TIMEOUT_S, self.env)
+        return {
+            "daemon_id": daemon_id,
+            "toolkit_version": nvidia.toolkit_version(
+                facts.toolkit, HOST_COMMAND_TIMEOUT_S, self.env
+            ),
+            "toolkit_config": nvidia.toolkit_config_digest(),
+        }
+
+    def compute_capability(self) -> str | None:
+        """Compute capability of the first GPU (asked only for an `arch` condition)."""
+        with self._lock:
+            if self._caps is None:
+                self._caps = self._pool.submit(
+                    nvidia.compute_capabilities, HOST_COMMAND_TIMEOUT_S, self.env
+                )
+            future = self._caps
+        caps = result_of(future)
+        return caps[0] if caps else None
+
+    # --- once the settings are known --------------------------------------------------------
+
+    def start_image_work(self) -> None:
+        """Start what the built-in checks will start, as soon as the facts show they will.
+
+        Only for a session of the built-in checks alone (`llem`), once the settings are
+        validated: when no tier-1 check would fail, the images are gathered (pulled if
+        absent, as the checks would), and each image whose cuda-compat passes gets its probe.
+        The checks then use this very work: the findings are the ones a late start gives.
+        """
+        self.start_host()
+        with self._lock:
+            if self._image_work:
+                return
+            self._image_work = True
+        self._pool.submit(self._image_work_when_tier1_passes)
+
+    def _image_work_when_tier1_passes(self) -> None:
+        from .domain import verdicts
+
+        skip = self.settings.skip
+        if "all" in skip:
+            return
+        host = self.host()
+        judges = (verdicts.docker_cli, verdicts.docker_daemon, verdicts.nvidia_toolkit)
+        for check_id, judge in zip(TIER1_IDS, judges, strict=True):
+            if check_id not in skip and judge(host).outcome == "failed":
+                return
+        for name in self.settings.images_to_check:
+            if _skipped(skip, "cuda-compat", name) and _skipped(skip, "gpu-in-container", name):
+                continue
+            image = self.image(name)
+            if image.info is None or _skipped(skip, "gpu-in-container", name):
+                continue
+            verdict = verdicts.cuda_compat(image, host, lambda: None, self.compute_capability)
+            if verdict.outcome == "passed":  # failed, or not judgeable yet: the checks decide
+                with self._lock:
+                    self._start_probe(name)
 
     def image(self, image: str) -> ImageFacts:
-        """The image's facts; the first call completes every image at once (pulling if absent)."""
-        self.start()
+        """The image's facts; the first call starts every image's at once (pulling if absent)."""
         with self._lock:
             if not self._images:
-                for name in self.settings.images:
+                for name in self.settings.images_to_check:
                     self._images[name] = self._pool.submit(self._gather_image, name)
             if image not in self._images:
                 self._images[image] = self._pool.submit(self._gather_image, image)
@@ -189,23 +187,19 @@ class Facts:
         return result_of(future)
 
     def _gather_image(self, image: str) -> ImageFacts:
-        timeout = self.settings.host_timeout_s
-        early = self._inspects.get(image)
-        info, inspect = result_of(early) if early else docker.image_inspect(image, timeout)
+        info, inspect = docker.image_inspect(image, HOST_COMMAND_TIMEOUT_S, self.env)
         if info is not None:
             return ImageFacts(image, info, inspect)
-        pull = docker.pull(image, self.settings.pull_timeout_s)
+        pull = docker.pull(image, self.settings.pull_timeout_s, self.env)
         if pull.ok:
-            info, inspect = docker.image_inspect(image, timeout)
+            info, inspect = docker.image_inspect(image, HOST_COMMAND_TIMEOUT_S, self.env)
         return ImageFacts(image, info, inspect, pull)
-
-    # --- probes -----------------------------------------------------------------------
 
     def probe(self, image: str, eligible: Callable[[str], bool]) -> ProbeFacts | None:
         """The probe of ``image``; the first call starts every eligible image's probe at once."""
         if not self._probes_started:
             # eligible() may gather image facts itself: decide before taking the lock.
-            chosen = [name for name in self.settings.images if eligible(name)]
+            chosen = [name for name in self.settings.images_to_check if eligible(name)]
             with self._lock:
                 if not self._probes_started:
                     self._probes_started = True
@@ -228,14 +222,14 @@ class Facts:
         ``judged`` is probed here only when it has no requirement itself: otherwise that
         requirement is what is being decided, and no container of it may start before.
         """
-        present = [self.image(name) for name in self.settings.images]
+        present = [self.image(name) for name in self.settings.images_to_check]
         candidates = sorted(
             (
                 f
                 for f in present
-                if f.info is not None and (f.image != judged or not _demands_cuda(f.info.env))
+                if f.info is not None and (f.image != judged or not _demands_cuda(f.info))
             ),
-            key=lambda f: _demands_cuda(f.info.env if f.info else {}),
+            key=lambda f: _demands_cuda(f.info) if f.info else False,
         )
         for facts in candidates:
             with self._lock:
@@ -250,40 +244,45 @@ class Facts:
 
         facts = self.image(image)
         host = self.host()
-        if self.cache_lookup and not self.settings.no_cache:
+        if self.cache_lookup is not None:
             cached = self.cache_lookup(host, facts)
             if cached is not None:
                 return cached
         name = f"llem-probe-{os.getpid()}-{secrets.token_hex(4)}"
         with self._lock:
             self._live.add(name)
-        result = docker.probe(image, name, self.settings.timeout_s)
+        result = docker.probe(image, name, self.settings.timeout_s, self.env)
         if result.timed_out:
             # The engine may still be inside the NVIDIA hook: removal must not be waited for.
-            docker.remove_container(name)
+            docker.remove_container(name, self.env)
         with self._lock:
             self._live.discard(name)
         gpus = parse_query_csv(result.stdout, docker.PROBE_FIELDS) if result.ok else []
         probe = ProbeFacts(image, name, result, gpus)
-        if result.ok and gpus and self.cache_store and not self.settings.no_cache:
+        if result.ok and gpus and self.cache_store is not None:
             self.cache_store(host, facts, probe)
         return probe
 
-    # --- end --------------------------------------------------------------------------
+    # --- end --------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Remove every probe container still in flight and stop waiting for the rest."""
         with self._lock:
             live, self._live = set(self._live), set()
         for name in sorted(live):
-            docker.remove_container(name)
+            docker.remove_container(name, self.env)
         # Work nobody waits for any more (a pull after a tier-1 failure, say) must not keep
         # the interpreter alive at exit: kill its commands.
         kill_all()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _demands_cuda(env: Mapping[str, str]) -> bool:
+def _skipped(skip: frozenset[str], base: str, image: str) -> bool:
+    return bool({"all", base, f"{base}[{image}]"} & skip)
+
+
+def _demands_cuda(info: ImageInfo) -> bool:
+    env = info.env
     if env.get("NVIDIA_DISABLE_REQUIRE", "").lower() in ("1", "true", "t"):
         return False
     return any(key.startswith("NVIDIA_REQUIRE_") for key in env) or "CUDA_VERSION" in env

@@ -1,18 +1,25 @@
-"""pytest hooks of pytest-llem: options, the `preflight` marker, and pre-flight mode.
+"""pytest-llem's pytest hooks: the table of contents of the plugin's behaviour.
 
-Without ``--llem-preflight`` only the options and the marker are registered; everything else
-lives on `PreflightHooks`, registered for pre-flight sessions alone.
+Without ``--llem-preflight`` only the options and the marker are registered. With it,
+`PreflightHooks` runs the session: collect the checks (`collect`), order and gate them, turn
+each phase into one `CheckResult` (`session`), and report. `XdistHooks` keeps every check on
+one worker, in order, so gating holds under ``-n``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .settings import setting_fields
+
 if TYPE_CHECKING:
     from .context import CheckContext
-    from .runtime import Preflight
+    from .settings import PreflightSettings
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -24,55 +31,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run the Docker pre-flight checks (and preflight-marked items)",
     )
     group.addoption(
-        "--llem-image",
-        action="append",
-        default=[],
-        metavar="IMAGE",
-        help="image whose CUDA requirement and GPU access tier 2 checks (repeatable)",
-    )
-    group.addoption(
         "--llem-config",
         metavar="PATH",
         default=None,
         help="study YAML: its Docker runners' images and docker: settings",
     )
-    group.addoption(
-        "--llem-skip",
-        action="append",
-        default=[],
-        metavar="ID",
-        help="check ids not to run, repeatable or comma-separated; 'all' skips all",
-    )
-    group.addoption(
-        "--llem-json", metavar="PATH", default=None, help="write the JSON report to PATH"
-    )
-    group.addoption(
-        "--llem-no-cache",
-        action="store_true",
-        default=False,
-        help="ignore cached results of earlier GPU probes",
-    )
-    group.addoption(
-        "--llem-timeout",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="limit for one container probe (default 30)",
-    )
-    group.addoption(
-        "--llem-pull-timeout",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="limit for pulling one image (default 600)",
-    )
-    group.addoption(
-        "--llem-cache-s",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="how long a passed probe is remembered (default 900, 0 = off)",
-    )
+    for f in setting_fields():  # every other option is a PreflightSettings field
+        kind, meta = f.metadata["kind"], f.metadata
+        if kind == "flag":
+            group.addoption(meta["option"], action="store_true", default=False, help=meta["help"])
+        else:
+            many = kind in ("images", "ids")
+            group.addoption(
+                meta["option"],
+                action="append" if many else "store",
+                default=[] if many else None,
+                metavar=meta["metavar"],
+                help=meta["help"],
+            )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -82,22 +58,219 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if not config.getoption("llem_preflight", False):
         return
-    from .runtime import PreflightHooks
-
-    hooks = PreflightHooks(config)
-    config.pluginmanager.register(hooks, "llem-preflight")
+    config.pluginmanager.register(PreflightHooks(config), "llem-preflight")
     if config.pluginmanager.hasplugin("xdist"):
-        from .xdist_hooks import XdistHooks
-
         config.pluginmanager.register(XdistHooks(), "llem-xdist")
 
 
 @pytest.fixture
 def llem(request: pytest.FixtureRequest) -> CheckContext:
     """The pre-flight facts and verdict helpers for the current check."""
-    from .runtime import PREFLIGHT_KEY
+    from .session import SESSION_KEY
 
-    preflight: Preflight | None = request.config.stash.get(PREFLIGHT_KEY, None)
-    if preflight is None:
+    session = request.config.stash.get(SESSION_KEY, None)
+    if session is None:
         pytest.skip("pytest-llem checks run only with --llem-preflight")
-    return preflight.context(request.node)
+    return session.context(request.node)
+
+
+def settings_of(config: pytest.Config) -> PreflightSettings:
+    """The session's settings: the options, over a `--llem-config` study's, over the defaults.
+
+    An invalid value is a usage error naming its option (exit status 4).
+    """
+    from .settings import PreflightSettings, SettingError
+
+    below = PreflightSettings()
+    path = config.option.llem_config
+    if path:
+        from .errors import ConfigError
+        from .run.runners import preflight_settings_from_study
+
+        try:
+            below = preflight_settings_from_study(path)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"--llem-config: {exc}") from None
+    try:
+        return PreflightSettings.from_options(vars(config.option), below)
+    except SettingError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+class PreflightHooks:
+    """The hooks of a pre-flight session."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        from .collect import checks_dir
+        from .facts import Facts
+        from .host.jsonfile import unwritable_reason
+        from .session import FACTS_KEY, SESSION_KEY, Session
+        from .signals import sigterm_interrupts
+
+        self.config = config
+        settings = settings_of(config)
+        if settings.json_path:
+            problem = unwritable_reason(Path(settings.json_path))
+            if problem:
+                raise pytest.UsageError(
+                    f"--llem-json: cannot write {settings.json_path}: {problem}"
+                )
+        explicit = config.args_source == pytest.Config.ArgsSource.ARGS
+        given = [Path(a).resolve() for a in config.args] if explicit else []
+        # The checks' own directory may be named too (llem does, to keep pytest away from the
+        # caller's directory and its conftest.py); it is collected once either way.
+        self.user_paths = [p for p in given if p != checks_dir()]
+        config.args = [str(checks_dir()), *(str(p) for p in self.user_paths)]
+        facts = config.stash.get(FACTS_KEY, None) or Facts()
+        self.session = Session(settings, facts.adopt(settings))
+        config.stash[SESSION_KEY] = self.session
+        # A pre-flight reports every failure of a tier together: -x / --maxfail would hide some.
+        config.option.maxfail = 0
+        self.session.facts.start_host()  # the read-only queries overlap collection
+        if not self.user_paths:  # the built-in checks alone: their image work can start now
+            self.session.facts.start_image_work()
+        self._signals = contextlib.ExitStack()
+        self.signals = self._signals.enter_context(sigterm_interrupts(keep_others=True))
+
+    def pytest_unconfigure(self) -> None:
+        self._signals.close()
+
+    # --- collection -------------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collect_directory(self, path: Path, parent: pytest.Collector) -> Any:
+        from .collect import directory_node
+
+        return directory_node(path, parent, self.user_paths)
+
+    def pytest_ignore_collect(self, collection_path: Path) -> bool | None:
+        from .collect import ignored
+
+        return True if ignored(collection_path, self.user_paths) else None
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "llem_image" in metafunc.fixturenames:
+            images = list(self.session.settings.images_to_check)
+            metafunc.parametrize("llem_image", images, ids=images)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> Generator[None, None, None]:
+        from .collect import ITEM_KEY, order_checks
+
+        yield  # after every other reordering plugin: keep the checks, in a stable order
+        dropped = order_checks(items)
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        self._validate_skip([item.stash[ITEM_KEY] for item in items])
+
+    def _validate_skip(self, ids: list[tuple[str, str, int]]) -> None:
+        from .session import BUILTIN_IDS
+
+        known = {"all", *BUILTIN_IDS} | {cid for cid, _, _ in ids} | {b for _, b, _ in ids}
+        unknown = sorted(self.session.settings.skip - known)
+        if unknown:
+            raise pytest.UsageError(
+                f"--llem-skip: unknown check id {', '.join(map(repr, unknown))}; valid ids: "
+                + ", ".join(sorted(known))
+            )
+
+    # --- running ----------------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        from .checking import NotRun
+        from .collect import ITEM_KEY
+
+        cid, base, tier = item.stash[ITEM_KEY]
+        skipped_by = sorted({"all", cid, base} & self.session.settings.skip)
+        if skipped_by:
+            pytest.skip(f"skipped by --llem-skip {skipped_by[0]}")
+        blocking = self.session.hard_failures_before(tier)
+        if blocking:
+            raise NotRun(f"not run: {', '.join(blocking)} failed")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        from .collect import ITEM_KEY, ORDER_KEY
+        from .session import result_of_phase
+
+        report = yield
+        cid, _base, tier = item.stash[ITEM_KEY]
+        report.llem_id = cid  # type: ignore[attr-defined]
+        report.llem_order = item.stash[ORDER_KEY]  # type: ignore[attr-defined]
+        result = result_of_phase(item, call, report, cid, tier)
+        if result is not None:
+            report.llem = result.to_dict()  # type: ignore[attr-defined]  # crosses to xdist
+            if result.finding:
+                item.user_properties.append(("llem_cause", result.finding.cause))
+            item.user_properties.append(("llem_outcome", result.outcome))
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        from .domain.report import CheckResult
+
+        cid = getattr(report, "llem_id", None)
+        if cid is None:
+            return
+        self.session.add_duration(cid, report.duration)
+        data = getattr(report, "llem", None)
+        if data is not None:
+            self.session.record(CheckResult.from_dict(data), getattr(report, "llem_order", 0))
+
+    # --- the end ----------------------------------------------------------------------------
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        if self.session.interrupted_by is None:
+            self.session.interrupted_by = self.signals.signal_of(excinfo.value)
+        self.session.facts.close()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.session.facts.close()
+        if self.session.interrupted_by is not None:
+            session.exitstatus = 128 + self.session.interrupted_by  # 130 Ctrl-C, 143 SIGTERM
+        path = self.session.settings.json_path
+        if path and not hasattr(self.config, "workerinput"):
+            from .host.jsonfile import write_json
+
+            try:
+                write_json(Path(path), self.session.report().to_json(), follow=True)
+            except OSError as exc:
+                self.config.stash[JSON_ERROR_KEY] = f"{path}: {exc.strerror or exc}"
+                if session.exitstatus == 0:
+                    session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if hasattr(self.config, "workerinput"):
+            return
+        report = self.session.report()
+        text = report.render()
+        terminalreporter.section("llem pre-flight")
+        for line in (text or f"Docker pre-flight passed ({len(report.checks)} checks)").split("\n"):
+            terminalreporter.line(line)
+        error = self.config.stash.get(JSON_ERROR_KEY, None)
+        if error:
+            terminalreporter.line(f"llem: cannot write the JSON report: {error}", red=True)
+
+
+JSON_ERROR_KEY = pytest.StashKey[str]()
+
+
+class XdistHooks:
+    """Every pre-flight item goes to one worker, in order, so gating holds."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        from xdist.scheduler import LoadScopeScheduling
+
+        class OneScopeScheduling(LoadScopeScheduling):  # type: ignore[misc]
+            """A single scope: tiers run in order on one worker, probes run in parallel there."""
+
+            def _split_scope(self, nodeid: str) -> str:
+                return "llem-preflight"
+
+        return OneScopeScheduling(config, log)

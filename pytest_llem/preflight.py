@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .domain.report import Report
-from .errors import DockerPreFlightError, PreFlightError
+import pytest
+
+from .errors import ConfigError, DockerPreFlightError, PreFlightError
+from .settings import PreflightSettings, SettingError
+
+if TYPE_CHECKING:
+    from .domain.report import Report
+    from .facts import Facts
 
 # Environment that would let the caller's settings or plugins into our pytest run.
 _ISOLATED_ENV = {
@@ -18,7 +23,6 @@ _ISOLATED_ENV = {
     "PYTEST_PLUGINS": None,
     "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
 }
-
 
 # Built-in plugins a pre-flight has no use for; unraisableexception alone runs gc.collect()
 # several times at the end of every session.
@@ -51,18 +55,26 @@ _UNNEEDED_PLUGINS = [
 ]
 
 
-class _ReportSink:
-    """Receives the report at the end of the in-process session."""
+class _Handoff:
+    """Hands the facts gathered so far to the session, and takes its report back."""
 
-    def __init__(self) -> None:
+    def __init__(self, facts: Facts) -> None:
+        self.facts = facts
         self.report: Report | None = None
 
-    def pytest_sessionfinish(self, session: Any) -> None:
-        from .runtime import PREFLIGHT_KEY
+    @pytest.hookimpl(tryfirst=True)  # before the plugin's own, which takes them
+    def pytest_configure(self, config: pytest.Config) -> None:
+        from .session import FACTS_KEY
 
-        preflight = session.config.stash.get(PREFLIGHT_KEY, None)
-        if preflight is not None:
-            self.report = preflight.outcomes.report()
+        config.stash[FACTS_KEY] = self.facts
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from .session import SESSION_KEY
+
+        state = session.config.stash.get(SESSION_KEY, None)
+        if state is not None:
+            self.facts = state.facts
+            self.report = state.report()
 
 
 @contextmanager
@@ -83,21 +95,12 @@ def _isolated_environ() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def preflight_args(
-    images: Sequence[str] | None = None,
-    config: str | Path | None = None,
-    *,
-    timeout_s: float | None = None,
-    pull_timeout_s: float | None = None,
-    cache_s: float | None = None,
-    no_cache: bool = False,
-    json_path: str | Path | None = None,
-) -> list[str]:
+def preflight_args(settings: PreflightSettings) -> list[str]:
     """pytest arguments of an isolated pre-flight: no user ini, conftest, cache or plugins."""
-    package_dir = str(Path(__file__).resolve().parent)
-    from .runtime import checks_dir
+    from .collect import checks_dir
 
-    args = [
+    package_dir = str(Path(__file__).resolve().parent)
+    return [
         "--llem-preflight",
         "-p",
         "pytest_llem.plugin",
@@ -106,24 +109,30 @@ def preflight_args(
         f"--rootdir={package_dir}",
         f"--confcutdir={package_dir}",
         *_UNNEEDED_PLUGINS,
+        *settings.to_args(),
+        # A path argument: without one pytest would look for conftest.py in the current directory.
+        str(checks_dir()),
     ]
-    for image in images or ():
-        args += ["--llem-image", image]
-    if config is not None:
-        args += ["--llem-config", str(config)]
-    if timeout_s is not None:
-        args += ["--llem-timeout", str(timeout_s)]
-    if pull_timeout_s is not None:
-        args += ["--llem-pull-timeout", str(pull_timeout_s)]
-    if cache_s is not None:
-        args += ["--llem-cache-s", str(cache_s)]
-    if no_cache:
-        args.append("--llem-no-cache")
-    if json_path is not None:
-        args += ["--llem-json", str(json_path)]
-    # A path argument: without one pytest would look for conftest.py in the current directory.
-    args.append(str(checks_dir()))
-    return args
+
+
+def settings_for(
+    images: Sequence[str] | None = None,
+    config: str | Path | None = None,
+    **values: Any,
+) -> PreflightSettings:
+    """The settings of `run_docker_preflight`'s arguments (ConfigError when invalid)."""
+    try:
+        base = PreflightSettings()
+        if config is not None:
+            from .run.runners import preflight_settings_from_study
+
+            base = preflight_settings_from_study(config)
+        given = {k: v for k, v in values.items() if v is not None and v is not False}
+        if images:
+            given["images"] = tuple(images)
+        return base.replace(**given)
+    except SettingError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def run_docker_preflight(
@@ -136,80 +145,46 @@ def run_docker_preflight(
     cache_s: float | None = None,
     no_cache: bool = False,
     json_path: str | Path | None = None,
+    settings: PreflightSettings | None = None,
+    facts: Facts | None = None,
 ) -> Report:
     """Run the Docker pre-flight through ``pytest.main`` and return its report.
 
-    Raises `DockerPreFlightError` (its text is the numbered report) when a check failed, and
-    `PreFlightError` when pytest itself could not run the checks. With ``skip`` nothing runs.
+    The checks and limits come from ``settings``, else from the other arguments (a study
+    file's images and ``docker:`` limits under the ones given). ``facts`` are host queries a
+    caller started already. Raises `DockerPreFlightError` (its text is the numbered report)
+    when a check failed, `PreFlightError` when pytest itself could not run the checks, and
+    `ConfigError` for invalid arguments. With ``skip`` nothing runs.
     """
-    if skip:
-        return Report()
-    from .domain.imageref import invalid_image_message
-    from .facts import PreparedFacts, new_facts, take_early
-    from .settings import Settings
+    from .domain.report import Report
 
-    # Start the host queries and, where the facts allow, the GPU probes now: they run while
-    # pytest loads. The session adopts these facts when its settings are the same.
-    prepared: list[PreparedFacts] = []
-    if config is None and not any(invalid_image_message("image", i) for i in images or ()):
-        settings = Settings.of(
-            images or (),
+    if skip:
+        return Report(skipped_by="skip=True")
+    if settings is None:
+        settings = settings_for(
+            images,
+            config,
             timeout_s=timeout_s,
             pull_timeout_s=pull_timeout_s,
             cache_s=cache_s,
             no_cache=no_cache,
+            json_path=None if json_path is None else str(json_path),
         )
-        facts = take_early(settings) or new_facts(settings)
-        facts.start_probes_early()
-        prepared.append(PreparedFacts(facts))
-    import pytest
+    from .facts import Facts
 
-    sink = _ReportSink()
-    args = preflight_args(
-        images,
-        config,
-        timeout_s=timeout_s,
-        pull_timeout_s=pull_timeout_s,
-        cache_s=cache_s,
-        no_cache=no_cache,
-        json_path=json_path,
-    )
+    facts = (facts or Facts()).adopt(settings)
+    facts.start_image_work()  # the settings are valid: what the checks will start starts now
+    handoff = _Handoff(facts)
     try:
         with _isolated_environ():
-            code = pytest.main(args, plugins=[sink, *prepared])
+            code = pytest.main(preflight_args(settings), plugins=[handoff])
     finally:
-        for handoff in prepared:  # already closed by the session, unless it never adopted them
-            handoff.facts.close()
+        handoff.facts.close()
     if code in (pytest.ExitCode.INTERRUPTED, 130, 143):
         raise KeyboardInterrupt
-    report = sink.report
+    report = handoff.report
     if report is None or code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         raise PreFlightError(f"the Docker pre-flight could not run (pytest exit status {code})")
     if code == pytest.ExitCode.TESTS_FAILED or report.failures:
         raise DockerPreFlightError(report)
     return report
-
-
-def study_preflight(
-    images: Sequence[str],
-    *,
-    timeout_s: float,
-    pull_timeout_s: float,
-    cache_s: float,
-    skip_warning: str | None = None,
-) -> Report | None:
-    """The pre-flight step of `llem run`: the skip line when skipped (None), else the report.
-
-    The host queries are prefetched first: they run while pytest is imported and configured.
-    Raises `DockerPreFlightError` when the host is unfit.
-    """
-    if skip_warning is not None:
-        print(skip_warning, file=sys.stderr)
-        return None
-    from .defaults import HOST_COMMAND_TIMEOUT_S
-    from .host import prefetch
-
-    prefetch.start_preflight(images, HOST_COMMAND_TIMEOUT_S)
-    return run_docker_preflight(
-        images=images, timeout_s=timeout_s, pull_timeout_s=pull_timeout_s, cache_s=cache_s
-    )

@@ -1,10 +1,18 @@
-"""State of one pre-flight session: check outcomes as they arrive, and the report they make."""
+"""The state of one pre-flight session: its settings, facts, check results, and the report."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import pytest
+
+from .checking import CheckEnded, CheckWarned, NotRun
+from .context import VERDICT_KEY, CheckContext
 from .domain.report import CheckResult, Finding, Report
+
+if TYPE_CHECKING:
+    from .facts import Facts
+    from .settings import PreflightSettings
 
 BUILTIN_IDS = (
     "docker-cli",
@@ -15,32 +23,39 @@ BUILTIN_IDS = (
     "gpu-in-container",
 )
 
+# Facts a caller gathered before pytest started (`run_docker_preflight`), handed over.
+FACTS_KEY = pytest.StashKey["Facts"]()
+SESSION_KEY = pytest.StashKey["Session"]()
 
-class Outcomes:
-    """Check results keyed by check id, in collection order."""
 
-    def __init__(self) -> None:
+class Session:
+    """One pre-flight session (also on each xdist worker): results keyed by check id."""
+
+    def __init__(self, settings: PreflightSettings, facts: Facts) -> None:
+        self.settings = settings
+        self.facts = facts
+        self.interrupted_by: int | None = None  # the signal that stopped the session
         self._results: dict[str, CheckResult] = {}
         self._order: dict[str, int] = {}
         self._durations: dict[str, float] = {}
+
+    def context(self, item: pytest.Item) -> CheckContext:
+        return CheckContext(self, item)
+
+    def probe_eligible(self, image: str) -> bool:
+        if self.outcome(f"cuda-compat[{image}]") == "failed":
+            return False
+        return self.facts.image(image).info is not None
+
+    # --- results --------------------------------------------------------------------------
 
     def add_duration(self, check_id: str, seconds: float) -> None:
         self._durations[check_id] = self._durations.get(check_id, 0.0) + seconds
         if check_id in self._results:
             self._results[check_id].duration_s = self._durations[check_id]
 
-    def record(self, data: dict[str, Any], order: int) -> None:
-        finding = data.get("finding")
-        result = CheckResult(
-            id=data["id"],
-            tier=data["tier"],
-            outcome=data["outcome"],
-            duration_s=self._durations.get(data["id"], 0.0),
-            reason=data.get("reason", ""),
-            details=data.get("details", {}),
-            cached=bool(data.get("cached")),
-            finding=Finding(**finding) if finding else None,
-        )
+    def record(self, result: CheckResult, order: int) -> None:
+        result.duration_s = self._durations.get(result.id, 0.0)
         self._results[result.id] = result
         self._order[result.id] = order
 
@@ -51,19 +66,67 @@ class Outcomes:
     def hard_failures_before(self, tier: int) -> list[str]:
         return [r.id for r in self._results.values() if r.tier < tier and r.outcome == "failed"]
 
-    def report(self, interrupted: bool = False) -> Report:
+    def report(self) -> Report:
         checks = sorted(self._results.values(), key=lambda r: self._order[r.id])
-        return Report(checks=checks, host=host_summary(checks), interrupted=interrupted)
+        return Report(
+            checks=checks, host=host_summary(checks), interrupted=self.interrupted_by is not None
+        )
+
+
+def result_of_phase(
+    item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport, cid: str, tier: int
+) -> CheckResult | None:
+    """The result a test phase decides (None when it decides nothing); adjusts ``report``."""
+    exc = call.excinfo.value if call.excinfo else None
+    verdict = item.stash.get(VERDICT_KEY, None) or CheckResult()
+    if isinstance(exc, CheckEnded):
+        result = exc.result.placed(cid, tier)
+        if isinstance(exc, CheckWarned):
+            report.outcome, report.longrepr = "passed", None
+        elif result.finding:
+            report.longrepr = f"[{cid}] {result.finding.message}\n{result.finding.fix_line()}"
+    elif isinstance(exc, NotRun):
+        result = CheckResult(cid, tier, "not-run", reason=str(exc.msg))
+    elif isinstance(exc, pytest.skip.Exception):
+        result = CheckResult(cid, tier, "skipped", reason=str(exc.msg))
+    elif exc is not None:
+        if call.when == "teardown" and report.outcome != "failed":
+            return None
+        result = CheckResult(cid, tier, "failed", finding=_crash(exc).placed(cid, tier).finding)
+    elif call.when == "call":
+        result = verdict.placed(cid, tier)
+        result.outcome = "passed"
+    else:
+        return None
+    if not result.details:
+        result.details = dict(verdict.details)
+    result.reason = result.reason or verdict.reason
+    result.cached = bool(result.details.get("cached"))
+    return result
+
+
+def _crash(exc: BaseException) -> CheckResult:
+    """A check that raised something else (a plain assert, a bug): `check_error`."""
+    text = str(exc).strip()
+    message = text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, AssertionError) and not text:
+        message = "assertion failed"
+    finding = Finding.of(
+        "check_error",
+        message,
+        fix="See the check's traceback in the pytest output",
+        details={"exception": type(exc).__name__},
+    )
+    return CheckResult(outcome="failed", finding=finding)
 
 
 def host_summary(checks: list[CheckResult]) -> dict[str, Any]:
     by_id = {c.id: c.details for c in checks}
     daemon, driver = by_id.get("docker-daemon", {}), by_id.get("host-driver", {})
-    host: dict[str, Any] = {
+    return {
         "docker_server_version": daemon.get("server_version", ""),
         "driver_version": driver.get("driver_version", ""),
         "cuda_version": driver.get("cuda_version", ""),
         "gpus": [{k: g.get(k) for k in ("index", "name", "uuid")} for g in driver.get("gpus", [])],
         "remote_daemon": bool(daemon.get("remote_daemon", False)),
     }
-    return host

@@ -1,97 +1,278 @@
-"""Settings of one pre-flight session, read once from pytest's options."""
+"""PreflightSettings: every setting of a pre-flight, its default, limits and names, in one place.
+
+A setting is one field below; its metadata says how pytest (``--llem-...``), a study file
+(``docker.<key>``) and `llem preflight` name it, and what values it accepts. Everything else,
+the pytest options, the study's ``docker:`` keys and the round trip through pytest's command
+line, is derived from these fields. No heavy imports: the plugin loads this in every session.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import dataclasses
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from .defaults import (
-    DEFAULT_CACHE_S,
-    DEFAULT_PROBE_IMAGE,
-    DEFAULT_PROBE_TIMEOUT_S,
-    DEFAULT_PULL_TIMEOUT_S,
-    HOST_COMMAND_TIMEOUT_S,
-)
+Kind = Literal["seconds", "seconds_or_0", "image", "images", "ids", "flag", "path"]
 
-if TYPE_CHECKING:
-    import pytest
+# The quick host commands (docker version/info/inspect, nvidia-smi): not a user setting.
+HOST_COMMAND_TIMEOUT_S = 10.0
+
+
+def _setting(
+    default: Any,
+    *,
+    kind: Kind,
+    option: str,
+    help: str,
+    study: str | None = None,
+    cli: str | None = None,
+    maximum: float | None = None,
+    metavar: str | None = None,
+) -> Any:
+    meta = {
+        "kind": kind,
+        "option": option,
+        "help": help,
+        "study": study,
+        "cli": cli,
+        "maximum": maximum,
+        "metavar": metavar,
+    }
+    return field(default=default, metadata=meta)  # every default is immutable
+
+
+DAY_S = 86400.0
+
+
+class SettingError(ValueError):
+    """A setting's value is out of its domain; ``str()`` names the option or key."""
 
 
 @dataclass(frozen=True)
-class Settings:
-    images: tuple[str, ...] = (DEFAULT_PROBE_IMAGE,)
-    skip: frozenset[str] = frozenset()
-    timeout_s: float = DEFAULT_PROBE_TIMEOUT_S
-    pull_timeout_s: float = DEFAULT_PULL_TIMEOUT_S
-    cache_s: float = DEFAULT_CACHE_S
-    no_cache: bool = False
-    json_path: str | None = None
-    host_timeout_s: float = HOST_COMMAND_TIMEOUT_S
+class PreflightSettings:
+    """What one pre-flight checks and within which limits (validated when built)."""
 
-    def same_facts(self, other: Settings) -> bool:
-        """Whether facts gathered for ``other`` answer for these settings too."""
-        fields = ("images", "timeout_s", "pull_timeout_s", "cache_s", "no_cache", "host_timeout_s")
-        return all(getattr(self, f) == getattr(other, f) for f in fields)
+    images: tuple[str, ...] = _setting(
+        (),
+        kind="images",
+        option="--llem-image",
+        cli="--image",
+        metavar="IMAGE",
+        help="image whose CUDA requirement and GPU access tier 2 checks (repeatable; default: "
+        "the study's Docker images, else the probe image)",
+    )
+    probe_image: str = _setting(
+        "nvidia/cuda:12.0.0-base-ubuntu22.04",
+        kind="image",
+        option="--llem-probe-image",
+        study="probe_image",
+        metavar="IMAGE",
+        help="the image probed when no image is named",
+    )
+    skip: frozenset[str] = _setting(
+        frozenset(),
+        kind="ids",
+        option="--llem-skip",
+        metavar="ID",
+        help="check ids not to run, repeatable or comma-separated; 'all' skips all",
+    )
+    timeout_s: float = _setting(
+        30.0,
+        kind="seconds",
+        option="--llem-timeout",
+        study="probe_timeout_s",
+        cli="--timeout",
+        maximum=DAY_S,
+        metavar="SECONDS",
+        help="limit for one container probe (default 30)",
+    )
+    pull_timeout_s: float = _setting(
+        600.0,
+        kind="seconds",
+        option="--llem-pull-timeout",
+        study="pull_timeout_s",
+        maximum=DAY_S,
+        metavar="SECONDS",
+        help="limit for pulling one image (default 600)",
+    )
+    cache_s: float = _setting(
+        900.0,
+        kind="seconds_or_0",
+        option="--llem-cache-s",
+        study="probe_cache_s",
+        maximum=30 * DAY_S,
+        metavar="SECONDS",
+        help="how long a passed probe is remembered (default 900, 0 = off)",
+    )
+    no_cache: bool = _setting(
+        False,
+        kind="flag",
+        option="--llem-no-cache",
+        cli="--no-cache",
+        help="ignore remembered results of earlier GPU probes",
+    )
+    json_path: str | None = _setting(
+        None,
+        kind="path",
+        option="--llem-json",
+        cli="--json",
+        metavar="PATH",
+        help="write the JSON report to PATH",
+    )
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _checked(f, getattr(self, f.name)))
+
+    @property
+    def images_to_check(self) -> tuple[str, ...]:
+        """The images tier 2 checks: the named ones, else the probe image."""
+        return self.images or (self.probe_image,)
+
+    def replace(self, **changes: Any) -> PreflightSettings:
+        return dataclasses.replace(self, **changes)
+
+    # --- pytest's command line, both ways ----------------------------------------------------
+
+    def to_args(self) -> list[str]:
+        """The pytest options that give these settings back through `from_options`."""
+        args: list[str] = []
+        for f, value in self._items():
+            if value == f.default:
+                continue
+            option, kind = f.metadata["option"], f.metadata["kind"]
+            if kind == "flag":
+                args.append(option)
+            elif kind in ("images", "ids"):
+                for item in sorted(value) if kind == "ids" else value:
+                    args += [option, item]
+            else:
+                args += [option, repr(value) if isinstance(value, float) else str(value)]
+        return args
 
     @classmethod
-    def from_config(cls, config: pytest.Config) -> Settings:
-        opt = config.option
-        images: list[str] = list(opt.llem_image or [])
-        timeout_s, pull_s, cache_s = opt.llem_timeout, opt.llem_pull_timeout, opt.llem_cache_s
-        if opt.llem_config:
-            from .errors import ConfigError
-            from .run.runners import preflight_settings_from_study
-
-            try:
-                study = preflight_settings_from_study(opt.llem_config)
-            except ConfigError as exc:
-                import pytest
-
-                raise pytest.UsageError(f"--llem-config: {exc}") from None
-            images = images or list(study.images)
-            timeout_s = timeout_s if timeout_s is not None else study.timeout_s
-            pull_s = pull_s if pull_s is not None else study.pull_timeout_s
-            cache_s = cache_s if cache_s is not None else study.cache_s
-        skip = frozenset(
-            part.strip()
-            for value in (opt.llem_skip or [])
-            for part in value.split(",")
-            if part.strip()
-        )
-        return cls.of(
-            images,
-            timeout_s=timeout_s,
-            pull_timeout_s=pull_s,
-            cache_s=cache_s,
-            no_cache=bool(opt.llem_no_cache),
-            skip=skip,
-            json_path=opt.llem_json,
-        )
-
-    @classmethod
-    def of(
+    def from_options(
         cls,
-        images: Sequence[str],
+        values: Mapping[str, Any],
+        below: PreflightSettings | None = None,
         *,
-        timeout_s: float | None = None,
-        pull_timeout_s: float | None = None,
-        cache_s: float | None = None,
-        no_cache: bool = False,
-        skip: frozenset[str] = frozenset(),
-        json_path: str | None = None,
-    ) -> Settings:
-        """Settings where an unset limit takes its default, and no image means the probe image."""
+        named_by: Literal["option", "cli"] = "option",
+    ) -> PreflightSettings:
+        """Settings from parsed option values (pytest's ``dest`` -> value; None or empty =
+        not given), each validated under the name its user typed (the pytest option, or
+        `llem`'s flag); unset ones come from ``below``."""
+        base = below or cls()
+        changes: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            value = values.get(option_dest(f.metadata["option"]))
+            if value is None or value == [] or value is False:
+                continue
+            kind = f.metadata["kind"]
+            if kind == "ids":
+                value = [part.strip() for v in value for part in v.split(",") if part.strip()]
+            name = f.metadata[named_by] or f.metadata["option"]
+            changes[f.name] = parse_value(f, value, name)
+        return dataclasses.replace(base, **changes)
 
-        def limit(value: float | None, default: float) -> float:
-            return default if value is None else float(value)
+    def with_study(self, docker: Mapping[str, Any]) -> PreflightSettings:
+        """These settings under a study's validated ``docker:`` values (None = not set)."""
+        changes = {
+            f.name: docker[f.metadata["study"]]
+            for f in dataclasses.fields(self)
+            if f.metadata["study"] and docker.get(f.metadata["study"]) is not None
+        }
+        return dataclasses.replace(self, **changes)
 
-        return cls(
-            images=tuple(dict.fromkeys(images)) or (DEFAULT_PROBE_IMAGE,),
-            skip=skip,
-            timeout_s=limit(timeout_s, DEFAULT_PROBE_TIMEOUT_S),
-            pull_timeout_s=limit(pull_timeout_s, DEFAULT_PULL_TIMEOUT_S),
-            cache_s=limit(cache_s, DEFAULT_CACHE_S),
-            no_cache=no_cache,
-            json_path=json_path,
-        )
+    def _items(self) -> Iterator[tuple[dataclasses.Field[Any], Any]]:
+        for f in dataclasses.fields(self):
+            yield f, getattr(self, f.name)
+
+
+def option_dest(option: str) -> str:
+    """argparse's ``dest`` of a ``--long-option``."""
+    return option.lstrip("-").replace("-", "_")
+
+
+def setting_fields() -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(PreflightSettings)
+
+
+def study_fields() -> Iterator[tuple[str, dataclasses.Field[Any]]]:
+    """(key under ``docker:``, field) of each setting a study file may set."""
+    for f in setting_fields():
+        if f.metadata["study"]:
+            yield f.metadata["study"], f
+
+
+def parse_value(f: dataclasses.Field[Any], value: Any, name: str) -> Any:
+    """``value`` (text from a command line, or a plain value) as field ``f`` holds it."""
+    kind = f.metadata["kind"]
+    if kind in ("seconds", "seconds_or_0") and isinstance(value, str):
+        try:
+            return _checked(f, float(value), name, shown=_short(value))
+        except ValueError as exc:
+            if isinstance(exc, SettingError):
+                raise
+            raise SettingError(f"{name}: expected a number of seconds, got {value!r}") from None
+    return _checked(f, value, name)
+
+
+def _checked(
+    f: dataclasses.Field[Any], value: Any, name: str | None = None, shown: str | None = None
+) -> Any:
+    from .domain.imageref import image_ref_error
+
+    name = name or f.metadata["option"]
+    kind, maximum = f.metadata["kind"], f.metadata["maximum"]
+    if kind in ("seconds", "seconds_or_0"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingError(f"{name}: expected a number of seconds, got {value!r}")
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        shown = shown or _short(value)
+        if not math.isfinite(number):
+            raise SettingError(f"{name}: should be a finite number, got {shown}")
+        if kind == "seconds" and number <= 0:
+            raise SettingError(f"{name}: should be greater than 0, got {shown}")
+        if number < 0:
+            raise SettingError(f"{name}: should be greater than or equal to 0, got {shown}")
+        if maximum is not None and number > maximum:
+            raise SettingError(f"{name}: should be less than or equal to {maximum:g}, got {shown}")
+        return number
+    if kind == "image":
+        error = image_ref_error(value) if isinstance(value, str) else "expected an image"
+        if error:
+            raise SettingError(f"{name}: {error}")
+        return value
+    if kind == "images":
+        images = tuple(dict.fromkeys(_strings(value, name)))
+        for image in images:
+            error = image_ref_error(image)
+            if error:
+                raise SettingError(f"{name}: {error}")
+        return images
+    if kind == "ids":
+        return frozenset(_strings(value, name))
+    if kind == "flag":
+        return bool(value)
+    if value is not None and (not isinstance(value, str) or not value or "\0" in value):
+        raise SettingError(f"{name}: expected a path, got {value!r}")
+    return value
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _strings(value: Any, name: str) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise SettingError(f"{name}: expected a list of strings, got {value!r}")
+    items = list(value)
+    if not all(isinstance(item, str) for item in items):
+        raise SettingError(f"{name}: expected a list of strings, got {items!r}")
+    return items

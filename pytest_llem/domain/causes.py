@@ -23,6 +23,7 @@ Cause = Literal[
     "image_not_found",
     "registry_unreachable",
     "container_command_not_found",
+    "container_name_conflict",
     "probe_timeout",
     "gpu_count_mismatch",
     "unsafe_run_file",

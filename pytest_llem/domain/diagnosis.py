@@ -14,15 +14,18 @@ How a text is read:
    the engine's runtime and device setup, the NVIDIA hook / driver, NVML inside the
    container, and last the "command not found" family (whose command decides between
    ``docker_cli_missing``, ``toolkit_missing``, ``toolkit_hook_missing`` and
-   ``container_command_not_found``).
-5. With no rule matching, the exit status decides: 0/None ``ok``, 127 with no output
-   ``docker_cli_missing``, 126/127 ``container_command_not_found``, anything else ``unknown``.
+   ``container_command_not_found``). Each alternative of a rule carries the literals that
+   every match contains (``_anchors``): its regular expression runs only where they occur.
+5. With no rule matching, the exit status decides: 127 with no output ``docker_cli_missing``,
+   126/127 ``container_command_not_found``. Then the one rule for ``ok`` (``_shows_error``):
+   an output with a line that reads as an error is never ``ok``, whatever the exit status;
+   it is ``unknown``, its text kept. Otherwise 0/None ``ok``, anything else ``unknown``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,25 +54,98 @@ _LINE_CONTEXT = 1000  # characters of a matched line kept on each side of the ma
 _V = r"\d+(?:\.\d+)+"
 
 
+def _alternatives(table: str) -> list[str]:
+    """The lower-case alternatives of a table, one per line. A space stands for any run of
+    white space: reporters and wrappers break lines anywhere."""
+    lines = [line.strip() for line in table.strip().splitlines() if line.strip()]
+    return [line.replace(" ", r"\s+") for line in lines]
+
+
 def _rx(table: str) -> re.Pattern[str]:
-    """One pattern from a table of lower-case alternatives, one per line. A space stands for
-    any run of white space: reporters and wrappers break lines anywhere."""
-    alternatives = [line.strip() for line in table.strip().splitlines() if line.strip()]
-    blank = r"\s+"
-    return re.compile("|".join(f"(?:{a.replace(' ', blank)})" for a in alternatives), re.M)
+    return re.compile("|".join(f"(?:{a})" for a in _alternatives(table)), re.M)
+
+
+def _skip_group(pattern: str, i: int) -> int:
+    """The index just after the group ``(...)`` or class ``[...]`` that opens at ``i``."""
+    depth = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "[":
+            i += 2 if pattern[i + 1 : i + 2] == "^" else 1
+            i += 1  # a "]" right after "[" or "[^" is a member
+            while i < len(pattern) and pattern[i] != "]":
+                i += 2 if pattern[i] == "\\" else 1
+            i += 1
+            if depth == 0:
+                return i
+            continue
+        if c == "\\":
+            i += 1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return i
+
+
+_QUANTIFIER = re.compile(r"(?:[?*+]|\{\d*(?:,\d*)?\})[?+]?")
+
+
+def _anchors(pattern: str) -> tuple[str, ...]:
+    """The literal runs (of 3 characters or more) that every match of ``pattern`` contains,
+    longest first; none when unsure.
+
+    Groups, classes and escapes such as ``\\s`` end a run; a character made optional by
+    ``?``, ``*`` or ``{0,n}`` is dropped, one repeated by ``+`` or ``{n,m}`` ends its run."""
+    runs, run, i = [], "", 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "|":
+            return ()
+        if c in "([":
+            i, piece = _skip_group(pattern, i), ""
+        elif c == "\\":
+            piece = "" if pattern[i + 1 : i + 2].isalnum() else pattern[i + 1 : i + 2]
+            i += 2
+        else:
+            piece = "" if c in ".^$" else c
+            i += 1
+        quantifier = _QUANTIFIER.match(pattern, i)
+        q = quantifier.group(0) if quantifier else ""
+        i = quantifier.end() if quantifier else i
+        optional = q[:1] in ("?", "*") or q.startswith(("{0", "{,"))
+        if piece and not optional:
+            run += piece
+        if not piece or q:
+            runs.append(run)
+            run = ""
+    runs.append(run)
+    return tuple(sorted({r for r in runs if len(r) >= 3}, key=len, reverse=True))
+
+
+@dataclass(frozen=True)
+class _Alternative:
+    anchors: tuple[str, ...]
+    pattern: re.Pattern[str]
 
 
 @dataclass(frozen=True)
 class _Rule:
     cause: str
     speaker: str
-    pattern: re.Pattern[str]
+    alternatives: tuple[_Alternative, ...]
     near: re.Pattern[str] | None = None
     """Must also occur on the matched line or the one before it."""
 
 
 def _rule(cause: str, speaker: str, table: str, near: str = "") -> _Rule:
-    return _Rule(cause, speaker, _rx(table), _rx(near) if near else None)
+    alternatives = tuple(
+        _Alternative(_anchors(a), re.compile(a, re.M)) for a in _alternatives(table)
+    )
+    return _Rule(cause, speaker, alternatives, _rx(near) if near else None)
 
 
 _COMMAND = "<command>"  # routed by the command that was not found (see _route)
@@ -99,7 +175,7 @@ _RULES: tuple[_Rule, ...] = (
     # -- the docker CLI talking to its daemon
     _rule("daemon_permission_denied", "docker-cli", r"""
         permission denied while trying to connect to the (?:docker|podman)
-        dial unix [^\s:]{0,200}?(?:docker|podman)[^\s:]{0,200}: connect: permission denied
+        dial unix [^\s:]{0,99}?(?:docker|podman|containerd)[^\s:]{0,99}: connect: permission denied
     """),
     _rule("daemon_unreachable", "docker-cli", r"""
         cannot connect to the docker daemon
@@ -107,12 +183,24 @@ _RULES: tuple[_Rule, ...] = (
         failed to connect to the docker api
         error during connect
         docker daemon is not running
-        dial unix [^\s:]{0,200}?(?:docker|podman)[^\s:]{0,200}: connect: no such file
-        dial unix [^\s:]{0,200}?(?:docker|podman)[^\s:]{0,200}: connect: connection refused
+        dial unix [^\s:]{0,99}?(?:docker|podman|containerd)[^\s:]{0,99}: connect: no such file
+        dial unix [^\s:]{0,99}?(?:docker|podman|containerd)[^\s:]{0,99}: connect: connection refused
         cannot connect to podman
         unable to connect to podman
-        context "[^"\n]+" (?:does not exist|is not found|not found)
-        open //\./pipe/docker\w*: the system cannot find
+        context "[^"\n]+":? (?:context )?(?:does not exist|is not found|not found)
+        unable to resolve docker endpoint
+        "[^"\n]+" service destination not found
+        error: failed to connect: (?:dial (?:tcp|unix)|ssh:)
+        failed to dial "[^"\n]+\.sock"
+        open //\./pipe/(?:docker|podman)[\w-]*: the system cannot find
+        request returned (?:\d+ )?internal server error for api route and version
+        (?:get|head|post) "?https?://[^\s"]{1,200}/(?:v1\.\d+/|_ping)\S{0,200}?: dial (?:tcp|unix)
+    """),
+    _rule("container_name_conflict", "daemon", r"""
+        the container name "[^"\n]+" is already in use
+        name \S+ already in use, cannot rename container
+        that name is already in use
+        \b(?:container|snapshot) "[^"\n]+": already exists
     """),
     # -- the registry / pull path (image references are masked before this runs)
     _rule("image_not_found", "registry", r"""
@@ -165,10 +253,14 @@ _RULES: tuple[_Rule, ...] = (
         unresolvable cdi devices
         (?:setting up|injecting|inject) cdi devices
         cdi device injection failed
+        failed to inject devices
+        failed to stat cdi host device
+        \b[\w.-]+\.[a-z]+/[\w.-]+=[\w:.-]+ is not an absolute path
         failed to (?:refresh|create|initialize) cdi (?:registry|cache)
         unknown cdi device
         error mounting "?/\S{0,200}?lib\w{0,40}?(?:cuda|nvidia)[\w-]*\.so\.\d
         cannot stat `?/\S{0,200}?lib\w{0,40}?(?:cuda|nvidia)[\w-]*\.so\.\d
+        error stat'ing file `?/\S{0,200}?lib\w{0,40}?(?:cuda|nvidia)[\w-]*\.so\.\d
     """),
     _rule("nvidia_runtime_unknown", "daemon", r"""
         unknown or invalid runtime name:? "?nvidia
@@ -176,6 +268,8 @@ _RULES: tuple[_Rule, ...] = (
         no runtime for "?nvidia
         no valid executable found for oci runtime "?nvidia
         oci runtime "?nvidia"?[^\n]{0,200}not found
+        runtime "[^"\n]*nvidia[^"\n]*" binary not installed
+        runtimeclass "?nvidia"? not found
     """),
     _rule("gpu_driver_not_configured", "daemon", r"""
         could not select device driver
@@ -189,6 +283,8 @@ _RULES: tuple[_Rule, ...] = (
         fork/exec \S{0,200}?nvidia-container-(?:runtime-hook|toolkit|cli|runtime): no such file
         nvidia-container-cli: error while loading shared libraries
         error executing hook `[^`\n]*nvidia[^`\n]*` \(exit code: 127\)
+        ldcache error: open failed: \S*ldconfig
+        ldcache error: process \S*ldconfig\S* failed
     """),
     # -- nvidia-container-cli (the hook) and the driver
     _rule("cgroup_device_setup_failed", "nvidia-container-cli", r"""
@@ -211,6 +307,7 @@ _RULES: tuple[_Rule, ...] = (
         load library failed: lib(?:nvidia-ml|cuda)\.so
         lib(?:nvidia-ml|cuda)\.so(?:\.1)?: cannot open shared object file
         couldn't find libnvidia-ml\.so
+        could not load nvml library
         nvml shared library not found
         error_library_not_found
         initialization error: driver error
@@ -237,6 +334,8 @@ _RULES: tuple[_Rule, ...] = (
         gpu is lost
         device error: [^\n]{0,200}unknown device
         cuda_error_no_device
+        insufficient nvidia\.com/gpu
+        no devices found\. waiting indefinitely
     """),
     # -- a command that does not exist: group "cmd" names it
     _rule(_COMMAND, "oci-runtime", r'exec: "(?P<cmd>[^"\n]+)": executable file not found'),
@@ -271,36 +370,64 @@ _TOOLKIT_COMMANDS = frozenset({"nvidia-ctk", "nvidia-docker", "nvidia-docker2"})
 
 # -- facts ----------------------------------------------------------------------------------
 
-_FACTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (key, re.compile(pattern, re.I | re.M))
+
+@dataclass(frozen=True)
+class _Pattern:
+    """A regular expression over lower-case text, run only where its anchor occurs."""
+
+    pattern: re.Pattern[str]
+    anchors: tuple[str, ...]
+
+    @classmethod
+    def of(cls, pattern: str) -> _Pattern:
+        return cls(re.compile(pattern, re.M), _anchors(pattern))
+
+    def finditer(self, low: str) -> Iterator[re.Match[str]]:
+        present = all(anchor in low for anchor in self.anchors)
+        return self.pattern.finditer(low) if present else iter(())
+
+    def search(self, low: str) -> re.Match[str] | None:
+        present = all(anchor in low for anchor in self.anchors)
+        return self.pattern.search(low) if present else None
+
+
+# Every version a text names; matched on the lower-cased text.
+_FACTS: tuple[tuple[str, _Pattern], ...] = tuple(
+    (key, _Pattern.of(pattern))
     for key, pattern in (
-        ("driver_version", rf"Driver\s+Version\s*:\s*({_V})"),
-        ("driver_version", rf"NVRM\s+version:\s*({_V})"),
+        ("driver_version", rf"driver\s+version\s*:\s*({_V})"),
+        ("driver_version", rf"nvrm\s+version:\s*({_V})"),
         ("driver_version", rf"this\s+kernel\s+module\s+has\s+the\s+version\s+\"?({_V})"),
-        ("driver_version", rf"Kernel\s+Module\s+({_V})"),
-        ("cuda_version", rf"CUDA\s+Version\s*:\s*({_V})"),
+        ("driver_version", rf"kernel\s+module\s+({_V})"),
+        ("cuda_version", rf"cuda\s+version\s*:\s*({_V})"),
         ("required_cuda", rf"unsatisfied\s+condition:\s*cuda\s*>=?\s*({_V})"),
         ("required_driver", r"unsatisfied\s+condition:\s*driver\s*>=?\s*(\d+(?:\.\d+)*)"),
         ("required_arch", rf"unsatisfied\s+condition:\s*arch\s*>=?\s*({_V})"),
         ("required_brand", r"unsatisfied\s+condition:\s*brand\s*==?\s*(\w+)"),
-        ("nvml_library_version", rf"NVML\s+library\s+version:\s*({_V})"),
+        ("nvml_library_version", rf"nvml\s+library\s+version:\s*({_V})"),
         ("nvml_library_version", rf"the\s+client\s+has\s+the\s+version\s+\"?({_V})"),
-        ("nvidia_smi_version", rf"NVIDIA-SMI\s+(?:version\s*:\s*)?({_V})"),
-        ("nvidia_ctk_version", rf"NVIDIA\s+Container\s+Toolkit\s+CLI\s+version\s+({_V})"),
+        ("library_version", r"/lib[\w-]+\.so\.(\d+\.\d+(?:\.\d+)*)"),
+        ("nvidia_smi_version", rf"nvidia-smi\s+(?:version\s*:\s*)?({_V})"),
+        ("nvidia_ctk_version", rf"nvidia\s+container\s+toolkit\s+cli\s+version\s+({_V})"),
         (
             "nvidia_container_cli_version",
             rf"^(?:cli-)?version:\s*({_V})\s*\n(?:lib-version:[^\n]*\n)?build\s+date:",
         ),
-        ("docker_version", rf"Docker\s+version\s+({_V})"),
-        ("docker_server_version", rf"Server\s+Version:\s*({_V})"),
+        ("docker_version", rf"docker\s+version\s+({_V})"),
+        ("docker_version", rf"^client:[^\n]*\n(?:[^\n]*\n){{0,3}}?[ \t]*version:[ \t]*({_V})"),
+        ("docker_server_version", rf"server\s+version:\s*({_V})"),
+        ("docker_api_version", r"api\s+version:\s*(1\.\d+)"),
+        ("docker_api_version", r"/v(1\.\d+)/"),
+        ("required_docker_version", rf"docker\s+({_V})\s+or\s+later"),
+        ("podman_version", rf"/v({_V})/libpod/"),
     )
 )
 # PyTorch: "The NVIDIA driver on your system is too old (found version 11040)".
-_TORCH_CUDA = re.compile(r"driver on your system is too old \(found version (\d{4,6})\)", re.I)
+_TORCH_CUDA = _Pattern.of(r"driver on your system is too old \(found version (\d{4,6})\)")
 
 _IMAGE_CHARS = r"[\w][\w./:@+-]*"
-_IMAGES: tuple[re.Pattern[str], ...] = tuple(
-    re.compile(p, re.I)
+_IMAGES: tuple[_Pattern, ...] = tuple(
+    _Pattern.of(p)
     for p in (
         rf"unable to find image '({_IMAGE_CHARS})' locally",
         rf"pull access denied for ({_IMAGE_CHARS})",
@@ -313,11 +440,11 @@ _IMAGES: tuple[re.Pattern[str], ...] = tuple(
         rf"trying to pull ({_IMAGE_CHARS})\.\.\.",
         rf"initializing source docker://({_IMAGE_CHARS}): ",
         rf"(?:^|\s)({_IMAGE_CHARS}): image not known",
-        rf"\bimage ({_IMAGE_CHARS}) not found",
+        rf"\bimage \"?({_IMAGE_CHARS})\"?:? not found",
         rf"\brepository ({_IMAGE_CHARS}) not found",
     )
 )
-_PULLING_FROM = re.compile(r"^([\w][\w.-]*): Pulling from ([\w][\w./:-]*)", re.M)
+_PULLING_FROM = _Pattern.of(r"^([\w][\w.-]*): pulling from ([\w][\w./:-]*)")
 
 _ENDPOINT = re.compile(r"(?:unix|tcp|ssh|npipe|fd)://[^\s\"',]+")
 _REGISTRY_HOST = re.compile(
@@ -334,8 +461,9 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 _ESCAPED_QUOTE = re.compile(r'(?<!\\)\\+"')
 _ESCAPED_NEWLINE = re.compile(r"(?<!\\)\\+[nr]")
 _ESCAPED_TAB = re.compile(r"(?<!\\)\\+t")
-_BLANKS = re.compile(r"[ \t\f\v\u00a0]+")
-_TYPOGRAPHIC = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
+_BLANKS = re.compile(r"[ \t\f\v\u00a0]{2,}|[\t\f\v\u00a0]")  # a single space stays
+_TYPOGRAPHIC_QUOTES = "“”‘’"
+_TYPOGRAPHIC = str.maketrans(dict(zip(_TYPOGRAPHIC_QUOTES, "\"\"''", strict=True)))
 
 
 def _window(text: str) -> str:
@@ -345,13 +473,18 @@ def _window(text: str) -> str:
 
 
 def _normalise(text: str) -> str:
-    text = _ANSI.sub("", text).translate(_TYPOGRAPHIC)
+    if "\x1b" in text:
+        text = _ANSI.sub("", text)
+    if any(quote in text for quote in _TYPOGRAPHIC_QUOTES):
+        text = text.translate(_TYPOGRAPHIC)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if "\\" in text:
         text = _ESCAPED_QUOTE.sub('"', text)
         text = _ESCAPED_NEWLINE.sub("\n", text)
         text = _ESCAPED_TAB.sub(" ", text)
-    return _BLANKS.sub(" ", text)
+    if "  " in text or any(blank in text for blank in "\t\f\v\u00a0"):
+        text = _BLANKS.sub(" ", text)
+    return text
 
 
 def _lower(text: str) -> str:
@@ -365,18 +498,18 @@ def _lower(text: str) -> str:
 _IMAGE_HINTS = ("image", "pull", "manifest", "reference", "repository", "docker://", "solve")
 
 
-def _images(text: str) -> list[str]:
+def _images(text: str, low: str) -> list[str]:
+    """Image references, spelt as in ``text`` (``low`` is its lower-cased twin)."""
     found: list[str] = []
-    low = text.lower()
     if not any(hint in low for hint in _IMAGE_HINTS):
         return found
     for pattern in _IMAGES:
-        for m in pattern.finditer(text):
-            image = m.group(1).rstrip(".,:;'\"")
+        for m in pattern.finditer(low):
+            image = text[m.start(1) : m.end(1)].rstrip(".,:;'\"")
             if image and image not in found:
                 found.append(image)
-    for m in _PULLING_FROM.finditer(text):
-        image = f"{m.group(2)}:{m.group(1)}"
+    for m in _PULLING_FROM.finditer(low):
+        image = f"{text[m.start(2) : m.end(2)]}:{text[m.start(1) : m.end(1)]}"
         if image not in found:
             found.append(image)
     return found
@@ -394,14 +527,14 @@ def _mask(text: str, images: list[str]) -> str:
     return text
 
 
-def _facts(text: str) -> dict[str, Any]:
+def _facts(low: str) -> dict[str, Any]:
     facts: dict[str, Any] = {}
     for key, pattern in _FACTS:
         if key not in facts:
-            m = pattern.search(text)
+            m = pattern.search(low)
             if m:
                 facts[key] = m.group(1)
-    torch = _TORCH_CUDA.search(text)
+    torch = _TORCH_CUDA.search(low)
     if torch and "cuda_version" not in facts:
         number = int(torch.group(1))
         facts["cuda_version"] = f"{number // 1000}.{number % 1000 // 10}"
@@ -440,17 +573,45 @@ class _Hit:
 
 
 def _match(low: str) -> _Hit | None:
+    present: dict[str, bool] = {}  # anchor -> occurs in low (anchors repeat across rules)
     for rule in _RULES:
-        for m in rule.pattern.finditer(low):
-            if rule.near is not None:
-                begin, stop = _line_at(low, m.start(), m.end())
-                before = low.rfind("\n", 0, max(begin - 1, 0)) + 1 if begin else begin
-                if not rule.near.search(low, before, stop):
-                    continue
-            if rule.cause != _COMMAND:
-                return _Hit(rule.cause, rule.speaker, m.start(), m.end())
-            cause = _route(m.group("cmd"), low, m.start())
-            return _Hit(cause, rule.speaker, m.start(), m.end(), m.start("cmd"), m.end("cmd"))
+        best: tuple[int, re.Match[str]] | None = None
+        for alternative in rule.alternatives:
+            if not _has_all(alternative.anchors, low, present):
+                continue
+            m = _first_valid(alternative.pattern, rule.near, low)
+            if m is not None and (best is None or m.start() < best[0]):
+                best = (m.start(), m)
+        if best is None:
+            continue
+        m = best[1]
+        if rule.cause != _COMMAND:
+            return _Hit(rule.cause, rule.speaker, m.start(), m.end())
+        cause = _route(m.group("cmd"), low, m.start())
+        return _Hit(cause, rule.speaker, m.start(), m.end(), m.start("cmd"), m.end("cmd"))
+    return None
+
+
+def _has_all(anchors: tuple[str, ...], low: str, present: dict[str, bool]) -> bool:
+    for anchor in anchors:
+        if anchor not in present:
+            present[anchor] = anchor in low
+        if not present[anchor]:
+            return False
+    return True
+
+
+def _first_valid(
+    pattern: re.Pattern[str], near: re.Pattern[str] | None, low: str
+) -> re.Match[str] | None:
+    """The first match of ``pattern`` that has ``near`` on its line or the line before."""
+    for m in pattern.finditer(low):
+        if near is None:
+            return m
+        begin, stop = _line_at(low, m.start(), m.end())
+        before = low.rfind("\n", 0, max(begin - 1, 0)) + 1 if begin else begin
+        if near.search(low, before, stop):
+            return m
     return None
 
 
@@ -508,23 +669,60 @@ def _explain_cli_missing(c: _Context) -> tuple[str, str, str]:
     return ("Docker not found on PATH", *R.remedy("docker_cli_missing"))
 
 
+_DIAL_REASONS = (
+    ("connection refused", ": connection refused"),
+    ("i/o timeout", ": connection timed out"),
+    ("timed out", ": connection timed out"),
+    ("no such host", ": host name not found"),
+    ("no such file", ": no socket there"),
+)
+
+
 def _explain_unreachable(c: _Context) -> tuple[str, str, str]:
     fix, url = R.remedy("daemon_unreachable")
     endpoint = c.details.get("endpoint")
     where = f" at {endpoint}" if endpoint else ""
     low = c.line.lower()
+    if "service destination not found" in low:
+        return (
+            f"The Podman connection does not exist: {c.inner}",
+            "List the connections with `podman system connection list` and pick one "
+            "(`podman system connection default NAME`), or unset CONTAINER_CONNECTION",
+            R.PODMAN_CONNECTION_URL,
+        )
     if "context" in low and ("does not exist" in low or "not found" in low):
         return (
             f"The current docker context does not exist: {c.inner}",
             "Select an existing context: `docker context ls`, then `docker context use default`",
             R.DOCKER_CONTEXT_URL,
         )
+    if "resolve docker endpoint" in low:
+        return (
+            f"The Docker endpoint cannot be set up: {c.inner}",
+            "Check DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH (ca.pem, cert.pem and "
+            "key.pem of a TLS daemon), or the endpoint of the current context",
+            R.DOCKER_REMOTE_TLS_URL,
+        )
+    if "containerd" in low and "docker" not in low:
+        return (
+            f"Cannot connect to containerd{where}",
+            "Start containerd (sudo systemctl start containerd) or point --address at its socket",
+            R.CONTAINERD_URL,
+        )
+    reason = next((r for word, r in _DIAL_REASONS if word in low), "")
+    if "podman" in c.text.lower() or low.startswith("error: failed to connect"):
+        return (
+            f"Cannot connect to the Podman service{where}{reason}",
+            "Start it (systemctl --user start podman.socket, or podman machine start), or "
+            "check the connection with `podman system connection list`",
+            R.PODMAN_CONNECTION_URL,
+        )
     if "ssh" in low or str(endpoint).startswith("ssh://"):
         fix = (
             "Check `ssh HOST docker version` works without a prompt and the remote Docker is "
             "18.09 or newer, or point DOCKER_HOST at a running daemon"
         )
-    return f"Cannot connect to the Docker daemon{where}", fix, url
+    return f"Cannot connect to the Docker daemon{where}{reason}", fix, url
 
 
 def _explain_permission(c: _Context) -> tuple[str, str, str]:
@@ -557,6 +755,17 @@ def _explain_hook_missing(c: _Context) -> tuple[str, str, str]:
     )
     if "error while loading shared libraries" in c.line:
         binary = "libnvidia-container"
+    ldconfig = re.search(r"ldcache error: \w+(?: failed:)? (\S*ldconfig\S*)", c.line, re.I)
+    if ldconfig:
+        c.details.setdefault("binary", ldconfig.group(1))
+        return (
+            f"The NVIDIA hook cannot run {ldconfig.group(1)}: the toolkit's ldconfig path does "
+            "not fit this host (a distribution other than the package's, or Docker from snap)",
+            'Set ldconfig = "@/sbin/ldconfig" (the host\'s ldconfig) in '
+            "/etc/nvidia-container-runtime/config.toml, or reinstall the toolkit packages "
+            "built for this distribution",
+            R.TOOLKIT_INSTALL_URL,
+        )
     c.details.setdefault("binary", binary)
     return (
         f"The NVIDIA Container Toolkit is incomplete: {binary} is missing",
@@ -790,6 +999,37 @@ def _explain_registry(c: _Context) -> tuple[str, str, str]:
     return f"Cannot reach the registry{where}{target}: {reason}", fix, url
 
 
+_CONFLICT_NAME = re.compile(
+    r'container name "/?([^"\n]+)"|name (\S+) already in use|(?:container|snapshot) "([^"\n]+)"'
+)
+_CONFLICT_ID = re.compile(r"in use by (?:container )?\"?([0-9a-f]{12,64})\b")
+
+
+def _explain_conflict(c: _Context) -> tuple[str, str, str]:
+    fix, url = R.remedy("container_name_conflict")
+    name = _CONFLICT_NAME.search(c.line)
+    holder = _CONFLICT_ID.search(c.line)
+    if holder:
+        c.details.setdefault("container_id", holder.group(1))
+    if name is None:
+        return "A container of that name exists already", fix, url
+    container = next(g for g in name.groups() if g)
+    c.details.setdefault("container_name", container)
+    low = c.text.lower()
+    tool = "podman" if "podman" in low or "container storage" in low else "docker"
+    if c.line.lower().startswith("ctr:"):
+        remove = f"ctr containers rm {container}; ctr snapshots rm {container}"
+    else:
+        remove = f"{tool} rm -f {container}"
+    held = f" (container {holder.group(1)[:12]})" if holder else ""
+    return (
+        f"The container name {container} is in use already{held}: a container left from an "
+        "earlier run",
+        f"{remove} (removes that container), or choose another name",
+        url,
+    )
+
+
 def _explain_command(c: _Context) -> tuple[str, str, str]:
     fix, url = R.remedy("container_command_not_found")
     command = c.command or "the command"
@@ -835,17 +1075,76 @@ _EXPLAIN: dict[str, Callable[[_Context], tuple[str, str, str]]] = {
     "image_not_found": _explain_image,
     "registry_unreachable": _explain_registry,
     "container_command_not_found": _explain_command,
+    "container_name_conflict": _explain_conflict,
     "unknown": _explain_unknown,
 }
 
-_ERROR_WORDS = re.compile(r"error|fail|denied|cannot|unable|not found|invalid|refused", re.I)
+# -- the one rule for "ok" -----------------------------------------------------------------
+# An output shows a failure when one of its lines reads as an error; such an output is never
+# "ok", whatever the exit status. The words of an error (on lower-cased text):
+_ERROR_WORDS = re.compile(  # grouped by first letter: scanned fast
+    r"\be(?:rrors?\b|rro\[|xit(?:ed)? (?:with )?(?:status|code)\b)"
+    r"|\bf(?:ail(?:s|ed|ure|ing)?|atal)\b|\bpanic:|\bc(?:ould ?n[o']t|annot|an't)\b|core dumped"
+    r"|\bunable\b|\bunsatisfied\b"
+    r"|\bunknown (?:command|flag|shorthand flag|option)\b"
+    r"|\bno(?:t (?:found|permitted|recognized|installed|loaded)\b|n-zero exit| such\b)"
+    r"|\bdenied\b|\brefused\b|\btimed out\b|i/o timeout|deadline exceeded|\binvalid\b|\bmismatch\b"
+    r"|\bis not (?:running\b|a (?:docker|podman) command)|traceback \(most recent call last\)"
+    r"|segmentation fault|\breturned non-zero"
+)
+# Lines with such words that are no error: labelled warnings and log lines, table cells, the
+# counters of `nvidia-smi -q` ("Correctable Error : 0", "ECC Errors"), Docker's notes on a
+# pull, and the warning that NVIDIA documents as cosmetic.
+_BENIGN_LINE = re.compile(  # matched at the start of a line
+    r"\s*(?:warn(?:ing)?\b|(?:warn|info|debu|trac)\[|[iw]\d{4} )"
+    r"|[^\n]*?\blevel=(?:warn(?:ing)?|info|debug|trace)\b"
+    r"|\s*\|[^\n]*\|\s*$"
+    r"|\s+[a-z][\w .()/-]*?\s(?:errors?|failures?)(?:\s[\w .()/-]*)?:\s*(?:[\d.]+|n/a|\[n/a\]"
+    r"|none|yes|no|enabled|disabled|(?:not )?active|\[?not supported\]?)\s*$"
+    r"|\s+[a-z][a-z ]*\berrors\s*$"
+    r"|groups: cannot find name for group id \d+\s*$"
+    r"|unable to find image '[^'\n]*' locally\s*$|[\w][\w.-]*: pulling from \S+\s*$"
+)
+_BENIGN_MAX = 500  # a longer line is never benign
+
+
+# The same words without "\b": a pattern of plain alternatives scans fast (by first letter).
+_ERROR_HINT = re.compile(_ERROR_WORDS.pattern.replace(r"\b", ""))
+
+
+def _error_lines(low: str) -> Iterator[tuple[int, int]]:
+    """Where the lines of ``low`` (lower-cased text) that read as an error are, in order."""
+    judged = -1
+    for m in _ERROR_HINT.finditer(low):
+        if m.start() <= judged:
+            continue  # a line is judged once
+        begin, end = _line_at(low, m.start(), m.end())
+        judged = end
+        if not _ERROR_WORDS.search(low, m.start(), end):
+            continue
+        if end - begin > _BENIGN_MAX or not _BENIGN_LINE.match(low, begin, end):
+            yield begin, end
+
+
+def _shows_error(output: str, low: str) -> bool:
+    """Whether any line reads as an error: in the classified window (``low``) or, for a long
+    output, in the middle that the window leaves out."""
+    if next(_error_lines(low), None) is not None:
+        return True
+    middle = output[_HEAD:-_TAIL] if len(output) > _HEAD + _TAIL else ""
+    return next(_error_lines(_lower(middle)), None) is not None
 
 
 def _summary(text: str) -> str:
+    """The line that says what failed: the last error line, else the last line."""
+    for start in (max(len(text) - _QUERY_TAIL, 0), 0):  # the tail first: errors come last
+        last = None
+        for found in _error_lines(_lower(text[start:])):
+            last = found
+        if last is not None:
+            return _one_line(text[start + last[0] : start + last[1]], 200)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if _ERROR_WORDS.search(line)]
-    pick = errors[-1] if errors else (lines[-1] if lines else "")
-    return _one_line(pick, 200)
+    return _one_line(lines[-1] if lines else "", 200)
 
 
 # -- the classifier -------------------------------------------------------------------------
@@ -866,12 +1165,14 @@ def diagnose(output: str, returncode: int | None = None) -> Diagnosis:
 
     text = _window(output)
     norm = _normalise(text)
-    images = _images(norm)
+    low = _lower(norm)
+    images = _images(norm, low)
     masked = _mask(norm, images)
-    details = _facts(masked)
+    low = _lower(masked)
+    details = _facts(low)
     if images:
         details["image"] = images[0]
-    hit = _match(_lower(masked))
+    hit = _match(low)
 
     line = inner = command = ""
     if hit is not None:
@@ -888,7 +1189,7 @@ def diagnose(output: str, returncode: int | None = None) -> Diagnosis:
         cause = "docker_cli_missing"
     elif returncode in (126, 127):
         cause = "container_command_not_found"
-    elif returncode in (0, None):
+    elif returncode in (0, None) and not _shows_error(output, low):
         cause = "ok"
     else:
         cause = "unknown"
@@ -898,12 +1199,25 @@ def diagnose(output: str, returncode: int | None = None) -> Diagnosis:
         details["endpoint"] = endpoint.group(0).rstrip(".:;")
 
     if cause == "ok":
-        return _ok(output[:_PARSE_MAX], details)
+        return _ok(_smi_text(output, low), details)
     if cause == "unknown":
         details["output"] = _clip_output(output)
     context = _Context(norm, line, inner, details, returncode, command)
     message, fix, url = _EXPLAIN[cause](context)
     return Diagnosis(cause, _one_line(message, 400), fix, url, details)
+
+
+_SMI_MARKS = ("nvsmi log", "attached gpus", "nvidia-smi", "nvrm version", "(uuid: gpu-")
+_QUERY_TAIL = 4 * 1024  # a --query-gpu CSV (the probe's answer) is short and comes last
+
+
+def _smi_text(output: str, low: str) -> str:
+    """What an "ok" output's GPUs are read from: all of it when it shows a format of
+    nvidia-smi, else the tail where a --query-gpu answer would be."""
+    if any(mark in low for mark in _SMI_MARKS) or len(output) <= _QUERY_TAIL:
+        return output[:_PARSE_MAX]
+    tail = output[-_QUERY_TAIL:]
+    return tail[tail.find("\n") + 1 :]
 
 
 def _ok(text: str, details: dict[str, Any]) -> Diagnosis:

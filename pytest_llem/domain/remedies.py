@@ -15,6 +15,10 @@ DOCKER_TROUBLESHOOT_URL = "https://docs.docker.com/engine/daemon/troubleshoot/"
 DOCKER_PROXY_URL = "https://docs.docker.com/engine/daemon/proxy/"
 DOCKER_PULL_URL = "https://docs.docker.com/reference/cli/docker/image/pull/"
 DOCKER_CONTEXT_URL = "https://docs.docker.com/engine/manage-resources/contexts/"
+DOCKER_RM_URL = "https://docs.docker.com/reference/cli/docker/container/rm/"
+DOCKER_REMOTE_TLS_URL = "https://docs.docker.com/engine/security/protect-access/"
+PODMAN_CONNECTION_URL = "https://docs.podman.io/en/latest/markdown/podman-system-connection.1.html"
+CONTAINERD_URL = "https://github.com/containerd/containerd/blob/main/docs/getting-started.md"
 TOOLKIT_INSTALL_URL = (
     "https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/install-guide.html"
 )
@@ -120,6 +124,10 @@ _REMEDIES: dict[str, Remedy] = {
     "container_command_not_found": Remedy(
         "Use an image that provides the command, or correct the command",
         TOOLKIT_SPECIALIZED_URL,
+    ),
+    "container_name_conflict": Remedy(
+        "docker rm -f NAME (removes the container left with that name), or choose another name",
+        DOCKER_RM_URL,
     ),
     "probe_timeout": Remedy(
         "Re-run with a longer --llem-timeout; look for a stuck container (`docker ps`) and "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from .text import printable
@@ -54,16 +54,35 @@ class Finding:
 
 @dataclass
 class CheckResult:
-    """What happened to one check item."""
+    """What happened to one check: the one shape from the check's verdict to the report.
 
-    id: str
-    tier: int
-    outcome: Outcome
+    A verdict is made before the check's id and tier are known; `placed` fills them in.
+    """
+
+    id: str = ""
+    tier: int = 0
+    outcome: Outcome = "passed"
     duration_s: float = 0.0
     reason: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     cached: bool = False
     finding: Finding | None = None
+
+    def placed(self, check_id: str, tier: int) -> CheckResult:
+        """This result as check ``check_id`` of ``tier`` reports it."""
+        finding = self.finding
+        if finding is not None:
+            finding = replace(finding, id=check_id, tier=tier)
+        return replace(self, id=check_id, tier=tier, finding=finding)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe (it travels from an xdist worker to the controller)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckResult:
+        finding = data.get("finding")
+        return cls(**{**data, "finding": Finding(**finding) if finding else None})
 
 
 @dataclass
@@ -71,6 +90,7 @@ class Report:
     checks: list[CheckResult] = field(default_factory=list)
     host: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False  # stopped before every check ended: it proves nothing
+    skipped_by: str | None = None  # where a skip of the whole pre-flight came from
 
     @property
     def failures(self) -> list[Finding]:
@@ -84,6 +104,8 @@ class Report:
     def status(self) -> str:
         if self.interrupted:
             return "interrupted"
+        if self.skipped_by:
+            return "skipped"
         if self.failures:
             return "failed"
         return "warning" if self.warnings else "passed"

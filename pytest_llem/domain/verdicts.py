@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .records import HostFacts, ImageFacts, ProbeFacts
 from .remedies import remedy
-from .report import Finding, Outcome
+from .report import CheckResult, Finding
 
 if TYPE_CHECKING:
     from .diagnosis import Diagnosis
@@ -16,34 +15,29 @@ if TYPE_CHECKING:
 DOCKER_INSTALL = ("Install Docker Engine", "https://docs.docker.com/engine/install/")
 
 
-@dataclass(frozen=True)
-class Verdict:
-    outcome: Outcome
-    finding: Finding | None = None
-    reason: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
+Verdict = CheckResult  # a check's result before its id and tier are filled in
 
 
 def passed(reason: str = "", **details: Any) -> Verdict:
-    return Verdict("passed", reason=reason, details=details)
+    return Verdict(outcome="passed", reason=reason, details=details)
 
 
 def not_run(reason: str) -> Verdict:
-    return Verdict("not-run", reason=reason)
+    return Verdict(outcome="not-run", reason=reason)
 
 
 def skipped(reason: str) -> Verdict:
-    return Verdict("skipped", reason=reason)
+    return Verdict(outcome="skipped", reason=reason)
 
 
 def failed(cause: str, message: str, *, fix: str = "", url: str = "", **details: Any) -> Verdict:
-    return Verdict("failed", Finding.of(cause, message, fix, url, details), details=details)
+    finding = Finding.of(cause, message, fix, url, details)
+    return Verdict(outcome="failed", finding=finding, details=details)
 
 
 def warned(cause: str, message: str, *, fix: str = "", url: str = "", **details: Any) -> Verdict:
-    return Verdict(
-        "warning", Finding.of(cause, message, fix, url, details, "warning"), details=details
-    )
+    finding = Finding.of(cause, message, fix, url, details, "warning")
+    return Verdict(outcome="warning", finding=finding, details=details)
 
 
 def _from_diagnosis(d: Diagnosis, message: str, **details: Any) -> Verdict:

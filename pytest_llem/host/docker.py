@@ -8,6 +8,7 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..domain.records import CommandResult, Endpoint, ImageInfo
 from .proc import run, spawn_detached
@@ -39,21 +40,32 @@ def daemon_endpoint(env: Mapping[str, str] | None = None) -> Endpoint:
     context = env.get("DOCKER_CONTEXT")
     source = "DOCKER_CONTEXT"
     if not context:
-        try:
-            data = json.loads((config_dir / "config.json").read_text())
-            context = data.get("currentContext") if isinstance(data, dict) else None
-        except (OSError, ValueError):
-            context = None
+        data = _json_file(config_dir / "config.json")
+        current = data.get("currentContext") if data else None
+        context = current if isinstance(current, str) else None  # damaged: the CLI's default
         source = "docker context"
     if not context or context == "default":
         return Endpoint(DEFAULT_HOST)
     digest = hashlib.sha256(context.encode()).hexdigest()
+    meta = _json_file(config_dir / "contexts" / "meta" / digest / "meta.json")
     try:
-        meta = json.loads((config_dir / "contexts" / "meta" / digest / "meta.json").read_text())
-        host = meta["Endpoints"]["docker"]["Host"]
-    except (OSError, ValueError, KeyError, TypeError):
+        host = meta["Endpoints"]["docker"]["Host"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        host = None
+    if not isinstance(host, str) or not host:
         return Endpoint(DEFAULT_HOST, context=context, source=source)
-    return Endpoint(str(host), context=context, source=source)
+    return Endpoint(host, context=context, source=source)
+
+
+def _json_file(path: Path, limit: int = 1024 * 1024) -> dict[str, Any] | None:
+    """A small JSON object file of the docker CLI's, None when absent, too big or damaged."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(limit + 1)
+        data = json.loads(raw) if len(raw) <= limit else None
+    except (OSError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 VERSION_ARGV = ("docker", "version", "--format", "{{json .}}")
@@ -71,6 +83,19 @@ def docker_version(timeout: float, env: Mapping[str, str] | None = None) -> Comm
 
 def docker_info(timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
     return run(INFO_ARGV, timeout=timeout, env=env)
+
+
+def daemon_id(timeout: float, env: Mapping[str, str] | None = None) -> str:
+    """The engine's ID from `docker info` ("" when it cannot tell)."""
+    result = docker_info(timeout, env)
+    if result.ok:
+        try:
+            data = json.loads(result.stdout)
+        except ValueError:
+            return ""
+        if isinstance(data, dict):
+            return str(data.get("id") or "")
+    return ""
 
 
 def inspect_argv(image: str) -> tuple[str, ...]:

@@ -26,11 +26,13 @@ def toolkit_tools(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return {name: where for name, where in found.items() if where}
 
 
-def toolkit_version(tools: Mapping[str, str], timeout: float) -> str:
+def toolkit_version(
+    tools: Mapping[str, str], timeout: float, env: Mapping[str, str] | None = None
+) -> str:
     """First line of the toolkit's own version output ("" when it cannot tell)."""
     argv = toolkit_version_argv(tools)
     if argv:
-        result = run(argv, timeout=timeout)
+        result = run(argv, timeout=timeout, env=env)
         if result.ok and result.stdout.strip():
             return result.stdout.strip().splitlines()[0]
     return ""
@@ -48,14 +50,14 @@ def toolkit_config_digest(path: Path = TOOLKIT_CONFIG) -> str:
         return ""
 
 
-def nvidia_smi_query(timeout: float) -> CommandResult:
+def nvidia_smi_query(timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
     """`nvidia-smi -q`: driver, CUDA version, and per GPU its name, brand, architecture, UUID."""
-    return run(SMI_ARGV, timeout=timeout)
+    return run(SMI_ARGV, timeout=timeout, env=env)
 
 
-def compute_capabilities(timeout: float) -> list[str]:
+def compute_capabilities(timeout: float, env: Mapping[str, str] | None = None) -> list[str]:
     """Compute capability of each GPU ("9.0"); empty when the driver cannot tell."""
-    result = run(CAPS_ARGV, timeout=timeout)
+    result = run(CAPS_ARGV, timeout=timeout, env=env)
     if not result.ok:
         return []
     values = [line.strip() for line in result.stdout.splitlines() if line.strip()]

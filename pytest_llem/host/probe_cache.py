@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -14,24 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from ..domain.records import CommandResult, HostFacts, ImageFacts, ProbeFacts
-from . import docker, nvidia
+from . import docker
+from .jsonfile import read_trusted_json, write_json
 from .paths import cache_dir
 
 SCHEMA = 1
-
-
-def host_identity() -> dict[str, str]:
-    """Daemon id, toolkit version and the hash of the toolkit's config file."""
-    info = docker.docker_info(timeout=10)
-    daemon_id = ""
-    if info.ok:
-        with contextlib.suppress(ValueError, AttributeError):
-            daemon_id = str(json.loads(info.stdout).get("id") or "")
-    return {
-        "daemon_id": daemon_id,
-        "toolkit_version": nvidia.toolkit_version(nvidia.toolkit_tools(), timeout=10),
-        "toolkit_config": nvidia.toolkit_config_digest(),
-    }
+MAX_CACHE_BYTES = 4 * 1024 * 1024
 
 
 class ProbeCache:
@@ -40,12 +26,12 @@ class ProbeCache:
     def __init__(
         self,
         ttl_s: float,
+        identify: Callable[[], dict[str, str]],
         path: Path | None = None,
-        identify: Callable[[], dict[str, str]] | None = None,
     ) -> None:
         self.ttl_s = ttl_s
         self.path = path or cache_dir() / "probes.json"
-        self._identify = identify or host_identity
+        self._identify = identify
         self._lock = threading.Lock()
         self._identity: dict[str, str] | None = None
 
@@ -71,11 +57,9 @@ class ProbeCache:
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
     def _read(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        """The entries, from a file of this user's that no one else can write (else none)."""
+        data = read_trusted_json(self.path, MAX_CACHE_BYTES)
+        if data is None or data.get("schema") != SCHEMA:
             return {}
         entries = data.get("entries")
         return entries if isinstance(entries, dict) else {}
@@ -103,7 +87,7 @@ class ProbeCache:
             return
         now = time.time()
         with self._lock, contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             entries = {k: v for k, v in self._read().items() if _alive(v, now)}
             entries[key] = {
                 "image": image.image,
@@ -111,14 +95,7 @@ class ProbeCache:
                 "stored": now,
                 "expires": now + self.ttl_s,
             }
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".probes.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w") as handle:
-                    json.dump({"schema": SCHEMA, "entries": entries}, handle)
-                os.replace(tmp, self.path)  # atomic: readers see the old or the new file
-            finally:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+            write_json(self.path, {"schema": SCHEMA, "entries": entries}, mode=0o600)
 
 
 def _alive(entry: Any, now: float) -> bool:

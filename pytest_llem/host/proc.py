@@ -67,6 +67,12 @@ class _Kept:
         )
 
 
+def _environ(env: Mapping[str, str] | None) -> dict[str, str]:
+    """The child's environment as a copy made now: never the process's C environment, which
+    another thread (pytest sets PYTEST_CURRENT_TEST) may change while the child is forked."""
+    return dict(os.environ if env is None else env)
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -86,7 +92,7 @@ def run(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=None if env is None else dict(env),
+            env=_environ(env),
             start_new_session=True,
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
@@ -123,7 +129,7 @@ def spawn_detached(argv: Sequence[str], *, env: Mapping[str, str] | None = None)
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env=None if env is None else dict(env),
+            env=_environ(env),
             start_new_session=True,
         )
     except OSError:

@@ -11,69 +11,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
+from ..signals import shielded
 from . import docker, runfiles
 from .proc import wait_process
 
 TAIL_BYTES = 64 * 1024
 STOP_GRACE_S = 10.0
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the main thread is, so it unwinds like Ctrl-C."""
-
-
-@dataclass
-class Signals:
-    """The SIGTERM seen inside ``sigterm_interrupts()`` (code that turns a KeyboardInterrupt
-    into its own exception, as pytest does, loses the kind)."""
-
-    received: int | None = None
-
-    def exit_status(self, exc: BaseException) -> int:
-        """128 + the signal: 143 for SIGTERM, 130 for Ctrl-C."""
-        terminated = self.received is not None or isinstance(exc, Terminated)
-        return 128 + int(signal.SIGTERM if terminated else signal.SIGINT)
-
-
-@contextmanager
-def sigterm_interrupts() -> Iterator[Signals]:
-    """Within the block, SIGTERM raises ``Terminated`` (main thread only; elsewhere a no-op)."""
-    seen = Signals()
-    if threading.current_thread() is not threading.main_thread():
-        yield seen
-        return
-
-    def raise_terminated(signum: int, frame: FrameType | None) -> None:
-        seen.received = signum
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
-    try:
-        yield seen
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
-def _shielded() -> Iterator[None]:
-    """Ignore further Ctrl-C / SIGTERM while a stopped workload is cleaned up."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in saved.items():
-            signal.signal(s, handler)
 
 
 @dataclass(frozen=True)
@@ -123,7 +72,7 @@ def _run(
             proc = subprocess.Popen(
                 list(argv),
                 cwd=cwd,
-                env=None if env is None else dict(env),
+                env=dict(os.environ if env is None else env),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -137,7 +86,7 @@ def _run(
         try:
             returncode = wait_process(proc)
         except BaseException:
-            with _shielded():
+            with shielded():
                 stop(proc)
             raise
         # The tail of the file written, never of what has the log's name by now.

@@ -9,11 +9,10 @@ import difflib
 import json
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -22,18 +21,15 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    create_model,
     model_validator,
 )
 
-from ..defaults import (
-    DEFAULT_CACHE_S,
-    DEFAULT_PROBE_IMAGE,
-    DEFAULT_PROBE_TIMEOUT_S,
-    DEFAULT_PULL_TIMEOUT_S,
-)
 from ..domain.imageref import image_ref_error
 from ..errors import ConfigError
 from ..host.paths import user_config_path
+from ..settings import PreflightSettings, study_fields
+from .yaml_file import kind_of, one_line, parse_mapping, read_bytes
 
 BACKENDS: frozenset[str] = frozenset({"pytorch", "vllm", "tensorrt"})
 DEFAULT_STUDY_NAME = "llem"
@@ -100,8 +96,6 @@ ExperimentId = Annotated[
     BeforeValidator(_int_to_str),
     Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
 ]
-Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-CacheSeconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class _Model(BaseModel):
@@ -112,18 +106,44 @@ class Execution(_Model):
     skip_preflight: bool | None = None
 
 
-class DockerDefaults(_Model):
-    """Docker settings a user may also set once in their own config file."""
+class _DockerBase(_Model):
+    """Docker settings a user may also set once in their own config file.
 
-    probe_image: ImageRef = DEFAULT_PROBE_IMAGE
-    probe_timeout_s: Seconds = DEFAULT_PROBE_TIMEOUT_S
-    pull_timeout_s: Seconds = DEFAULT_PULL_TIMEOUT_S
-    probe_cache_s: CacheSeconds = DEFAULT_CACHE_S
+    Besides ``images``, its keys are the pre-flight settings a study may set: they come from
+    `PreflightSettings` (see `study_fields`), with its limits; unset keys stay None.
+    """
+
     images: dict[Backend, ImageRef] = Field(default_factory=dict)
 
+    def preflight_settings(self) -> PreflightSettings:
+        """The built-in settings under what this section sets."""
+        return PreflightSettings().with_study(self.model_dump())
 
-class DockerSettings(DockerDefaults):
-    skip_preflight: bool | None = None
+
+def _study_type(kind: str, maximum: float | None) -> Any:
+    """The study-file type of a setting of ``kind``: pydantic states its limits."""
+    if kind == "image":
+        return ImageRef
+    low = {"gt": 0} if kind == "seconds" else {"ge": 0}
+    return Annotated[float, Field(le=maximum, allow_inf_nan=False, **low)]  # type: ignore[call-overload]
+
+
+_SETTING_KEYS: dict[str, Any] = {
+    key: (_study_type(f.metadata["kind"], f.metadata["maximum"]) | None, None)
+    for key, f in study_fields()
+}
+
+if TYPE_CHECKING:
+    DockerDefaults = _DockerBase
+
+    class DockerSettings(_DockerBase):
+        skip_preflight: bool | None = None
+
+else:
+    DockerDefaults = create_model("DockerDefaults", __base__=_DockerBase, **_SETTING_KEYS)
+    DockerSettings = create_model(
+        "DockerSettings", __base__=DockerDefaults, skip_preflight=(bool | None, None)
+    )
 
 
 class Experiment(_Model):
@@ -205,78 +225,25 @@ class StudyConfig(_Model):
 # ---- reading files ----------------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (the last would win silently)."""
-
-
-def _checked_map(loader: _Loader, node: yaml.MappingNode) -> Iterator[dict[Any, Any]]:
-    seen: set[object] = set()
-    for key_node, _ in node.value:
-        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
-            continue
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    yield from loader.construct_yaml_map(node)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _checked_map)
-
-
-def _read_mapping(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a study file") from None
-    except PermissionError:
-        raise ConfigError(f"{path}: permission denied") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        what = exc.problem or exc.context or "syntax error"
-        raise ConfigError(f"{where}: invalid YAML: {_line(what)}") from None
-    except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        column = exc.position - text.rfind("\n", 0, exc.position)
-        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
-        raise ConfigError(
-            f"{path}:{line}:{column}: invalid YAML: character #x{code:04x} is not allowed"
-        ) from None
-    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
-        raise ConfigError(f"{path}: invalid YAML: {_line(str(exc))}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
-    if data is None:
-        raise ConfigError(f"{path}: the file is empty")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {_kind(data)}")
-    return data
-
-
 def load_user_config(env: Mapping[str, str] | None = None) -> UserConfig:
     path = user_config_path(env)
     if not path.exists():
         return UserConfig()
-    return _validate(UserConfig, _read_mapping(path), str(path))
+    return _validate(UserConfig, parse_mapping(read_bytes(path), str(path)), str(path))
 
 
-def load_study(path: str | Path, *, env: Mapping[str, str] | None = None) -> StudyConfig:
-    """Read and validate a study file, with the user's defaults merged below it."""
+def load_study(
+    path: str | Path, *, env: Mapping[str, str] | None = None, data: bytes | None = None
+) -> StudyConfig:
+    """Validate a study file, with the user's defaults merged below it.
+
+    ``data`` are the file's bytes when the caller read them already: they are what is
+    validated (the file is read only when they are not given, and then only once).
+    """
     path = Path(path)
-    data = _read_mapping(path)
-    data.setdefault("name", path.stem or DEFAULT_STUDY_NAME)
-    study = _validate(StudyConfig, data, str(path))
+    mapping = parse_mapping(read_bytes(path) if data is None else data, str(path))
+    mapping.setdefault("name", path.stem or DEFAULT_STUDY_NAME)
+    study = _validate(StudyConfig, mapping, str(path))
     return with_user_defaults(study, load_user_config(env), path)
 
 
@@ -333,7 +300,7 @@ def _validate(model: type[_M], data: dict[str, Any], origin: str) -> _M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{origin}: {_line(describe(exc, model))}") from None
+        raise ConfigError(f"{origin}: {one_line(describe(exc, model))}") from None
     except RecursionError:
         raise ConfigError(f"{origin}: nested too deeply") from None
 
@@ -356,7 +323,7 @@ def _one(error: Any, model: type[BaseModel]) -> str:
     elif kind == "invalid_key":
         problem = "keys must be strings"
     elif kind in _EXPECTED:
-        problem = f"expected {_EXPECTED[kind]}, got {_kind(value)}"
+        problem = f"expected {_EXPECTED[kind]}, got {kind_of(value)}"
     elif kind in ("value_error", "assertion_error"):
         problem = str(error["ctx"]["error"])
     elif kind == "string_pattern_mismatch":
@@ -396,27 +363,6 @@ def _unwrap(tp: Any) -> Any:
             tp = next(a for a in args if a is not type(None))
         else:
             return tp
-
-
-def _line(text: str) -> str:
-    """``text`` on one line: a key or value with a line break must not split the message."""
-    return text.replace("\r", "\\r").replace("\n", "\\n")
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    for kind, name in (
-        (bool, "a boolean"),
-        (int, "an integer"),
-        (float, "a number"),
-        (str, "a string"),
-        (list, "a list"),
-        (dict, "a mapping"),
-    ):
-        if isinstance(value, kind):
-            return name
-    return type(value).__name__
 
 
 def _short(value: object) -> str:

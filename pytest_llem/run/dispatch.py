@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
 import secrets
-import sys
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from ..domain.text import printable
 from ..errors import ConfigError
 from ..host import runfiles, workloads
+from ..signals import Terminated, sigterm_interrupts
 from .config import Experiment, StudyConfig
 from .manifest import MANIFEST, ExperimentRecord, Manifest
 from .runners import RunnerSpec, check_runnable, experiment_image
@@ -266,15 +267,16 @@ def dispatch(
 ) -> Manifest:
     """Run every experiment in order, going on after a failure; the manifest after each.
 
-    On Ctrl-C or SIGTERM the running experiment is stopped and recorded as interrupted, the
-    manifest written, and the KeyboardInterrupt (``workloads.Terminated``) re-raised.
+    ``progress`` (if given) receives a line per experiment. On Ctrl-C or SIGTERM the running
+    experiment is stopped and recorded as interrupted, the manifest written, and the
+    KeyboardInterrupt (``Terminated`` for SIGTERM) re-raised.
     """
-    out = progress or sys.stderr
+    out = progress or io.StringIO()
     manifest = Manifest(study.name, run_dir)
     manifest.write()
     experiments = study.numbered()
     run_id = new_run_id()
-    with workloads.sigterm_interrupts():
+    with sigterm_interrupts():
         for n, (exp_id, experiment) in enumerate(experiments, 1):
             spec = runners[experiment.backend]
             where = experiment_image(experiment, spec) or "local"
@@ -289,7 +291,7 @@ def dispatch(
             try:
                 record = run_one(study, experiment, exp_id, spec, run_dir, run_id=run_id)
             except KeyboardInterrupt as exc:
-                signame = "SIGTERM" if isinstance(exc, workloads.Terminated) else "SIGINT"
+                signame = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
                 manifest.experiments.append(ExperimentRecord(
                     id=exp_id, backend=experiment.backend, model=experiment.model,
                     runner=spec.mode, image=experiment_image(experiment, spec),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..host.jsonfile import write_json
+
+if TYPE_CHECKING:
+    from ..domain.report import Report
 
 Status = Literal["ok", "failed", "interrupted"]
 
@@ -37,14 +39,12 @@ class Manifest:
     study: str
     run_dir: Path | None = None
     experiments: list[ExperimentRecord] = field(default_factory=list)
+    preflight: Report | None = None  # None when no runner is Docker
+    plan: list[str] = field(default_factory=list)  # what a dry run would run
 
     @property
     def failed(self) -> list[ExperimentRecord]:
         return [e for e in self.experiments if e.status != "ok"]
-
-    @property
-    def interrupted(self) -> bool:
-        return any(e.status == "interrupted" for e in self.experiments)
 
     @property
     def path(self) -> Path | None:
@@ -58,14 +58,5 @@ class Manifest:
         if self.run_dir is None:
             raise ValueError("a manifest without a run directory cannot be written")
         path = self.run_dir / MANIFEST
-        fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=".manifest.", suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o644)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(self.to_json(), out, indent=2, default=str)
-                out.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json(path, self.to_json())
         return path

@@ -1,47 +1,41 @@
 """Remembered dry-run plans: `llem run --dry-run` of an unchanged study skips re-validation.
 
 A plan is what a validated study means for a dry run: whether a runner is Docker, the
-pre-flight's images and limits, the skip warning, the plan lines. It is stored under a key
-made of everything that went into it (the study file's path and bytes, the user config's,
-every LLEM_RUNNER_* variable, the command-line options, llem's and pydantic's installs), so
-an unchanged study gives the same plan without importing pydantic. The pre-flight itself is
-never remembered here: it runs every time.
+pre-flight's settings, where a skip comes from, the plan lines. It is stored under a key made
+of the very bytes that were validated and everything else that went into it (the study's
+path, the user config, every LLEM_RUNNER_* variable, the command-line options, llem's and
+pydantic's installs), so an unchanged study gives the same plan without importing pydantic.
+A plan file is used only when it is a regular file owned by this user and writable by no
+one else, and only when every value in it is valid; anything else is a miss. The pre-flight
+itself is never remembered here: it runs every time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from ..host.jsonfile import read_trusted_json
 from ..host.paths import cache_dir, user_config_path
+from ..settings import PreflightSettings
 
-SCHEMA = 1
+SCHEMA = 2
+MAX_PLAN_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
 class Plan:
     docker: bool
-    images: tuple[str, ...]
-    timeout_s: float
-    pull_timeout_s: float
-    cache_s: float
-    skip_warning: str | None  # the line a skipped pre-flight prints, None when it runs
+    settings: PreflightSettings
+    skipped_by: str | None  # where a skip of the pre-flight comes from, None when it runs
     lines: tuple[str, ...]  # what the dry run says it would run
-
-
-def _file_part(path: Path) -> bytes:
-    try:
-        return str(path.resolve()).encode() + b"\0" + path.read_bytes()
-    except OSError:
-        return str(path).encode() + b"\0<absent>"
 
 
 def _install_part(module: str) -> bytes:
@@ -52,12 +46,21 @@ def _install_part(module: str) -> bytes:
     return origin.encode()
 
 
+def _file_part(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b"<absent>"
+
+
 def plan_key(
-    study: str,
+    study_path: str,
+    study_bytes: bytes,
     env: Mapping[str, str],
     runner_options: Sequence[str],
     cli_skip: bool | None,
 ) -> str:
+    """The key of a plan: ``study_bytes`` are the bytes that will be (or were) validated."""
     from .. import __version__
 
     digest = hashlib.sha256()
@@ -65,12 +68,13 @@ def plan_key(
         f"{SCHEMA}:{__version__}".encode(),
         _install_part("pytest_llem.run.config"),
         _install_part("pydantic"),
-        _file_part(Path(study)),
+        str(Path(study_path).absolute()).encode(),
+        study_bytes,
         _file_part(user_config_path(env)),
         json.dumps(sorted((k, v) for k, v in env.items() if k.startswith("LLEM_RUNNER_"))).encode(),
         json.dumps([list(runner_options), cli_skip]).encode(),
     ):
-        digest.update(part + b"\0\0")
+        digest.update(hashlib.sha256(part).digest())
     return digest.hexdigest()
 
 
@@ -79,43 +83,52 @@ def _path(key: str) -> Path:
 
 
 def load_plan(key: str) -> Plan | None:
-    """The plan stored under ``key``; None when absent, unreadable or not a plan's shape."""
-    try:
-        data: Any = json.loads(_path(key).read_text())
-        if data.pop("schema") != SCHEMA or not all(
-            isinstance(data[name], list) for name in ("images", "lines")
-        ):
-            return None
-        data["images"], data["lines"] = tuple(data["images"]), tuple(data["lines"])
-        plan = Plan(**data)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    """The plan stored under ``key``; None when absent, not trusted, or not a valid plan."""
+    data = read_trusted_json(_path(key), MAX_PLAN_BYTES)
+    if data is None:
         return None
-    return plan if _well_formed(plan) else None
-
-
-def _well_formed(plan: Plan) -> bool:
-    from ..domain.imageref import is_image_ref
-
-    limits = (plan.timeout_s, plan.pull_timeout_s, plan.cache_s)
-    return (
-        isinstance(plan.docker, bool)
-        and all(isinstance(text, str) for text in (*plan.images, *plan.lines))
-        and all(is_image_ref(image) for image in plan.images)
-        and all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in limits)
-        and isinstance(plan.skip_warning, (str, type(None)))
-    )
+    try:
+        if data.pop("schema") != SCHEMA:
+            return None
+        settings = data.pop("settings")
+        lines, skipped_by, docker = data.pop("lines"), data.pop("skipped_by"), data.pop("docker")
+        if data or not isinstance(settings, dict) or not isinstance(docker, bool):
+            return None
+        if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+            return None
+        if not isinstance(skipped_by, (str, type(None))):
+            return None
+        names = {f.name for f in dataclasses.fields(PreflightSettings)}
+        if not set(settings) <= names:
+            return None
+        for name in ("images", "skip"):
+            if name in settings:
+                if not isinstance(settings[name], list):
+                    return None
+                settings[name] = tuple(settings[name])
+        return Plan(docker, PreflightSettings(**settings), skipped_by, tuple(lines))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None  # a value out of range (SettingError is a ValueError) is a miss too
 
 
 def store_plan(key: str, plan: Plan) -> None:
-    """Remember ``plan`` (atomically; a cache that cannot be written is left alone)."""
+    """Remember ``plan`` (atomically, private to this user; a cache that cannot be written
+    is left alone)."""
+    from ..host.jsonfile import write_json
+
     path = _path(key)
+    settings = {
+        f.name: sorted(value) if isinstance(value, frozenset) else value
+        for f in dataclasses.fields(plan.settings)
+        if (value := getattr(plan.settings, f.name)) != f.default
+    }
+    data = {
+        "schema": SCHEMA,
+        "docker": plan.docker,
+        "settings": settings,
+        "skipped_by": plan.skipped_by,
+        "lines": list(plan.lines),
+    }
     with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".plan.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump({"schema": SCHEMA, **asdict(plan)}, handle)
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_json(path, data, mode=0o600)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..host.paths import user_config_path
+from ..settings import PreflightSettings
 from .config import (
     BACKENDS,
     Experiment,
@@ -134,26 +135,12 @@ def docker_images(study: StudyConfig, runners: Mapping[str, RunnerSpec]) -> list
     return list(dict.fromkeys(i for i in images if i))
 
 
-@dataclass(frozen=True)
-class PreflightSettings:
-    """What a study asks of the pre-flight: the images it will run and the limits."""
-
-    images: tuple[str, ...]
-    timeout_s: float
-    pull_timeout_s: float
-    cache_s: float
-
-
 def preflight_settings(
     study: StudyConfig, runners: Mapping[str, RunnerSpec] | None = None
 ) -> PreflightSettings:
     """The study's Docker images (else its probe image) and its ``docker:`` limits."""
     runners = resolve_runners(study) if runners is None else runners
-    images = docker_images(study, runners) or [study.docker.probe_image]
-    docker = study.docker
-    return PreflightSettings(
-        tuple(images), docker.probe_timeout_s, docker.pull_timeout_s, docker.probe_cache_s
-    )
+    return study.docker.preflight_settings().replace(images=tuple(docker_images(study, runners)))
 
 
 def preflight_settings_from_study(path: str | Path) -> PreflightSettings:

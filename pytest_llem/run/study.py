@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from ..domain.text import printable
 from ..errors import ConfigError, DockerError, LLEMError
@@ -20,11 +19,13 @@ from .dispatch import (
     run_one,
 )
 from .manifest import ExperimentRecord, Manifest
+from .notices import preflight_notice
 from .remote import refuse_remote_daemon
 from .runners import RunnerSpec, experiment_image, preflight_settings, resolve_runners
 
 if TYPE_CHECKING:
     from ..domain.report import Report
+    from ..facts import Facts
 
 
 def skip_source(
@@ -45,26 +46,25 @@ def run_study_preflight(
     *,
     cli_skip: bool | None = None,
     runners: Mapping[str, RunnerSpec] | None = None,
+    facts: Facts | None = None,
 ) -> Report | None:
-    """The Docker pre-flight for the images the study will run; None when not run.
+    """The Docker pre-flight for the images the study will run; None when no runner is Docker.
 
-    Runs only when a resolved runner is Docker. A skip writes one warning line to stderr.
-    Raises DockerPreFlightError when the host is unfit.
+    A skipped pre-flight is a report that says where the skip came from (`skipped_by`).
+    ``facts`` are host queries started already. Raises DockerPreFlightError when the host
+    is unfit.
     """
     runners = resolve_runners(study) if runners is None else runners
     if not any(spec.mode == "docker" for spec in runners.values()):
         return None
-    from ..preflight import study_preflight
+    from ..domain.report import Report
 
     source = skip_source(study, skip_preflight, cli_skip)
-    settings = preflight_settings(study, runners)
-    return study_preflight(
-        settings.images,
-        timeout_s=settings.timeout_s,
-        pull_timeout_s=settings.pull_timeout_s,
-        cache_s=settings.cache_s,
-        skip_warning=skip_warning(source) if source else None,
-    )
+    if source is not None:
+        return Report(skipped_by=source)
+    from .. import preflight
+
+    return preflight.run_docker_preflight(settings=preflight_settings(study, runners), facts=facts)
 
 
 def run_study(
@@ -76,11 +76,15 @@ def run_study(
     output: str | Path | None = None,
     dry_run: bool = False,
     env: Mapping[str, str] | None = None,
+    facts: Facts | None = None,
+    progress: TextIO | None = None,
     overwrite: bool = False,
 ) -> Manifest:
     """Validate, pre-flight, then run every experiment (nothing with ``dry_run``).
 
-    Raises ConfigError (bad config, unusable output directory, an ``output`` holding an earlier
+    The manifest carries the pre-flight's report (`preflight`) and, for a dry run, what
+    would run (`plan`); ``progress`` (e.g. stderr) receives a line per experiment. Raises
+    ConfigError (bad config, unusable output directory, an ``output`` holding an earlier
     run's manifest without ``overwrite``, remote daemon) before the pre-flight,
     DockerPreFlightError when it fails; an experiment's failure is in the manifest.
     """
@@ -97,22 +101,23 @@ def run_study(
         if output is not None:
             refuse_earlier_run(run_dir, label, overwrite=overwrite)
 
-    report = run_study_preflight(study, skip_preflight, cli_skip=cli_skip, runners=runners)
-    if report is not None and report.warnings:
-        print(report.render(), file=sys.stderr)
-
+    report = run_study_preflight(
+        study, skip_preflight, cli_skip=cli_skip, runners=runners, facts=facts
+    )
+    notice = preflight_notice(report)
+    if progress is not None and notice:
+        progress.write(notice + "\n")
     if dry_run:
-        _print_plan(study, runners)
-        return Manifest(study.name)
+        plan = plan_lines(study, runners)
+        if progress is not None:
+            progress.writelines(printable(line) + "\n" for line in plan)
+        return Manifest(study.name, preflight=report, plan=plan)
     run_dir = make_run_dir(run_dir, label, exclusive=output is None)
     if output is not None:  # again: another run may have used it during the pre-flight
         refuse_earlier_run(run_dir, label, overwrite=overwrite)
-    return dispatch(study, runners, run_dir)
-
-
-def _print_plan(study: StudyConfig, runners: Mapping[str, RunnerSpec]) -> None:
-    for line in plan_lines(study, runners):
-        print(line, file=sys.stderr)
+    manifest = dispatch(study, runners, run_dir, progress=progress)
+    manifest.preflight = report
+    return manifest
 
 
 def plan_lines(study: StudyConfig, runners: Mapping[str, RunnerSpec]) -> list[str]:
@@ -122,16 +127,10 @@ def plan_lines(study: StudyConfig, runners: Mapping[str, RunnerSpec]) -> list[st
         spec = runners[experiment.backend]
         how = experiment_image(experiment, spec) or " ".join(experiment.command or [])
         lines.append(
-            printable(
-                f"llem: dry run: {exp_id} {experiment.model} ({experiment.backend}, "
-                f"{spec.mode} from {spec.source}): {how}"
-            )
+            f"llem: dry run: {exp_id} {experiment.model} ({experiment.backend}, "
+            f"{spec.mode} from {spec.source}): {how}"
         )
     return lines
-
-
-def skip_warning(source: str) -> str:
-    return f"llem: warning: Docker pre-flight skipped ({source})"
 
 
 def run_experiment(

@@ -266,3 +266,65 @@ def test_works_where_xdist_is_not_installed(
     assert result.ret == 0, result.stdout.str()
     data = json.loads((pytester.path / "r.json").read_text())
     assert data["status"] == "passed" and data["checks"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--llem-timeout=-5"], "--llem-timeout: should be greater than 0, got -5"),
+        (["--llem-timeout=nan"], "--llem-timeout: should be a finite number, got nan"),
+        (["--llem-timeout=0"], "--llem-timeout: should be greater than 0, got 0"),
+        (["--llem-timeout=soon"], "--llem-timeout: expected a number of seconds, got 'soon'"),
+        (["--llem-pull-timeout=nan"], "--llem-pull-timeout: should be a finite number, got nan"),
+        (["--llem-pull-timeout=1e9"], "--llem-pull-timeout: should be less than or equal to"),
+        (["--llem-cache-s=inf"], "--llem-cache-s: should be a finite number, got inf"),
+        (["--llem-cache-s=-1"], "--llem-cache-s: should be greater than or equal to 0, got -1"),
+        (["--llem-probe-image=Not/Valid"], "--llem-probe-image: invalid image reference"),
+    ],
+)
+def test_every_option_is_validated_before_anything_runs(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    result = pytester.runpytest("--llem-preflight", *args, "--llem-json", "r.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+    assert not (pytester.path / "r.json").exists()
+
+
+def test_a_json_report_path_that_cannot_be_written_is_refused_first(
+    pytester: pytest.Pytester,
+) -> None:
+    (pytester.path / "adir").mkdir()
+    result = pytester.runpytest("--llem-preflight", "--llem-json", "adir")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--llem-json: cannot write adir: is a directory" in result.stderr.str()
+    result = pytester.runpytest("--llem-preflight", "--llem-json", "nowhere/r.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "nowhere is not a directory" in result.stderr.str()
+
+
+def test_the_json_report_goes_into_a_fifo_in_place(pytester: pytest.Pytester) -> None:
+    """A FIFO (or /dev/stdout) receives the report; it is never replaced by a file."""
+    import threading
+
+    fifo = pytester.path / "report.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    result = pytester.runpytest("--llem-preflight", "--llem-json", str(fifo))
+    reader.join(timeout=30)
+    assert result.ret == 1
+    assert fifo.is_fifo()
+    assert json.loads(received[0])["status"] == "failed"
+    assert not list(pytester.path.glob(".report.fifo.*"))
+
+
+def test_a_failed_json_write_fails_the_run_and_leaves_no_temporary_file(
+    pytester: pytest.Pytester,
+) -> None:
+    result = pytester.runpytest(
+        "--llem-preflight", "--llem-skip", "all", "--llem-json", "/dev/full"
+    )
+    assert result.ret != 0
+    assert "llem: cannot write the JSON report: /dev/full" in result.stdout.str()

@@ -21,6 +21,7 @@ from .host import (
     user_command,
 )
 from .hostile import HOSTILE_PATH, build_hostile_image
+from .recording import RecordingSocket
 from .scenario import (
     DEFAULT_GPUS,
     Gpu,
@@ -54,6 +55,7 @@ __all__ = [
     "HostSmi",
     "HostTools",
     "ProductRunner",
+    "RecordingSocket",
     "ScenarioSetter",
     "as_user",
     "build_hostile_image",

@@ -45,6 +45,7 @@ CAUSES = frozenset(
         "image_not_found",
         "registry_unreachable",
         "container_command_not_found",
+        "container_name_conflict",
         "probe_timeout",
         "gpu_count_mismatch",
         "unsafe_run_file",

@@ -31,7 +31,7 @@ def _probe() -> ProbeFacts:
 
 
 def _cache(path: Path, ttl: float = 900, daemon: str = "D1") -> ProbeCache:
-    return ProbeCache(ttl, path, identify=lambda: {"daemon_id": daemon})
+    return ProbeCache(ttl, path=path, identify=lambda: {"daemon_id": daemon})
 
 
 def test_store_then_hit(tmp_path: Path) -> None:
@@ -75,6 +75,27 @@ def test_unwritable_directory_never_raises(tmp_path: Path) -> None:
 
 
 def test_no_daemon_identity_means_no_caching(tmp_path: Path) -> None:
-    cache = ProbeCache(900, tmp_path / "p.json", identify=lambda: {"daemon_id": ""})
+    cache = ProbeCache(900, path=tmp_path / "p.json", identify=lambda: {"daemon_id": ""})
     cache.store(HOST, _image(), _probe())
     assert not (tmp_path / "p.json").exists()
+
+
+def test_only_a_file_of_this_user_that_no_one_else_can_write_is_believed(
+    tmp_path: Path,
+) -> None:
+    """A remembered pass says "all good": one planted by another user must not count."""
+    import os
+
+    path = tmp_path / "probes.json"
+    _cache(path).store(HOST, _image(), _probe())
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert _cache(path).lookup(HOST, _image()) is not None
+    path.chmod(0o666)
+    assert _cache(path).lookup(HOST, _image()) is None
+    path.chmod(0o600)
+    os.chown(path, 4242, 4242)  # (the tests run as root)
+    assert _cache(path).lookup(HOST, _image()) is None
+    os.chown(path, os.geteuid(), os.getegid())
+    link = tmp_path / "link.json"
+    link.symlink_to(path)
+    assert _cache(link).lookup(HOST, _image()) is None

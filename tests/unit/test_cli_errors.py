@@ -112,8 +112,13 @@ def test_python_dash_m(tmp_path: Path) -> None:
          "experiment 001 (m on pytorch): the local runner (from default) needs a command"),
         (["preflight", "--image", "$(touch /tmp/llem-pwned)"],
          "--image: invalid image reference '$(touch /tmp/llem-pwned)'"),
-        (["preflight", "--timeout", "0"], "--timeout: must be a positive number of seconds"),
-        (["preflight", "--timeout", "soon"], "argument --timeout: invalid float value: 'soon'"),
+        (["preflight", "--timeout", "0"], "--timeout: should be greater than 0, got 0"),
+        (["preflight", "--timeout", "soon"], "--timeout: expected a number of seconds, got 'soon'"),
+        (["preflight", "--timeout", "nan"], "--timeout: should be a finite number, got nan"),
+        (["preflight", "--timeout", "-5"], "--timeout: should be greater than 0, got -5"),
+        (["preflight", "--timeout", "1e400"], "--timeout: should be a finite number, got 1e400"),
+        (["preflight", "--timeout", "86401"],
+         "--timeout: should be less than or equal to 86400, got 86401"),
     ],
 )  # fmt: skip
 def test_usage_errors(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
@@ -228,7 +233,7 @@ def test_run_says_nothing_of_a_passed_preflight(
     code, out, err = llem(capsys, "run", "study.yaml", "--dry-run")
     assert (code, out) == (0, "")
     assert all(line.startswith("llem: dry run: ") for line in err.splitlines())
-    assert preflight.calls[0]["images"] == ("v/img:1",)
+    assert preflight.calls[0]["settings"].images == ("v/img:1",)
     assert not Path("llem-runs").exists()  # a dry run dispatches nothing
 
 
@@ -280,21 +285,23 @@ def test_preflight_verbose(capsys: pytest.CaptureFixture[str], preflight: FakePr
 def test_preflight_passed(capsys: pytest.CaptureFixture[str], preflight: FakePreflight) -> None:
     code, out, _ = llem(capsys, "preflight", "--image", "a/b:1", "--json", "r.json")
     assert (code, out) == (0, "✓ docker-cli: docker 28.2.2\nDocker pre-flight passed: 1 checks\n")
-    assert preflight.calls[0]["images"] == ["a/b:1"]
-    assert preflight.calls[0]["json_path"] == "r.json"
+    assert preflight.calls[0]["settings"].images == ("a/b:1",)
+    assert json.loads(Path("r.json").read_text()) == PASSED.to_json()
     llem(capsys, "preflight")
-    assert preflight.calls[1]["images"] == ("nvidia/cuda:12.0.0-base-ubuntu22.04",)
-    assert (preflight.calls[1]["timeout_s"], preflight.calls[1]["cache_s"]) == (30, 900)
+    settings = preflight.calls[1]["settings"]
+    assert settings.images_to_check == ("nvidia/cuda:12.0.0-base-ubuntu22.04",)
+    assert (settings.timeout_s, settings.cache_s) == (30, 900)
 
 
 def test_preflight_of_a_study(capsys: pytest.CaptureFixture[str], preflight: FakePreflight) -> None:
     Path("study.yaml").write_text(DOCKER_STUDY + "docker: {probe_timeout_s: 9}\n")
     assert llem(capsys, "preflight", "study.yaml")[0] == 0
-    assert preflight.calls[0]["images"] == ("v/img:1",)
-    assert preflight.calls[0]["timeout_s"] == 9
+    assert preflight.calls[0]["settings"].images == ("v/img:1",)
+    assert preflight.calls[0]["settings"].timeout_s == 9
     llem(capsys, "preflight", "study.yaml", "--image", "o/x:1", "--timeout", "3", "--no-cache")
-    assert (preflight.calls[1]["images"], preflight.calls[1]["timeout_s"]) == (["o/x:1"], 3)
-    assert preflight.calls[1]["no_cache"] is True
+    settings = preflight.calls[1]["settings"]
+    assert (settings.images, settings.timeout_s) == (("o/x:1",), 3)
+    assert settings.no_cache is True
 
 
 def test_checklist_without_unicode() -> None:
@@ -456,3 +463,41 @@ def test_run_experiment_returns_the_record_or_raises(tmp_path: Path) -> None:
     assert (record.id, record.status, record.result["energy_j"]) == ("001", "ok", 1.5)
     with pytest.raises(LLEMError, match="experiment f failed: exit status 3: CUDA out of memory"):
         run_experiment(study, failing, tmp_path)
+
+
+def test_an_unusable_json_path_is_one_line_and_exit_2_before_any_check(
+    capsys: pytest.CaptureFixture[str], preflight: FakePreflight
+) -> None:
+    Path("adir").mkdir()
+    assert one_error(capsys, "preflight", "--json", "adir") == (
+        "--json: cannot write adir: is a directory"
+    )
+    assert one_error(capsys, "preflight", "--json", "no/such/r.json").startswith(
+        "--json: cannot write no/such/r.json: "
+    )
+    assert preflight.calls == []
+
+
+def test_a_json_write_that_fails_after_the_run_exits_1_with_one_line(
+    capsys: pytest.CaptureFixture[str], preflight: FakePreflight
+) -> None:
+    code, out, err = llem(capsys, "preflight", "--json", "/dev/full")
+    assert code == 1 and out.endswith("Docker pre-flight passed: 1 checks\n")
+    assert err == (
+        "llem: error: cannot write the JSON report to /dev/full: No space left on device\n"
+    )
+
+
+def test_a_study_from_a_pipe_is_read_once(tmp_path: Path) -> None:
+    """`llem run /dev/stdin` (or `<(...)`): the bytes read are the bytes validated."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest_llem", "run", "/dev/stdin", "--dry-run"],
+        input=LOCAL_STUDY,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "c"), "HOME": str(tmp_path)},
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout) == (0, ""), result.stderr
+    assert result.stderr.startswith("llem: dry run: 001 gpt2 (pytorch, local from default)")

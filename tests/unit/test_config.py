@@ -11,7 +11,6 @@ import pytest
 from pytest_llem.cli import main
 from pytest_llem.errors import ConfigError
 from pytest_llem.run.config import (
-    DEFAULT_PROBE_IMAGE,
     StudyConfig,
     load_study,
     load_user_config,
@@ -78,9 +77,10 @@ def test_design_example_loads() -> None:
     study = load_study(write(DESIGN_EXAMPLE))
     assert study.name == "llama-energy"
     assert study.runners == {"pytorch": "local", "vllm": "docker:vllm/vllm-openai:v0.6.3"}
-    assert study.docker.probe_timeout_s == 30
-    assert study.docker.probe_image == DEFAULT_PROBE_IMAGE
-    assert (study.docker.pull_timeout_s, study.docker.probe_cache_s) == (600, 900)
+    settings = study.docker.preflight_settings()
+    assert settings.timeout_s == 30
+    assert settings.probe_image == "nvidia/cuda:12.0.0-base-ubuntu22.04"
+    assert (settings.pull_timeout_s, settings.cache_s) == (600, 900)
     assert [e.model for e in study.experiments] == ["meta-llama/Llama-3.1-8B", "gpt2"]
     assert study.experiments[1].command == ["python", "bench.py"]
     assert [i for i, _ in study.numbered()] == ["001", "002"]
@@ -389,10 +389,11 @@ def test_not_utf8(capsys: pytest.CaptureFixture[str]) -> None:
 def test_unreadable(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     write(OK_EXPERIMENT)
 
-    def denied(self: Path, *args: object, **kwargs: object) -> str:
+    def denied(*args: object, **kwargs: object) -> object:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Path, "read_text", denied)
+    # (the tests run as root, who may read any file: the study's one read is denied here)
+    monkeypatch.setattr("pytest_llem.run.yaml_file.open", denied, raising=False)
     assert llem_error(capsys, "run", "study.yaml") == "study.yaml: permission denied"
 
 
@@ -401,3 +402,56 @@ def test_preflight_command_reports_config_errors_too(capsys: pytest.CaptureFixtu
     assert llem_error(capsys, "preflight", "study.yaml").startswith(
         "study.yaml: runners.vllm: invalid runner 'podman'"
     )
+
+
+def _bomb(levels: int = 9) -> str:
+    """About 700 bytes of YAML that stand for 10**levels values once expanded."""
+    anchors = ", ".join(
+        f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, levels + 1)
+    )
+    return f"{{a0: &a0 [x, x, x, x, x, x, x, x, x, x], {anchors}}}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "experiments: [{model: m, backend: pytorch, command: [x], params: " + _bomb() + "}]\n",
+            "study.yaml: more than 100000 values once its aliases are expanded (an alias bomb?)",
+        ),
+        ("name: " + _bomb() + "\n", "study.yaml: more than 100000 values once its aliases"),
+        ("x: " + "[" * 70 + "]" * 70 + "\n", "study.yaml:1: nested deeper than 64 levels"),
+        ("x: &a [*a]\n", "study.yaml:"),
+    ],
+)
+def test_hostile_yaml_is_refused_before_anything_is_built(
+    capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    import time
+    import tracemalloc
+
+    write(text)
+    tracemalloc.start()
+    start = time.monotonic()
+    try:
+        assert llem_error(capsys, "run", "study.yaml", "--dry-run").startswith(message)
+        assert llem_error(capsys, "preflight", "study.yaml").startswith(message)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - start < 5 and peak < 50 * 1024 * 1024
+
+
+def test_a_file_larger_than_4_mib_is_refused_unread(capsys: pytest.CaptureFixture[str]) -> None:
+    write("# " + "x" * (4 * 1024 * 1024) + "\n" + OK_EXPERIMENT)
+    assert llem_error(capsys, "run", "study.yaml") == "study.yaml: larger than 4 MiB"
+
+
+def test_a_user_config_bomb_is_refused_too(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    user = tmp_path / "xdg" / "llenergymeasure" / "config.yaml"
+    user.parent.mkdir(parents=True)
+    user.write_text("runners: " + _bomb() + "\n")
+    write(OK_EXPERIMENT)
+    assert "more than 100000 values" in llem_error(capsys, "run", "study.yaml", "--dry-run")

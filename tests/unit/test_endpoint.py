@@ -50,3 +50,26 @@ def test_rootless_context_is_local(tmp_path: Path) -> None:
 def test_damaged_cli_config_falls_back(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_bytes(b"\xff{not json")
     assert daemon_endpoint({"DOCKER_CONFIG": str(tmp_path)}).url == DEFAULT_HOST
+
+
+def test_a_damaged_cli_config_of_any_shape_falls_back(tmp_path: Path) -> None:
+    """The CLI itself warns and uses its default for these: so does llem, without a crash."""
+    for config in (
+        {"currentContext": 5},
+        {"currentContext": ["far"]},
+        {"currentContext": None},
+        [1, 2],
+        "far",
+    ):
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        assert daemon_endpoint({"DOCKER_CONFIG": str(tmp_path)}).url == DEFAULT_HOST, config
+
+
+def test_a_damaged_context_falls_back(tmp_path: Path) -> None:
+    for meta in ({"Endpoints": []}, {"Endpoints": {"docker": {"Host": 5}}}, [], {"Endpoints": 1}):
+        name = f"c{abs(hash(json.dumps(meta)))}"
+        folder = tmp_path / "contexts" / "meta" / hashlib.sha256(name.encode()).hexdigest()
+        folder.mkdir(parents=True)
+        (folder / "meta.json").write_text(json.dumps(meta))
+        endpoint = daemon_endpoint({"DOCKER_CONFIG": str(tmp_path), "DOCKER_CONTEXT": name})
+        assert endpoint.url == DEFAULT_HOST and endpoint.context == name, meta

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llem import cli, head_start
+from pytest_llem import cli
 from pytest_llem.run.plans import Plan, load_plan, plan_key, store_plan
+from pytest_llem.settings import PreflightSettings
 
 STUDY = """\
 name: s
@@ -27,18 +28,22 @@ def _homes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _key(**env: str) -> str:
-    return plan_key("study.yaml", env, [], None)
+    return plan_key("study.yaml", Path("study.yaml").read_bytes(), env, [], None)
 
 
 def test_key_follows_every_input(tmp_path: Path) -> None:
     Path("study.yaml").write_text(STUDY)
+    data = STUDY.encode()
     base = _key()
     assert _key() == base
     assert _key(LLEM_RUNNER_VLLM="local") != base
-    assert plan_key("study.yaml", {}, ["pytorch=local"], None) != base
-    assert plan_key("study.yaml", {}, [], True) != base
+    assert plan_key("study.yaml", data, {}, ["pytorch=local"], None) != base
+    assert plan_key("study.yaml", data, {}, [], True) != base
+    assert plan_key("other.yaml", data, {}, [], None) != base  # its name is the study's name
     Path("study.yaml").write_text(STUDY.replace("gpt2", "gpt2-xl"))
     assert _key() != base
+    # The key is of the bytes given (those validated), not of what the file holds now.
+    assert plan_key("study.yaml", data, {}, [], None) == base
     Path("study.yaml").write_text(STUDY)
     user = tmp_path / "config" / "llenergymeasure" / "config.yaml"
     user.parent.mkdir(parents=True)
@@ -46,8 +51,16 @@ def test_key_follows_every_input(tmp_path: Path) -> None:
     assert _key(XDG_CONFIG_HOME=str(tmp_path / "config")) != _key()
 
 
+PLAN = Plan(
+    True,
+    PreflightSettings(images=("a/b:1",), timeout_s=7, skip=frozenset({"docker-cli"})),
+    None,
+    ("llem: dry run: 001 ...",),
+)
+
+
 def test_store_load_and_damage() -> None:
-    plan = Plan(True, ("a/b:1",), 30.0, 600.0, 900.0, None, ("llem: dry run: 001 ...",))
+    plan = PLAN
     store_plan("k", plan)
     assert load_plan("k") == plan
     assert load_plan("other") is None
@@ -57,27 +70,74 @@ def test_store_load_and_damage() -> None:
 
 
 @pytest.mark.parametrize(
-    "damage",
+    ("settings", "damage"),
     [
-        {"images": [1]},
-        {"images": "a/b:1"},
-        {"images": ["$(touch /tmp/x)"]},
-        {"lines": [None]},
-        {"docker": "yes"},
-        {"timeout_s": "30"},
-        {"cache_s": True},
-        {"skip_warning": 3},
-        {"extra": 1},
+        ({"images": [1]}, {}),
+        ({"images": "a/b:1"}, {}),
+        ({"images": ["$(touch /tmp/x)"]}, {}),
+        ({"timeout_s": "30"}, {}),
+        ({"timeout_s": -5}, {}),
+        ({"timeout_s": 1e300}, {}),
+        ({"timeout_s": 10**400}, {}),
+        ({"cache_s": True}, {}),
+        ({"skip": "docker-cli"}, {}),
+        ({"unknown": 1}, {}),
+        ({}, {"lines": [None]}),
+        ({}, {"docker": "yes"}),
+        ({}, {"settings": []}),
+        ({}, {"skipped_by": 3}),
+        ({}, {"extra": 1}),
+        ({}, {"schema": 1}),
     ],
 )
-def test_a_plan_of_the_wrong_shape_is_not_used(damage: dict[str, object]) -> None:
+def test_a_plan_of_the_wrong_shape_or_out_of_range_is_not_used(
+    settings: dict[str, object], damage: dict[str, object]
+) -> None:
     """A hand-edited or foreign plan file is a miss (the study is validated), never a crash."""
     import json
+    import sys
 
-    store_plan("k", Plan(True, ("a/b:1",), 30.0, 600.0, 900.0, None, ("llem: dry run",)))
+    store_plan("k", PLAN)
     path = next(Path("cache").rglob("k.json"))
-    path.write_text(json.dumps({**json.loads(path.read_text()), **damage}))
+    data = json.loads(path.read_text())
+    data["settings"].update(settings)
+    data.update(damage)
+    old = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        path.write_text(json.dumps(data))
+    finally:
+        sys.set_int_max_str_digits(old)
     assert load_plan("k") is None
+
+
+def test_a_plan_file_only_its_owner_can_write_is_used() -> None:
+    import os
+
+    store_plan("k", PLAN)
+    path = next(Path("cache").rglob("k.json"))
+    assert path.stat().st_mode & 0o777 == 0o600
+    for mode in (0o620, 0o602, 0o666):
+        path.chmod(mode)
+        assert load_plan("k") is None, oct(mode)
+    path.chmod(0o644)
+    assert load_plan("k") == PLAN
+    os.chown(path, 4242, 4242)  # another user's file (the tests run as root)
+    assert load_plan("k") is None
+
+
+def test_a_plan_behind_a_link_or_not_a_file_is_not_used(tmp_path: Path) -> None:
+    import os
+
+    store_plan("k", PLAN)
+    path = next(Path("cache").rglob("k.json"))
+    real = tmp_path / "elsewhere.json"
+    path.rename(real)
+    path.symlink_to(real)
+    assert load_plan("k") is None
+    path.unlink()
+    os.mkfifo(path)
+    assert load_plan("k") is None  # and it does not hang
 
 
 def test_second_dry_run_uses_the_plan_and_a_change_revalidates(
@@ -108,31 +168,57 @@ experiments:
 """
 
 
-def test_a_remembered_plan_starts_the_very_preflight_it_runs(
+def test_a_remembered_plan_runs_the_very_preflight_the_study_asked_for(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The early work a remembered plan starts is what its pre-flight adopts: same settings."""
-    from pytest_llem import facts, preflight
+    """The pre-flight of a remembered plan has the settings the validated study gave."""
+    from pytest_llem import preflight
     from pytest_llem.domain.report import Report
-    from pytest_llem.host import prefetch
-    from pytest_llem.settings import Settings
 
     monkeypatch.setenv("DOCKER_HOST", "unix:///nowhere/docker.sock")
-    monkeypatch.setattr(prefetch, "start", lambda *args, **kwargs: None)
-    started: list[Settings] = []
-    ran: list[dict[str, object]] = []
-    monkeypatch.setattr(facts, "start_early", started.append)
-    monkeypatch.setattr(preflight, "run_docker_preflight", lambda **kw: ran.append(kw) or Report())
+    ran: list[PreflightSettings] = []
+    monkeypatch.setattr(
+        preflight, "run_docker_preflight", lambda **kw: ran.append(kw["settings"]) or Report()
+    )
     Path("study.yaml").write_text(DOCKER_STUDY)
 
-    assert cli.main(["run", "study.yaml", "--dry-run"]) == 0  # validated: the hint starts it
-    assert cli.main(["run", "study.yaml", "--dry-run"]) == 0  # remembered: the plan starts it
+    assert cli.main(["run", "study.yaml", "--dry-run"]) == 0  # validated
+    assert cli.main(["run", "study.yaml", "--dry-run"]) == 0  # remembered
     assert capsys.readouterr().err.count("llem: dry run: 001 gpt2 (vllm, docker") == 2
-    assert len(started) == len(ran) == 2
-    for early, kwargs in zip(started, ran, strict=True):
-        assert kwargs["images"] == ("org/img:1",) and kwargs["timeout_s"] == 7
-        limits = {k: v for k, v in kwargs.items() if k != "images"}
-        assert early.same_facts(Settings.of(kwargs["images"], **limits))  # type: ignore[arg-type]
+    expected = PreflightSettings(images=("org/img:1",), timeout_s=7)
+    assert ran == [expected, expected]
+
+
+def test_a_study_swapped_after_it_was_read_is_never_answered_from_the_other_plan(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plan is keyed by the bytes read, and those bytes are what is validated."""
+    from pytest_llem import preflight
+    from pytest_llem.domain.report import Report
+    from pytest_llem.run import config
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nowhere/docker.sock")
+    ran: list[PreflightSettings] = []
+    monkeypatch.setattr(
+        preflight, "run_docker_preflight", lambda **kw: ran.append(kw["settings"]) or Report()
+    )
+    other = DOCKER_STUDY.replace("org/img:1", "org/other:2")
+    Path("study.yaml").write_text(other)
+    assert cli.main(["run", "study.yaml", "--dry-run"]) == 0  # the other study's plan, stored
+    Path("study.yaml").write_text(DOCKER_STUDY)
+    real_load = config.load_study
+
+    def swap_then_load(*args: object, **kwargs: object) -> object:
+        Path("study.yaml").write_text(other)  # swapped while this one is validated
+        return real_load(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(config, "load_study", swap_then_load)
+    assert cli.main(["run", "study.yaml", "--dry-run"]) == 0
+    monkeypatch.setattr(config, "load_study", real_load)
+    Path("study.yaml").write_text(DOCKER_STUDY)
+    assert cli.main(["run", "study.yaml", "--dry-run"]) == 0  # remembered: the validated bytes
+    assert [s.images for s in ran] == [("org/other:2",), ("org/img:1",), ("org/img:1",)]
+    assert capsys.readouterr().err.count("(vllm, docker from study runners.vllm): org/img:1") == 2
 
 
 @pytest.mark.parametrize(
@@ -147,11 +233,9 @@ def test_a_remembered_plan_starts_the_very_preflight_it_runs(
     ],
 )
 def test_host_queries_start_before_parsing_only_for_a_preflight(
-    argv: list[str], queried: bool, monkeypatch: pytest.MonkeyPatch
+    argv: list[str], queried: bool
 ) -> None:
-    from pytest_llem.host import prefetch
-
-    calls: list[float] = []
-    monkeypatch.setattr(prefetch, "start_host", calls.append)
-    head_start.start_host_queries(argv)
-    assert bool(calls) == queried
+    facts = cli._host_queries(argv)
+    assert (facts is not None) == queried
+    if facts is not None:
+        facts.close()

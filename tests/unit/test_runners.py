@@ -11,6 +11,7 @@ import pytest
 from pytest_llem.domain.report import Report
 from pytest_llem.errors import ConfigError
 from pytest_llem.run.config import StudyConfig, UserConfig, load_study, with_user_defaults
+from pytest_llem.run.notices import preflight_notice
 from pytest_llem.run.runners import (
     RunnerSpec,
     docker_images,
@@ -20,6 +21,7 @@ from pytest_llem.run.runners import (
     resolve_runners,
 )
 from pytest_llem.run.study import run_study, run_study_preflight, skip_source
+from pytest_llem.settings import PreflightSettings
 
 NO_ENV: dict[str, str] = {"XDG_CONFIG_HOME": "/nonexistent"}
 
@@ -196,7 +198,7 @@ def test_preflight_settings_fall_back_to_the_probe_image() -> None:
         docker={"probe_image": "p/probe:1", "probe_timeout_s": 5, "probe_cache_s": 0},
     )
     settings = preflight_settings(study, resolve_runners(study, NO_ENV))
-    assert settings.images == ("p/probe:1",)
+    assert settings.images_to_check == ("p/probe:1",)
     assert (settings.timeout_s, settings.cache_s) == (5, 0)
 
 
@@ -248,7 +250,7 @@ def test_preflight_runs_with_the_study_images_and_limits(
     study = make_study(docker={"probe_timeout_s": 7, "probe_cache_s": 0}, **DOCKER_STUDY)
     assert isinstance(run_study_preflight(study), Report)
     assert preflight_calls == [
-        {"images": ("v/img:1",), "timeout_s": 7, "pull_timeout_s": 600, "cache_s": 0}
+        {"settings": PreflightSettings(images=("v/img:1",), timeout_s=7, cache_s=0), "facts": None}
     ]
     assert capsys.readouterr().err == ""
 
@@ -276,9 +278,11 @@ def test_skip_warns_once_naming_its_source(
     where: str,
 ) -> None:
     study = make_study(execution={"skip_preflight": True}, **DOCKER_STUDY)
-    assert run_study_preflight(study, **kwargs) is None
+    report = run_study_preflight(study, **kwargs)
+    assert report is not None and report.skipped_by == where and report.status == "skipped"
     assert preflight_calls == []
-    assert capsys.readouterr().err == f"llem: warning: Docker pre-flight skipped ({where})\n"
+    assert capsys.readouterr().err == ""  # a library function returns, it does not print
+    assert preflight_notice(report) == f"llem: warning: Docker pre-flight skipped ({where})"
 
 
 def test_no_skip_flag_runs_it_despite_the_yaml(preflight_calls: list[dict[str, Any]]) -> None:
@@ -294,7 +298,7 @@ def test_env_override_reaches_the_preflight(
     path = tmp_path / "s.yaml"
     path.write_text("experiments: [{model: m, backend: vllm, command: [x]}]\n")
     run_study(load_study(path), dry_run=True)
-    assert preflight_calls[0]["images"] == ("env/img:3",)
+    assert preflight_calls[0]["settings"].images == ("env/img:3",)
 
 
 # -- what a resolved runner turns into ---------------------------------------------------------

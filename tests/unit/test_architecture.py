@@ -1,0 +1,134 @@
+"""The package's shape: no import cycle, pure logic in domain/, subprocesses only in host/."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest_llem
+
+PACKAGE = Path(pytest_llem.__file__).parent
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _type_checking_only(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and (
+        (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+        or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")
+    )
+
+
+def _imports(name: str) -> set[str]:
+    """Every pytest_llem module ``name`` imports, at any depth of its code, except in
+    ``if TYPE_CHECKING:`` blocks."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if _type_checking_only(node):
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([node.module] if node.module else [])])
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                found.add(full if full in MODULES else base)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return {m for m in found if m in MODULES and m != name}
+
+
+GRAPH = {name: _imports(name) for name in MODULES}
+
+
+def _cycles() -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(GRAPH[v]):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1 or v in GRAPH[v]:
+                found.append(sorted(component))
+
+    for v in sorted(GRAPH):
+        if v not in index:
+            connect(v)
+    return found
+
+
+def test_the_graph_sees_the_imports_it_should() -> None:
+    """The graph is real: known edges are found, lazy (in-function) imports included."""
+    assert "pytest_llem.settings" in GRAPH["pytest_llem.plugin"]
+    assert "pytest_llem.session" in GRAPH["pytest_llem.plugin"]  # imported in a function
+    assert "pytest_llem.domain.records" in GRAPH["pytest_llem.host.docker"]
+    assert "pytest_llem.domain" not in GRAPH["pytest_llem.plugin"]
+
+
+def test_no_import_cycle() -> None:
+    assert _cycles() == []
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    GRAPH["pytest_llem.domain.records"].add("pytest_llem.host.docker")
+    try:
+        cycles = _cycles()
+        assert any(
+            {"pytest_llem.domain.records", "pytest_llem.host.docker"} <= set(c) for c in cycles
+        )
+    finally:
+        GRAPH["pytest_llem.domain.records"].discard("pytest_llem.host.docker")
+
+
+def test_domain_is_pure() -> None:
+    """domain/ imports no other layer of the package, and nothing that touches the world."""
+    for name, imported in GRAPH.items():
+        if name.startswith("pytest_llem.domain."):
+            assert all(m.startswith("pytest_llem.domain") for m in imported), (name, imported)
+            source = MODULES[name].read_text()
+            for word in ("subprocess", "import os\n", "open("):
+                assert word not in source, (name, word)
+
+
+def test_only_host_adapters_run_subprocesses() -> None:
+    users = {name for name, path in MODULES.items() if "import subprocess" in path.read_text()}
+    assert users == {"pytest_llem.host.proc", "pytest_llem.host.workloads"}
+
+
+def test_a_setting_default_is_defined_once() -> None:
+    """The probe image's name, a default, stands in `settings.py` alone."""
+    holders = {n for n, p in MODULES.items() if "nvidia/cuda:12.0.0-base" in p.read_text()}
+    assert holders == {"pytest_llem.settings"}
