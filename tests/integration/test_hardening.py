@@ -241,6 +241,31 @@ def test_a_host_tools_escapes_are_shown_escaped_in_the_checklist_and_report(
     assert warning["message"] == f"nvidia-smi failed: weird{ESCAPES} failure"
 
 
+def test_a_docker_errors_escapes_are_shown_escaped_by_pytest_and_llem_run(
+    run_product: ProductRunner, host_tools: HostTools, images: None
+) -> None:
+    """A failed check whose message carries a tool's text: pytest's own output, the numbered
+    report and `llem run`'s report show it escaped; the JSON report keeps it raw."""
+    host_tools.install(
+        "docker", "#!/bin/sh\nprintf 'odd failure\\033]0;pwned\\007\\033[2J\\n' >&2\nexit 1\n"
+    )
+    result = run_product(
+        ["pytest", "--llem-preflight", "-p", "no:cacheprovider", "--llem-no-cache",
+         "--llem-image", WORKLOAD, "--llem-json", "r.json", "-rf"],
+    )  # fmt: skip
+    shown = result.stdout + result.stderr
+    assert result.returncode == 1, shown
+    assert "\x1b" not in shown and "\x07" not in shown, shown
+    assert shown.count("odd failure\\x1b]0;pwned\\x07\\x1b[2J") >= 2, shown  # item, report
+    report = json.loads((host_tools.work / "r.json").read_text())
+    assert any(ESCAPES in f["message"] for f in report["failures"]), report["failures"]
+    (host_tools.work / "study.yaml").write_text(study(PLAIN))
+    ran = run_product(["llem", "run", "study.yaml"], timeout=HANG_LIMIT_S)
+    assert ran.returncode == 1, ran.stderr
+    assert "\x1b" not in ran.stderr, ran.stderr
+    assert "odd failure\\x1b]0;pwned\\x07\\x1b[2J" in ran.stderr, ran.stderr
+
+
 # -- item 12: names that collide, run directories reused --------------------------------------
 
 
