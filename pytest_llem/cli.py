@@ -315,6 +315,7 @@ def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
         report = exc.report
     _print_checklist(report, verbose=args.verbose, out=sys.stdout)
     if json_path is not None:
+        sys.stdout.flush()  # the path may be /dev/stdout: the checklist comes first
         try:
             write_json(Path(json_path), report.to_json(), follow=True)
         except OSError as exc:

@@ -126,9 +126,11 @@ class PreflightHooks:
         config.stash[SESSION_KEY] = self.session
         # A pre-flight reports every failure of a tier together: -x / --maxfail would hide some.
         config.option.maxfail = 0
-        self.session.facts.start_host()  # the read-only queries overlap collection
-        if not self.user_paths:  # the built-in checks alone: their image work can start now
-            self.session.facts.start_image_work()
+        if not _xdist_controller(config):  # (the controller of -n N runs no check)
+            self.session.facts.start_host()  # the read-only queries overlap collection
+            if not self.user_paths and not _xdist_worker(config):
+                # The built-in checks alone, in this process: their image work can start now.
+                self.session.facts.start_image_work()
         self._signals = contextlib.ExitStack()
         self.signals = self._signals.enter_context(sigterm_interrupts(keep_others=True))
 
@@ -258,6 +260,18 @@ class PreflightHooks:
 
 
 JSON_ERROR_KEY = pytest.StashKey[str]()
+
+
+def _xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    """Whether this process hands the checks to xdist workers (and runs none itself)."""
+    if _xdist_worker(config) or not config.pluginmanager.hasplugin("xdist"):
+        return False
+    option = config.option
+    return bool(getattr(option, "numprocesses", None) or getattr(option, "tx", None))
 
 
 class XdistHooks:

@@ -134,3 +134,24 @@ def test_a_study_swapped_during_a_dry_run_is_judged_by_what_was_read(
             if r.startswith("GET /images/")
         }
         assert inspected == {image}, recorder.requests
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]])
+def test_each_image_is_probed_once_with_or_without_workers(
+    run_product: ProductRunner,
+    host_tools: HostTools,
+    recorder: RecordingSocket,
+    images: None,
+    workers: list[str],
+) -> None:
+    """Under xdist the controller and the idle worker start nothing: one probe per image."""
+    result = run_product(
+        [
+            "pytest", "--llem-preflight", "--llem-no-cache", "-p", "no:cacheprovider",
+            "--llem-image", WORKLOAD, *workers,
+        ],
+        env=host_tools.env(docker_host=recorder.docker_host),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    creates = [r for r in recorder.requests if r.startswith("POST /containers/create")]
+    assert len(creates) == 1, recorder.requests

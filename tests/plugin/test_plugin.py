@@ -328,3 +328,25 @@ def test_a_failed_json_write_fails_the_run_and_leaves_no_temporary_file(
     )
     assert result.ret != 0
     assert "llem: cannot write the JSON report: /dev/full" in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"images": ("a/b:1", "c/d:2")},
+        {"timeout_s": 2.5, "pull_timeout_s": 7, "cache_s": 0.0, "no_cache": True},
+        {"skip": frozenset({"docker-cli", "gpu-in-container[a/b:1]"}), "json_path": "r.json"},
+        {"probe_image": "p/q:3", "timeout_s": 1e-3},
+    ],
+)
+def test_settings_survive_the_trip_through_pytests_command_line(
+    pytester: pytest.Pytester, settings: dict[str, object]
+) -> None:
+    """What llem hands to pytest.main is what the session gets back: to_args, then options."""
+    from pytest_llem.plugin import settings_of
+    from pytest_llem.settings import PreflightSettings
+
+    given = PreflightSettings(**settings)  # type: ignore[arg-type]
+    config = pytester.parseconfig(*given.to_args())
+    assert settings_of(config) == given

@@ -17,13 +17,13 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
+from .forward import Forwarder
 from .hook import DELAY_ENV, HOOK_LOG_ENV, SCENARIO_ENV, HookCall
 from .scenario import GpuScenario
 
@@ -128,51 +128,16 @@ def rootfs_tar(files: Mapping[str, str | bytes] | None = None) -> bytes:
     return buffer.getvalue()
 
 
-class _TcpForwarder:
+class _TcpForwarder(Forwarder):
     """127.0.0.1:PORT → the engine's unix socket.
 
     A "remote" daemon without the delay that dockerd adds to a TCP host without TLS.
     """
 
     def __init__(self, unix_socket: str) -> None:
-        self._target = unix_socket
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True, name="llem-tcp-forwarder").start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:  # closed
-                return
-            upstream = socket.socket(socket.AF_UNIX)
-            try:
-                upstream.connect(self._target)
-            except OSError:  # the daemon is gone: the client sees the connection drop
-                client.close()
-                upstream.close()
-                continue
-            with self._lock:
-                self._open.update((client, upstream))
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self._listener.close()
-        with self._lock:
-            for sock in self._open:
-                sock.close()
-            self._open.clear()
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = listener.getsockname()[1]
+        super().__init__(listener, unix_socket)
 
 
 class Engine:

@@ -32,6 +32,9 @@ HostScenario = Literal[
     "no_devices",
 ]
 TOOLKIT = ("nvidia-ctk", "nvidia-container-cli", "nvidia-container-runtime")
+# The source tree these tests belong to: the product they run is this tree's, whatever
+# another checkout of the project installed last.
+SOURCE_TREE = Path(__file__).resolve().parents[2]
 DOCKER_CLIS = ("/usr/bin/docker", "/usr/local/bin/docker")
 TEST_USER = "llemtest"
 TOOLKIT_VERSION = "1.14.3"
@@ -205,6 +208,7 @@ class HostTools:
             "XDG_CACHE_HOME": str(self.home / ".cache"),
             "XDG_CONFIG_HOME": str(self.home / ".config"),
             "LANG": "C.UTF-8",
+            "PYTHONPATH": str(SOURCE_TREE),
         }
         if engine is not None:
             env["DOCKER_HOST"] = engine.docker_host

@@ -8,7 +8,8 @@ import socket
 import tempfile
 import threading
 from pathlib import Path
-from types import TracebackType
+
+from .forward import Forwarder
 
 _REQUEST_LINE = re.compile(rb"^(GET|HEAD|POST|PUT|DELETE) (\S+) HTTP/1\.[01]\r$", re.M)
 
@@ -18,49 +19,20 @@ class RecordingSocket:
     "METHOD /path" of each API call, the version prefix (/v1.47) removed."""
 
     def __init__(self, target: str) -> None:
-        self._target = target
         self._dir = Path(tempfile.mkdtemp(prefix="llem-rec-", dir="/tmp"))
         self._dir.chmod(0o755)
         self.path = str(self._dir / "docker.sock")
-        self._listener = socket.socket(socket.AF_UNIX)
-        self._listener.bind(self.path)
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(self.path)
         Path(self.path).chmod(0o666)
-        self._listener.listen(64)
+        listener.listen(64)
         self._lock = threading.Lock()
-        self._open: set[socket.socket] = set()
         self.requests: list[str] = []
-        threading.Thread(target=self._accept, daemon=True, name="llem-recorder").start()
+        self._forwarder = Forwarder(listener, target, inspect=self._record)
 
     @property
     def docker_host(self) -> str:
         return f"unix://{self.path}"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:  # closed
-                return
-            upstream = socket.socket(socket.AF_UNIX)
-            try:
-                upstream.connect(self._target)
-            except OSError:
-                client.close()
-                upstream.close()
-                continue
-            with self._lock:
-                self._open.update((client, upstream))
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, record: bool) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                if record:
-                    self._record(data)
-                dst.sendall(data)
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
 
     def _record(self, data: bytes) -> None:
         for match in _REQUEST_LINE.finditer(data):
@@ -74,11 +46,7 @@ class RecordingSocket:
             return [r for r in self.requests if re.match(r"\S+ /(images|containers)/", r)]
 
     def close(self) -> None:
-        self._listener.close()
-        with self._lock:
-            for sock in self._open:
-                sock.close()
-            self._open.clear()
+        self._forwarder.close()
         with contextlib.suppress(OSError):
             Path(self.path).unlink()
             self._dir.rmdir()
@@ -86,10 +54,5 @@ class RecordingSocket:
     def __enter__(self) -> RecordingSocket:
         return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -168,18 +168,24 @@ experiments:
 """
 
 
-def test_a_remembered_plan_runs_the_very_preflight_the_study_asked_for(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The pre-flight of a remembered plan has the settings the validated study gave."""
+@pytest.fixture
+def ran(monkeypatch: pytest.MonkeyPatch) -> list[PreflightSettings]:
+    """The settings of each pre-flight `llem` runs (a stand-in that passes)."""
     from pytest_llem import preflight
     from pytest_llem.domain.report import Report
 
     monkeypatch.setenv("DOCKER_HOST", "unix:///nowhere/docker.sock")
-    ran: list[PreflightSettings] = []
+    calls: list[PreflightSettings] = []
     monkeypatch.setattr(
-        preflight, "run_docker_preflight", lambda **kw: ran.append(kw["settings"]) or Report()
+        preflight, "run_docker_preflight", lambda **kw: calls.append(kw["settings"]) or Report()
     )
+    return calls
+
+
+def test_a_remembered_plan_runs_the_very_preflight_the_study_asked_for(
+    capsys: pytest.CaptureFixture[str], ran: list[PreflightSettings]
+) -> None:
+    """The pre-flight of a remembered plan has the settings the validated study gave."""
     Path("study.yaml").write_text(DOCKER_STUDY)
 
     assert cli.main(["run", "study.yaml", "--dry-run"]) == 0  # validated
@@ -190,18 +196,13 @@ def test_a_remembered_plan_runs_the_very_preflight_the_study_asked_for(
 
 
 def test_a_study_swapped_after_it_was_read_is_never_answered_from_the_other_plan(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    ran: list[PreflightSettings],
 ) -> None:
     """The plan is keyed by the bytes read, and those bytes are what is validated."""
-    from pytest_llem import preflight
-    from pytest_llem.domain.report import Report
     from pytest_llem.run import config
 
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nowhere/docker.sock")
-    ran: list[PreflightSettings] = []
-    monkeypatch.setattr(
-        preflight, "run_docker_preflight", lambda **kw: ran.append(kw["settings"]) or Report()
-    )
     other = DOCKER_STUDY.replace("org/img:1", "org/other:2")
     Path("study.yaml").write_text(other)
     assert cli.main(["run", "study.yaml", "--dry-run"]) == 0  # the other study's plan, stored
