@@ -66,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     run.add_argument("--dry-run", action="store_true", help="validate and pre-flight only")
     run.add_argument("--output", metavar="DIR", help="run directory (default ./llem-runs/...)")
+    run.add_argument(
+        "--overwrite", action="store_true",
+        help="reuse an --output directory that holds an earlier run's manifest",
+    )  # fmt: skip
 
     pre = commands.add_parser(
         "preflight",
@@ -169,7 +173,9 @@ def _command(args: argparse.Namespace, command: list[str] | None, facts: Facts |
 
 
 def _error(exc: BaseException | str, code: int) -> int:
-    print(f"llem: error: {exc}", file=sys.stderr)
+    from .domain.text import printable
+
+    print(f"llem: error: {printable(str(exc))}", file=sys.stderr)
     return code
 
 
@@ -216,6 +222,7 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
         manifest = run_study(
             study, cli_skip=args.skip_preflight, runner_overrides=overrides,
             output=args.output, dry_run=args.dry_run, facts=facts, progress=sys.stderr,
+            overwrite=args.overwrite,
         )  # fmt: skip
     except DockerPreFlightError as exc:
         print(exc, file=sys.stderr)
@@ -256,8 +263,10 @@ def _dry_run(plan: Plan, facts: Facts | None) -> int:
         notice = preflight_notice(report)
         if notice:
             print(notice, file=sys.stderr)
+    from .domain.text import printable
+
     for line in plan.lines:
-        print(line, file=sys.stderr)
+        print(printable(line), file=sys.stderr)
     return EXIT_OK
 
 
@@ -315,6 +324,8 @@ def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
 
 
 def _print_checklist(report: Report, *, verbose: bool, out: TextIO) -> None:
+    from .domain.text import printable
+
     marks = _marks(out)
     for check in report.checks:
         line = f"{marks[check.outcome]} {check.id}"
@@ -323,10 +334,10 @@ def _print_checklist(report: Report, *, verbose: bool, out: TextIO) -> None:
             line += f": {note}"
         if verbose:
             line += f" ({check.duration_s:.2f}s{', cached' if check.cached else ''})"
-        out.write(line + "\n")
+        out.write(printable(line) + "\n")
         if verbose:
             for key, value in sorted(check.details.items()):
-                out.write(f"    {key}: {value}\n")
+                out.write(printable(f"    {key}: {value}") + "\n")
     # The verdict: the first line of the numbered report, or a pass line when it is empty.
     out.write((report.render() or f"Docker pre-flight passed: {len(report.checks)} checks") + "\n")
 

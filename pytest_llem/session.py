@@ -9,6 +9,7 @@ import pytest
 from .checking import CheckEnded, CheckWarned, NotRun
 from .context import VERDICT_KEY, CheckContext
 from .domain.report import CheckResult, Finding, Report
+from .domain.text import printable
 
 if TYPE_CHECKING:
     from .facts import Facts
@@ -84,7 +85,9 @@ def result_of_phase(
         if isinstance(exc, CheckWarned):
             report.outcome, report.longrepr = "passed", None
         elif result.finding:
-            report.longrepr = f"[{cid}] {result.finding.message}\n{result.finding.fix_line()}"
+            finding = result.finding  # shown by pytest: a tool's escapes made printable
+            shown = (f"[{cid}] {finding.message}", finding.fix_line())
+            report.longrepr = "\n".join(printable(line) for line in shown)
     elif isinstance(exc, NotRun):
         result = CheckResult(cid, tier, "not-run", reason=str(exc.msg))
     elif isinstance(exc, pytest.skip.Exception):

@@ -26,6 +26,7 @@ Cause = Literal[
     "container_name_conflict",
     "probe_timeout",
     "gpu_count_mismatch",
+    "unsafe_run_file",
     "check_error",
     "unknown",
     "ok",

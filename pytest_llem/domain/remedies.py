@@ -40,6 +40,7 @@ DRIVER_INSTALL_URL = "https://docs.nvidia.com/datacenter/tesla/driver-installati
 CUDA_COMPAT_URL = "https://docs.nvidia.com/deploy/cuda-compatibility/index.html"
 WSL_CUDA_URL = "https://docs.nvidia.com/cuda/wsl-user-guide/index.html"
 PYTEST_OUTPUT_URL = "https://docs.pytest.org/en/stable/how-to/output.html"
+DOCKER_BIND_MOUNTS_URL = "https://docs.docker.com/engine/storage/bind-mounts/"
 
 CONFIGURE_DOCKER = (
     "sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker"
@@ -137,6 +138,11 @@ _REMEDIES: dict[str, Remedy] = {
         "Run with --gpus all and check NVIDIA_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES and the "
         "MIG configuration",
         TOOLKIT_SPECIALIZED_URL,
+    ),
+    "unsafe_run_file": Remedy(
+        "Let the image write <id>_result.json / <id>_error.json as regular JSON files of at most "
+        "a few MiB; an image that plants links or FIFOs in the run directory is not to be trusted",
+        DOCKER_BIND_MOUNTS_URL,
     ),
     "check_error": Remedy(
         "Re-run `pytest --llem-preflight -v` to see the check's full traceback",

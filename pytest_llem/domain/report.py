@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from .text import printable
+
 Outcome = Literal["passed", "failed", "warning", "skipped", "not-run"]
 Severity = Literal["error", "warning"]
 
@@ -109,7 +111,10 @@ class Report:
         return "warning" if self.warnings else "passed"
 
     def render(self) -> str:
-        """The numbered report; empty when nothing failed or warned."""
+        """The numbered report; empty when nothing failed or warned.
+
+        Each line is made printable: a tool's terminal escapes or line breaks are shown escaped.
+        """
         failures, warnings = self.failures, self.warnings
         lines: list[str] = []
         if self.interrupted:
@@ -131,7 +136,7 @@ class Report:
                 lines.append(f"  - [{w.id}] {w.message}")
                 if w.fix_line():
                     lines.append(f"    {w.fix_line()}")
-        return "\n".join(lines)
+        return "\n".join(printable(line) for line in lines)
 
     def to_json(self) -> dict[str, Any]:
         def finding(f: Finding, number: int | None) -> dict[str, Any]:

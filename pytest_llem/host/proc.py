@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import signal
 import subprocess
 import threading
@@ -11,7 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from ..domain.records import CommandResult
 
@@ -26,15 +27,44 @@ _LIVE_LOCK = threading.Lock()
 # or a child that could block it for minutes.
 SLICE_S = 0.2
 
-# Output kept per stream: enough for any real error, bounded for a hook that spews.
+# Output kept per stream: its first and its last half of this, enough for any real error.
+# What lies between is read and dropped, so memory stays bounded whatever a tool prints.
 MAX_OUTPUT = 64 * 1024
+_CHUNK = 64 * 1024
+# After a kill, how long output still in the pipes is read (a grandchild that left the process
+# group may keep them open for ever).
+_DRAIN_S = 1.0
 
 
-def _text(data: bytes | None) -> str:
-    if not data:
-        return ""
-    text = data[:MAX_OUTPUT].decode("utf-8", errors="replace")
-    return text + ("\n[... output clipped ...]" if len(data) > MAX_OUTPUT else "")
+class _Kept:
+    """The head and the tail of a stream, and how many bytes between them were dropped."""
+
+    def __init__(self, limit: int = MAX_OUTPUT) -> None:
+        self._half = limit // 2
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+
+    def add(self, data: bytes) -> None:
+        room = self._half - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        self.tail += data
+        if len(self.tail) > 2 * self._half:  # trimmed now and then, not on every chunk
+            cut = len(self.tail) - self._half
+            self.dropped += cut
+            del self.tail[:cut]
+
+    def text(self) -> str:
+        tail = self.tail[-self._half :]
+        dropped = self.dropped + len(self.tail) - len(tail)
+        middle = f"\n[... {dropped} bytes of output clipped ...]\n" if dropped else ""
+        return (
+            bytes(self.head).decode("utf-8", errors="replace")
+            + middle
+            + bytes(tail).decode("utf-8", errors="replace")
+        )
 
 
 def _environ(env: Mapping[str, str] | None) -> dict[str, str]:
@@ -69,23 +99,25 @@ def run(
         return CommandResult(tuple(argv), 127, stderr=f"{argv[0]}: {exc.strerror}", missing=True)
     with _LIVE_LOCK:
         _LIVE.add(proc)
+    out, err = _Kept(), _Kept()
     try:
-        out, err = _communicate(proc, timeout)
+        _collect(proc, {proc.stdout: out, proc.stderr: err}, time.monotonic() + timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
-        out, err = proc.communicate()
+        _collect(proc, {proc.stdout: out, proc.stderr: err}, time.monotonic() + _DRAIN_S, kill=True)
         return CommandResult(
-            tuple(argv), None, _text(out), _text(err), time.monotonic() - start, timed_out=True
+            tuple(argv), None, out.text(), err.text(), time.monotonic() - start, timed_out=True
         )
     except BaseException:
         _kill_group(proc)
+        _close(proc)
         proc.wait()
         raise
     finally:
         with _LIVE_LOCK:
             _LIVE.discard(proc)
     return CommandResult(
-        tuple(argv), proc.returncode, _text(out), _text(err), time.monotonic() - start
+        tuple(argv), proc.returncode, out.text(), err.text(), time.monotonic() - start
     )
 
 
@@ -113,17 +145,54 @@ def kill_all() -> None:
         _kill_group(proc)
 
 
-def _communicate(proc: subprocess.Popen[bytes], timeout: float) -> tuple[bytes, bytes]:
-    """`communicate()` in short slices (retrying loses no output), up to ``timeout``."""
-    deadline = time.monotonic() + timeout
+def _collect(
+    proc: subprocess.Popen[bytes],
+    streams: Mapping[IO[bytes] | None, _Kept],
+    deadline: float,
+    *,
+    kill: bool = False,
+) -> None:
+    """Read ``streams`` into their buffers until both end, then reap ``proc``; in slices.
+
+    Raises TimeoutExpired at ``deadline``; with ``kill`` (the group was killed) it stops
+    reading there instead, closes the pipes and reaps the process.
+    """
+    with selectors.DefaultSelector() as selector:
+        for stream, kept in streams.items():
+            if stream is not None and not stream.closed:
+                selector.register(stream, selectors.EVENT_READ, kept)
+        while selector.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if not kill:
+                    raise subprocess.TimeoutExpired(proc.args, 0)
+                break
+            for key, _ in selector.select(min(left, SLICE_S)):
+                data = os.read(key.fd, _CHUNK)
+                if data:
+                    key.data.add(data)
+                else:
+                    selector.unregister(key.fileobj)
+    if kill:
+        _close(proc)
+        proc.wait()
+        return
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise subprocess.TimeoutExpired(proc.args, timeout)
+            raise subprocess.TimeoutExpired(proc.args, 0)
         try:
-            return proc.communicate(timeout=min(left, SLICE_S))
+            proc.wait(timeout=min(left, SLICE_S))
+            _close(proc)
+            return
         except subprocess.TimeoutExpired:
             continue
+
+
+def _close(proc: subprocess.Popen[bytes]) -> None:
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
 
 
 def wait_process(proc: subprocess.Popen[bytes]) -> int:

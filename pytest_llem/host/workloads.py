@@ -1,6 +1,7 @@
 """Run an experiment's process (a `docker run` client or a local command) and stop it on demand.
 
-Argument lists only, never a shell. Output goes to a log file; the tail is kept for diagnosis.
+Argument lists only, never a shell. Output goes to a log file in RUN_DIR (created afresh, see
+``runfiles``); the tail is kept for diagnosis.
 Ctrl-C or SIGTERM stops the workload (its container removed, or its process group killed) and
 then propagates as KeyboardInterrupt (``Terminated`` for SIGTERM).
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..signals import shielded
-from . import docker
+from . import docker, runfiles
 from .proc import wait_process
 
 TAIL_BYTES = 64 * 1024
@@ -66,7 +67,7 @@ def _run(
     stop: Callable[[subprocess.Popen[bytes]], None],
 ) -> WorkloadResult:
     start = time.monotonic()
-    with open(log_path, "wb") as log:
+    with runfiles.create(log_path) as log:  # a new file, never a link planted as the log
         try:
             proc = subprocess.Popen(
                 list(argv),
@@ -88,7 +89,9 @@ def _run(
             with shielded():
                 stop(proc)
             raise
-    return WorkloadResult(returncode, time.monotonic() - start, _tail(log_path))
+        # The tail of the file written, never of what has the log's name by now.
+        output = runfiles.tail(log, TAIL_BYTES).decode("utf-8", errors="replace")
+    return WorkloadResult(returncode, time.monotonic() - start, output)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -103,12 +106,3 @@ def _end(proc: subprocess.Popen[bytes], *, grace_s: float) -> None:
     except subprocess.TimeoutExpired:
         _signal_group(proc, signal.SIGKILL)
         proc.wait()
-
-
-def _tail(path: Path) -> str:
-    with open(path, "rb") as log:
-        log.seek(0, os.SEEK_END)
-        size = log.tell()
-        log.seek(max(0, size - TAIL_BYTES))
-        data = log.read()
-    return data.decode("utf-8", errors="replace")

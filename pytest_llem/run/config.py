@@ -177,11 +177,21 @@ class StudyConfig(_Model):
         skips = (self.execution.skip_preflight, self.docker.skip_preflight)
         if None not in skips and skips[0] != skips[1]:
             raise ValueError("execution.skip_preflight and docker.skip_preflight disagree")
-        ids = [e.id for e in self.experiments if e.id is not None]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate experiment id {duplicates[0]!r}")
+        first: dict[str, int] = {}
+        for n, (exp_id, _) in enumerate(self.numbered()):
+            if exp_id in first:  # one id, one set of files in RUN_DIR: the second would overwrite
+                raise ValueError(
+                    f"duplicate experiment id {exp_id!r}: {self._which(first[exp_id])} and "
+                    f"{self._which(n)}"
+                )
+            first[exp_id] = n
         return self
+
+    def _which(self, index: int) -> str:
+        """``experiments.N (model, id: X)`` or ``... numbered X by its position``."""
+        e = self.experiments[index]
+        how = f"id: {e.id}" if e.id is not None else f"numbered {index + 1:03d} by its position"
+        return f"experiments.{index} ({e.model}, {how})"
 
     @property
     def path(self) -> Path | None:

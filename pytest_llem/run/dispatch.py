@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import re
+import secrets
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..domain.text import printable
 from ..errors import ConfigError
-from ..host import workloads
+from ..host import runfiles, workloads
 from ..signals import Terminated, sigterm_interrupts
 from .config import Experiment, StudyConfig
-from .manifest import ExperimentRecord, Manifest
+from .manifest import MANIFEST, ExperimentRecord, Manifest
 from .runners import RunnerSpec, check_runnable, experiment_image
 
 RUN_MOUNT = "/run/llem"
 RUNS_DIR = "llem-runs"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_STUDY_CHARS = 40  # of the study's name in a container name
 
 
 def safe_name(text: str) -> str:
@@ -29,8 +33,24 @@ def safe_name(text: str) -> str:
     return _UNSAFE.sub("-", text).strip("-") or "x"
 
 
-def container_name(study: str, exp_id: str) -> str:
-    return f"llem-{safe_name(study)}-{safe_name(exp_id)}"
+def study_part(study: str) -> str:
+    """The study's name as a container name allows it, with a short hash of the full name
+    when it had to be changed: ``my study/ü`` and ``my study/é`` stay apart."""
+    safe = safe_name(study)[:_STUDY_CHARS].rstrip("-.")
+    if safe == study:
+        return safe
+    digest = hashlib.sha256(study.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{safe}-{digest[:8]}"
+
+
+def new_run_id() -> str:
+    """A short random id that tells one run's containers from another's."""
+    return secrets.token_hex(4)
+
+
+def container_name(study: str, exp_id: str, run_id: str) -> str:
+    """``llem-<study>-<run id>-<id>``: unique per run, so that runs of one study never clash."""
+    return f"llem-{study_part(study)}-{run_id}-{safe_name(exp_id)}"
 
 
 # ---- the run directory ----------------------------------------------------------------------
@@ -39,6 +59,8 @@ def container_name(study: str, exp_id: str) -> str:
 def run_dir_for(output: str | Path | None, study: str, now: datetime | None = None) -> Path:
     """``--output``, else ``./llem-runs/<study>-<UTC timestamp>``; always absolute."""
     if output is not None:
+        if not str(output).strip():  # "" would be the current directory
+            raise ConfigError("--output: must not be empty")
         return Path(output).absolute()
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
     return Path.cwd() / RUNS_DIR / f"{safe_name(study)}-{stamp}"
@@ -55,6 +77,15 @@ def check_run_dir(path: Path, label: str) -> None:
         raise ConfigError(f"{label} {path}: {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{label} {path}: {existing} is not writable")
+
+
+def refuse_earlier_run(path: Path, label: str, *, overwrite: bool) -> None:
+    """A directory with a manifest.json holds a run: its results are not replaced silently."""
+    if not overwrite and os.path.lexists(path / MANIFEST):
+        raise ConfigError(
+            f"{label} {path}: holds the {MANIFEST} of an earlier run "
+            "(give --overwrite to replace it, or another directory)"
+        )
 
 
 def make_run_dir(path: Path, label: str, *, exclusive: bool) -> Path:
@@ -86,16 +117,24 @@ def docker_run_argv(
 
 
 def run_one(
-    study: StudyConfig, experiment: Experiment, exp_id: str, spec: RunnerSpec, run_dir: Path
+    study: StudyConfig,
+    experiment: Experiment,
+    exp_id: str,
+    spec: RunnerSpec,
+    run_dir: Path,
+    *,
+    run_id: str | None = None,
 ) -> ExperimentRecord:
-    """Write the experiment's config, run it, and read back what it left."""
+    """Write the experiment's config, run it, and read back what it left.
+
+    ``run_id`` tells this run's containers from another run's (a new one when None).
+    """
     check_runnable(exp_id, experiment, spec)
     image = experiment_image(experiment, spec)
     result_path = run_dir / f"{exp_id}_result.json"
     error_path = run_dir / f"{exp_id}_error.json"
+    config_path = run_dir / f"{exp_id}_config.json"
     log_name = f"{exp_id}.log"
-    for stale in (result_path, error_path):
-        stale.unlink(missing_ok=True)
     seen_dir = RUN_MOUNT if spec.mode == "docker" else str(run_dir)
     config = {
         "study": study.name,
@@ -108,27 +147,40 @@ def run_one(
         "result_path": f"{seen_dir}/{result_path.name}",
         "error_path": f"{seen_dir}/{error_path.name}",
     }
-    config_path = run_dir / f"{exp_id}_config.json"
-    config_path.write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
-
-    if image is not None:  # check_runnable(): a Docker experiment has an image, a local one not
-        name = container_name(study.name, exp_id)
-        argv = docker_run_argv(image, name, run_dir, exp_id, experiment.command)
-        outcome = workloads.run_container(argv, name=name, log_path=run_dir / log_name)
-    else:
-        cwd = study.path.parent.absolute() if study.path else Path.cwd()
-        env = {**os.environ, "LLEM_CONFIG_PATH": str(config_path)}
-        outcome = workloads.run_local(
-            experiment.command or [], cwd=cwd, env=env, log_path=run_dir / log_name
-        )
-
     record = ExperimentRecord(
         id=exp_id, backend=experiment.backend, model=experiment.model, runner=spec.mode,
-        image=image, status="ok", exit_status=outcome.returncode,
-        duration_s=round(outcome.duration_s, 3), log=log_name,
+        image=image, status="ok", log=log_name,
     )  # fmt: skip
+    start = time.monotonic()
+    try:
+        for stale in (result_path, error_path):
+            runfiles.remove(stale)
+        runfiles.write(config_path, (json.dumps(config, indent=2, default=str) + "\n").encode())
+        if image is not None:  # check_runnable(): a Docker experiment has an image, a local one not
+            name = container_name(study.name, exp_id, run_id or new_run_id())
+            argv = docker_run_argv(image, name, run_dir, exp_id, experiment.command)
+            outcome = workloads.run_container(argv, name=name, log_path=run_dir / log_name)
+        else:
+            cwd = study.path.parent.absolute() if study.path else Path.cwd()
+            env = {**os.environ, "LLEM_CONFIG_PATH": str(config_path)}
+            outcome = workloads.run_local(
+                experiment.command or [], cwd=cwd, env=env, log_path=run_dir / log_name
+            )
+    except runfiles.UnsafeRunFile as exc:
+        record.duration_s = round(time.monotonic() - start, 3)
+        _unsafe(record, exc)
+        return record
+    record.exit_status, record.duration_s = outcome.returncode, round(outcome.duration_s, 3)
     _judge(record, outcome, result_path, error_path)
     return record
+
+
+def _unsafe(record: ExperimentRecord, exc: runfiles.UnsafeRunFile) -> None:
+    from ..domain.remedies import remedy
+
+    record.status, record.cause, record.message = "failed", "unsafe_run_file", str(exc)
+    record.fix, record.url = remedy("unsafe_run_file")
+    record.result = None
 
 
 def _judge(
@@ -138,14 +190,19 @@ def _judge(
     error_path: Path,
 ) -> None:
     """Fill in the record's result, or its status, cause and message when it failed."""
+    try:
+        result_data = runfiles.read(result_path, runfiles.RESULT_CAP)
+        error_note = _error_message(error_path)
+    except runfiles.UnsafeRunFile as exc:
+        _unsafe(record, exc)
+        return
     problem = None
-    if result_path.exists():
+    if result_data is not None:
         try:
-            record.result = json.loads(result_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            problem = f"{result_path.name} is not valid JSON ({exc})"
-    error_note = _error_message(error_path)
-    if outcome.returncode == 0 and result_path.exists() and not (problem or error_note):
+            record.result = json.loads(result_data.decode("utf-8"))
+        except (ValueError, RecursionError) as exc:
+            problem = f"{result_path.name} is not valid JSON ({_short(str(exc))})"
+    if outcome.returncode == 0 and result_data is not None and not (problem or error_note):
         return
     record.status, record.cause = "failed", "unknown"
     if outcome.missing:
@@ -171,18 +228,26 @@ def _judge(
 
 
 def _error_message(path: Path) -> str | None:
-    """What ``<id>_error.json`` says (its ``message`` or ``error``), if the workload wrote one."""
-    if not path.exists():
+    """What ``<id>_error.json`` says (its ``message`` or ``error``), if the workload wrote one.
+
+    Raises UnsafeRunFile when the name is not a regular file or the file is too large.
+    """
+    data = runfiles.read(path, runfiles.ERROR_CAP)
+    if data is None:
         return None
     try:
-        data: Any = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        error: Any = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):
         return f"wrote {path.name}"
-    if isinstance(data, dict):
+    if isinstance(error, dict):
         for key in ("message", "error"):
-            if data.get(key):
-                return f"{path.name}: {data[key]}"
+            if error.get(key):
+                return f"{path.name}: {_short(str(error[key]))}"
     return f"wrote {path.name}"
+
+
+def _short(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _last_line(output: str) -> str:
@@ -210,18 +275,21 @@ def dispatch(
     manifest = Manifest(study.name, run_dir)
     manifest.write()
     experiments = study.numbered()
+    run_id = new_run_id()
     with sigterm_interrupts():
         for n, (exp_id, experiment) in enumerate(experiments, 1):
             spec = runners[experiment.backend]
             where = experiment_image(experiment, spec) or "local"
             out.write(
-                f"llem: [{n}/{len(experiments)}] {exp_id} {experiment.model} "
-                f"({experiment.backend}, {where}) ... "
+                printable(
+                    f"llem: [{n}/{len(experiments)}] {exp_id} {experiment.model} "
+                    f"({experiment.backend}, {where}) ... "
+                )
             )
             out.flush()
             start = time.monotonic()
             try:
-                record = run_one(study, experiment, exp_id, spec, run_dir)
+                record = run_one(study, experiment, exp_id, spec, run_dir, run_id=run_id)
             except KeyboardInterrupt as exc:
                 signame = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
                 manifest.experiments.append(ExperimentRecord(
@@ -235,7 +303,7 @@ def dispatch(
                 raise
             manifest.experiments.append(record)
             manifest.write()
-            out.write(_outcome_text(record) + "\n")
+            out.write(printable(_outcome_text(record)) + "\n")
             out.flush()
     return manifest
 

@@ -7,12 +7,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from ..domain.text import printable
 from ..errors import ConfigError, DockerError, LLEMError
 from .config import Experiment, StudyConfig
 from .dispatch import (
     check_run_dir,
     dispatch,
     make_run_dir,
+    refuse_earlier_run,
     run_dir_for,
     run_one,
 )
@@ -76,13 +78,15 @@ def run_study(
     env: Mapping[str, str] | None = None,
     facts: Facts | None = None,
     progress: TextIO | None = None,
+    overwrite: bool = False,
 ) -> Manifest:
     """Validate, pre-flight, then run every experiment (nothing with ``dry_run``).
 
     The manifest carries the pre-flight's report (`preflight`) and, for a dry run, what
     would run (`plan`); ``progress`` (e.g. stderr) receives a line per experiment. Raises
-    ConfigError (bad config, unusable output directory, remote daemon) before the
-    pre-flight, DockerPreFlightError when it fails; an experiment's failure is in the manifest.
+    ConfigError (bad config, unusable output directory, an ``output`` holding an earlier
+    run's manifest without ``overwrite``, remote daemon) before the pre-flight,
+    DockerPreFlightError when it fails; an experiment's failure is in the manifest.
     """
     env = os.environ if env is None else env
     if not study.experiments:
@@ -94,6 +98,8 @@ def run_study(
     label = "--output" if output is not None else "run directory"
     if not dry_run:
         check_run_dir(run_dir, label)
+        if output is not None:
+            refuse_earlier_run(run_dir, label, overwrite=overwrite)
 
     report = run_study_preflight(
         study, skip_preflight, cli_skip=cli_skip, runners=runners, facts=facts
@@ -104,9 +110,11 @@ def run_study(
     if dry_run:
         plan = plan_lines(study, runners)
         if progress is not None:
-            progress.writelines(line + "\n" for line in plan)
+            progress.writelines(printable(line) + "\n" for line in plan)
         return Manifest(study.name, preflight=report, plan=plan)
     run_dir = make_run_dir(run_dir, label, exclusive=output is None)
+    if output is not None:  # again: another run may have used it during the pre-flight
+        refuse_earlier_run(run_dir, label, overwrite=overwrite)
     manifest = dispatch(study, runners, run_dir, progress=progress)
     manifest.preflight = report
     return manifest

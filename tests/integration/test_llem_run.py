@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -102,8 +103,10 @@ def test_healthy_run(
     # The workload read the config through the mount, at the path llem gave it.
     assert first["result"]["config"]["result_path"] == "/run/llem/001_result.json"
     assert json.loads((run_dir / "second_result.json").read_text())["config"]["id"] == "second"
-    names = created_names(gpu_engine, since)
-    assert "llem-e2e-001" in names and "llem-e2e-second" in names
+    # llem-<study>-<run id>-<id>, one run id for the whole run
+    names = [n for n in created_names(gpu_engine, since) if n.startswith("llem-e2e-")]
+    [run_id] = {n.split("-")[2] for n in names}
+    assert names == [f"llem-e2e-{run_id}-001", f"llem-e2e-{run_id}-second"]
 
 
 def test_container_name_is_sanitised(
@@ -118,7 +121,8 @@ def test_container_name_is_sanitised(
     since = time.time()
     result = run_product(["llem", "run", "study.yaml", "--skip-preflight", "--output", "out"])
     assert result.returncode == 0, result.stderr
-    assert "llem-my-study-x.1" in created_names(gpu_engine, since)
+    [name] = created_names(gpu_engine, since)
+    assert re.fullmatch(r"llem-my-study-[0-9a-f]{8}-[0-9a-f]{8}-x\.1", name), name
 
 
 # -- failures --------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import subprocess
 import time
 from pathlib import Path
@@ -338,6 +340,21 @@ def test_socket_permission_denied(host_tools: HostTools, gpu_engine: Engine) -> 
     result = as_user(["docker", "version"], host_tools.env(gpu_engine), cwd=host_tools.work)
     assert result.returncode == 1
     assert "permission denied while trying to connect to the Docker daemon socket" in result.stderr
+
+
+def test_give_to_creates_a_missing_user(host_tools: HostTools) -> None:
+    """On a machine that never ran the suite the user does not exist yet: give_to() makes it."""
+    user = f"llemfresh{os.getpid() % 100000}"
+    subprocess.run(["userdel", user], capture_output=True, check=False)
+    try:
+        host_tools.give_to(user)
+        owner = pwd.getpwnam(user)
+        assert (host_tools.work.stat().st_uid, host_tools.home.stat().st_uid) == (
+            owner.pw_uid,
+            owner.pw_uid,
+        )
+    finally:
+        subprocess.run(["userdel", user], capture_output=True, check=False)
 
 
 def test_remote_daemon_over_tcp(host_tools: HostTools, gpu_engine: Engine, images: None) -> None:

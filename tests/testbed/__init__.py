@@ -20,6 +20,7 @@ from .host import (
     run,
     user_command,
 )
+from .hostile import HOSTILE_PATH, build_hostile_image
 from .recording import RecordingSocket
 from .scenario import (
     DEFAULT_GPUS,
@@ -37,6 +38,7 @@ __all__ = [
     "DELAY_ENV",
     "DOCKER_CLI",
     "DOCKER_CLIS",
+    "HOSTILE_PATH",
     "REQUIREMENT_ERROR",
     "TEST_USER",
     "TOOLKIT",
@@ -56,6 +58,7 @@ __all__ = [
     "RecordingSocket",
     "ScenarioSetter",
     "as_user",
+    "build_hostile_image",
     "build_workload_image",
     "compare_versions",
     "engine_unavailable_reason",

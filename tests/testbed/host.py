@@ -218,8 +218,11 @@ class HostTools:
         return env
 
     def give_to(self, user: str = TEST_USER) -> None:
-        """Let `user` own the home and work directories (the root stays traversable)."""
-        entry = pwd.getpwnam(user)
+        """Let `user` own the home and work directories (the root stays traversable).
+
+        The user is created first where it does not exist yet (a machine that never ran the suite).
+        """
+        entry = pwd.getpwnam(ensure_test_user(user))
         self.root.chmod(self.root.stat().st_mode | stat.S_IXOTH | stat.S_IROTH)
         self.bin.chmod(0o755)
         for top in (self.home, self.work):

@@ -48,6 +48,7 @@ CAUSES = frozenset(
         "container_name_conflict",
         "probe_timeout",
         "gpu_count_mismatch",
+        "unsafe_run_file",
         "check_error",
         "unknown",
         "ok",

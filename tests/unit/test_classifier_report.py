@@ -42,6 +42,7 @@ def test_every_failure_cause_that_text_can_show_is_in_the_corpus(
         "check_error",
         "host_driver_unavailable",
         "toolkit_missing",
+        "unsafe_run_file",
         "unknown",
     }
     report = report_module.classify(report_module.corpus())

@@ -292,8 +292,15 @@ CASES = [
     ),
     pytest.param(
         "experiments: [{model: m, backend: vllm, id: x}, {model: n, backend: vllm, id: x}]\n",
-        "study.yaml: duplicate experiment id 'x'",
+        "study.yaml: duplicate experiment id 'x': experiments.0 (m, id: x) and "
+        "experiments.1 (n, id: x)",
         id="duplicate-id",
+    ),
+    pytest.param(
+        "experiments: [{model: m, backend: vllm, id: '002'}, {model: n, backend: vllm}]\n",
+        "study.yaml: duplicate experiment id '002': experiments.0 (m, id: 002) and "
+        "experiments.1 (n, numbered 002 by its position)",
+        id="duplicate-effective-id",
     ),
     pytest.param(
         "execution: {skip_preflight: false}\ndocker: {skip_preflight: true}\n",

@@ -319,16 +319,38 @@ def test_docker_run_argv_is_the_contract() -> None:
 @pytest.mark.parametrize(
     ("study", "exp_id", "name"),
     [
-        ("e2e", "001", "llem-e2e-001"),
-        ("my study/ü", "x.1", "llem-my-study-x.1"),
-        ("$(id)", "a_b", "llem-id-a_b"),
-        ("---", "1", "llem-x-1"),
+        ("e2e", "001", "llem-e2e-r1-001"),
+        ("my study/ü", "x.1", "llem-my-study-489a852d-r1-x.1"),
+        ("my study/é", "x.1", "llem-my-study-9675ab20-r1-x.1"),
+        ("$(id)", "a_b", "llem-id-{}-r1-a_b"),
+        ("---", "1", "llem-x-{}-r1-1"),
+        ("s" * 50, "1", "llem-" + "s" * 40 + "-{}-r1-1"),
     ],
 )
 def test_container_name(study: str, exp_id: str, name: str) -> None:
+    """Unique per run; a study name changed to fit gets a hash of the full name."""
+    import hashlib
+
     from pytest_llem.run.dispatch import container_name
 
-    assert container_name(study, exp_id) == name
+    digest = hashlib.sha256(study.encode()).hexdigest()[:8]
+    assert container_name(study, exp_id, "r1") == name.format(digest)
+
+
+def test_run_ids_differ() -> None:
+    from pytest_llem.run.dispatch import new_run_id
+
+    ids = {new_run_id() for _ in range(100)}
+    assert len(ids) == 100 and all(len(i) == 8 for i in ids)
+
+
+def test_output_must_not_be_empty() -> None:
+    from pytest_llem.errors import ConfigError
+    from pytest_llem.run.dispatch import run_dir_for
+
+    for empty in ("", "  "):
+        with pytest.raises(ConfigError, match=r"^--output: must not be empty$"):
+            run_dir_for(empty, "s")
 
 
 def test_run_dir_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

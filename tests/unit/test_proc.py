@@ -1,0 +1,72 @@
+"""proc.run: a limit on time, and on the memory a tool's output may cost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import tracemalloc
+
+from pytest_llem.host.proc import MAX_OUTPUT, run
+
+FLOOD = (
+    "import sys\n"
+    "sys.stdout.write('HEAD\\n')\n"
+    "block = 'x' * 65535 + '\\n'\n"
+    "for _ in range({n}): sys.stdout.write(block)\n"
+    "sys.stdout.write('TAIL\\n'); sys.stderr.write('err\\n')\n"
+)
+
+
+def test_output_is_read_through_a_bounded_buffer() -> None:
+    """40 MiB of output: the head and the tail are kept, and memory stays far below that."""
+    tracemalloc.start()
+    try:
+        result = run([sys.executable, "-c", FLOOD.format(n=640)], timeout=60)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.returncode == 0
+    assert result.stdout.startswith("HEAD\nxxx") and result.stdout.endswith("xxx\nTAIL\n")
+    assert " bytes of output clipped ...]" in result.stdout
+    assert len(result.stdout) < MAX_OUTPUT + 100
+    assert result.stderr == "err\n"
+    assert peak < 4 * 1024 * 1024, peak
+
+
+def test_small_output_is_kept_whole() -> None:
+    result = run([sys.executable, "-c", "print('a' * 1000); print('b')"], timeout=30)
+    assert result.stdout == "a" * 1000 + "\nb\n"
+
+
+def test_endless_output_stops_at_the_timeout() -> None:
+    start = time.monotonic()
+    endless = "import sys\nwhile True: sys.stdout.write('y' * 65536)\n"
+    tracemalloc.start()
+    try:
+        result = run([sys.executable, "-c", endless], timeout=1.5)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.timed_out and result.returncode is None
+    assert time.monotonic() - start < 10
+    assert len(result.stdout) < MAX_OUTPUT + 100
+    assert peak < 4 * 1024 * 1024, peak
+
+
+def test_a_grandchild_holding_the_pipe_does_not_block_a_timeout() -> None:
+    """The group is killed at the timeout; a process that left it cannot keep run() waiting."""
+    escape = (
+        "import os, subprocess, sys, time\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'],"
+        " start_new_session=True)\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    start = time.monotonic()
+    result = run([sys.executable, "-c", escape], timeout=1)
+    took = time.monotonic() - start
+    os.kill(int(result.stdout.split()[0]), signal.SIGKILL)
+    assert result.timed_out
+    assert took < 6
