@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..errors import LLEMError
 from ..host.jsonfile import write_json
 
 if TYPE_CHECKING:
@@ -58,5 +59,11 @@ class Manifest:
         if self.run_dir is None:
             raise ValueError("a manifest without a run directory cannot be written")
         path = self.run_dir / MANIFEST
-        write_json(path, self.to_json())
+        try:
+            write_json(path, self.to_json())
+        except OSError as exc:  # e.g. a container left a directory under that name
+            what = "something that is not a file is in its place" if path.is_dir() else ""
+            raise LLEMError(
+                f"cannot write the manifest {path}: {what or exc.strerror or exc}"
+            ) from None
         return path

@@ -93,3 +93,13 @@ def test_tail_reads_the_open_file_not_the_name(run_dir: Path, victim: Path) -> N
         os.unlink(run_dir / "001.log")
         (run_dir / "001.log").symlink_to(victim)  # what a container could do during its run
         assert runfiles.tail(log, 4) == b"end\n"
+
+
+def test_a_directory_planted_as_the_manifest_is_one_clear_error(tmp_path: Path) -> None:
+    from pytest_llem.errors import LLEMError
+    from pytest_llem.run.manifest import Manifest
+
+    (tmp_path / "manifest.json").mkdir()
+    with pytest.raises(LLEMError, match=r"manifest\.json: something that is not a file is in"):
+        Manifest("s", tmp_path).write()
+    assert not [p for p in tmp_path.iterdir() if p.name != "manifest.json"]  # no temporary left
