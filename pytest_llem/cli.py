@@ -231,11 +231,11 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
         if key is not None:
             _remember_plan(key, study, overrides, args.skip_preflight)
         return EXIT_OK
+    from .domain.text import printable
+
     failed, total = len(manifest.failed), len(manifest.experiments)
-    print(
-        f"llem: {total - failed} of {total} experiment(s) ok; manifest: {manifest.path}",
-        file=sys.stderr,
-    )
+    summary = f"llem: {total - failed} of {total} experiment(s) ok; manifest: {manifest.path}"
+    print(printable(summary), file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
 
