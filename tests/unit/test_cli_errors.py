@@ -501,3 +501,12 @@ def test_a_study_from_a_pipe_is_read_once(tmp_path: Path) -> None:
     )
     assert (result.returncode, result.stdout) == (0, ""), result.stderr
     assert result.stderr.startswith("llem: dry run: 001 gpt2 (pytorch, local from default)")
+
+
+def test_the_summary_shows_an_odd_run_directory_name_escaped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    Path("study.yaml").write_text(LOCAL_STUDY)
+    code, _, err = llem(capsys, "run", "study.yaml", "--output", "out\x1b[2J")
+    assert code == 0, err
+    assert "\x1b" not in err and "manifest: " in err and "out\\x1b[2J" in err
