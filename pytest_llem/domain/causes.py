@@ -27,6 +27,11 @@ Cause = Literal[
     "probe_timeout",
     "gpu_count_mismatch",
     "check_error",
+    "gpu_busy",
+    "persistence_mode_off",
+    "mig_enabled",
+    "gpu_throttled",
+    "energy_counter_unsupported",
     "unknown",
     "ok",
 ]

@@ -7,7 +7,12 @@ import os
 
 import pytest
 
-BUILTINS = "docker-cli,docker-daemon,nvidia-toolkit,host-driver,cuda-compat,gpu-in-container"
+BUILTINS = (
+    "docker-cli,docker-daemon,nvidia-toolkit,host-driver,cuda-compat,gpu-in-container,"
+    "gpu-idle,persistence-mode,mig-mode,clock-events,energy-counter"
+)
+
+MEASUREMENT = ("clock-events", "energy-counter", "gpu-idle", "mig-mode", "persistence-mode")
 
 pytestmark = pytest.mark.usefixtures("bare_host")
 
@@ -65,6 +70,7 @@ def test_missing_docker_and_toolkit_are_numbered_and_tier2_not_run(
         "nvidia-toolkit": "failed",
         "cuda-compat[nvidia/cuda:12.0.0-base-ubuntu22.04]": "not-run",
         "gpu-in-container[nvidia/cuda:12.0.0-base-ubuntu22.04]": "not-run",
+        **{cid: "not-run" for cid in MEASUREMENT},
     }
     assert data["warnings"][0]["cause"] == "host_driver_unavailable"
 

@@ -43,6 +43,12 @@ def test_every_failure_cause_that_text_can_show_is_in_the_corpus(
         "host_driver_unavailable",
         "toolkit_missing",
         "unknown",
+        # the measurement tier's, judged from nvidia-smi -q fields, never from an error text
+        "gpu_busy",
+        "persistence_mode_off",
+        "mig_enabled",
+        "gpu_throttled",
+        "energy_counter_unsupported",
     }
     report = report_module.classify(report_module.corpus())
     assert set(CAUSES) - never_from_text <= set(report.total)

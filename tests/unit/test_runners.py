@@ -255,13 +255,43 @@ def test_preflight_runs_with_the_study_images_and_limits(
     assert capsys.readouterr().err == ""
 
 
-def test_preflight_not_run_without_a_docker_runner(
+def test_local_runners_only_run_the_measurement_tier(
     preflight_calls: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    study = make_study(
+        runners={"vllm": "local"}, gpus=[1, 0], execution={"skip_checks": ["mig-mode"]}
+    )
+    assert isinstance(run_study_preflight(study, skip_checks=["gpu-idle"]), Report)
+    [call] = preflight_calls
+    settings = call["settings"]
+    assert settings.measurement_only and settings.images_to_check == (settings.probe_image,)
+    assert (settings.gpus, settings.skip) == ((0, 1), frozenset({"mig-mode", "gpu-idle"}))
+    assert capsys.readouterr().err == ""
+
+
+def test_a_local_study_skips_its_preflight_as_asked(
+    preflight_calls: list[dict[str, Any]],
+) -> None:
     study = make_study(runners={"vllm": "local"}, execution={"skip_preflight": True})
-    assert run_study_preflight(study) is None
+    report = run_study_preflight(study)
+    assert report is not None and report.skipped_by == "execution.skip_preflight in study.yaml"
     assert preflight_calls == []
-    assert capsys.readouterr().err == ""  # nothing to skip: no warning either
+
+
+def test_docker_studies_judge_the_gpus_their_experiments_use(
+    preflight_calls: list[dict[str, Any]],
+) -> None:
+    study = make_study(
+        gpus=[2],
+        experiments=[
+            {"model": "m", "backend": "vllm", "gpus": [0]},
+            {"model": "m", "backend": "vllm"},  # the study's: 2
+        ],
+        **DOCKER_STUDY,
+    )
+    run_study_preflight(study)
+    [call] = preflight_calls
+    assert (call["settings"].gpus, call["settings"].measurement_only) == ((0, 2), False)
 
 
 @pytest.mark.parametrize(
