@@ -286,6 +286,8 @@ def test_works_where_xdist_is_not_installed(
         (["--llem-cache-s=inf"], "--llem-cache-s: should be a finite number, got inf"),
         (["--llem-cache-s=-1"], "--llem-cache-s: should be greater than or equal to 0, got -1"),
         (["--llem-probe-image=Not/Valid"], "--llem-probe-image: invalid image reference"),
+        (["--llem-gpus=0,x"], "--llem-gpus: expected GPU indices (0, 1, ...), got 'x'"),
+        (["--llem-gpus=-1"], "--llem-gpus: expected GPU indices (0, 1, ...), got '-1'"),
     ],
 )
 def test_every_option_is_validated_before_anything_runs(
@@ -334,3 +336,20 @@ def test_a_failed_json_write_fails_the_run_and_leaves_no_temporary_file(
     )
     assert result.ret != 0
     assert "llem: cannot write the JSON report: /dev/full" in result.stdout.str()
+
+
+def test_measurement_only_runs_and_reports_the_measurement_tier_alone(
+    pytester: pytest.Pytester,
+) -> None:
+    """No docker, no nvidia-smi: no Docker check is reported, the measurement checks say why
+    they judged nothing, and the run passes."""
+    result = pytester.runpytest(
+        "--llem-preflight", "--llem-measurement-only", "--llem-gpus", "1,0", "--llem-json", "r.json"
+    )
+    assert result.ret == 0
+    data = json.loads((pytester.path / "r.json").read_text())
+    assert [(c["id"], c["tier"], c["outcome"]) for c in data["checks"]] == [
+        (cid, 3, "skipped") for cid in MEASUREMENT
+    ]
+    assert all("nvidia-smi not found" in c["reason"] for c in data["checks"])
+    assert data["status"] == "passed"

@@ -108,6 +108,8 @@ def test_python_dash_m(tmp_path: Path) -> None:
         (["run", "--runner", "vllm=podman", "--model", "m", "--backend", "vllm"],
          "--runner vllm: invalid runner 'podman'"),
         (["run", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["run", "--model", "m", "--backend", "pytorch", "--skip-check", "gpu-idel", "--", "x"],
+         "--skip-check: unknown check id 'gpu-idel' (valid ids: all, docker-cli, "),
         (["run", "--model", "m", "--backend", "pytorch"],
          "experiment 001 (m on pytorch): the local runner (from default) needs a command"),
         (["preflight", "--image", "$(touch /tmp/llem-pwned)"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -376,3 +377,41 @@ def test_run_dir_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert again == default.with_name(default.name + "-2")  # two runs in one second
     assert make_run_dir(tmp_path / "out", "--output", exclusive=False).is_dir()
     assert make_run_dir(tmp_path / "out", "--output", exclusive=False) == tmp_path / "out"
+
+
+def test_gpus_reach_the_container_and_local_runs() -> None:
+    from pytest_llem.run.dispatch import docker_run_argv, gpus_option
+
+    assert gpus_option(None) == "all"
+    assert gpus_option([0, 1]) == '"device=0,1"'  # docker run --gpus '"device=0,1"'
+    argv = docker_run_argv("v/img:1", "n", Path("/r"), "a", None, [1])
+    assert argv[argv.index("--gpus") + 1] == '"device=1"'
+
+
+def test_a_local_run_sees_only_its_gpus(tmp_path: Path) -> None:
+    from pytest_llem.run.dispatch import run_one
+
+    script = tmp_path / "w.py"
+    script.write_text(
+        "import json, os\n"
+        "c = json.load(open(os.environ['LLEM_CONFIG_PATH']))\n"
+        "env = {k: os.environ.get(k) for k in ('CUDA_VISIBLE_DEVICES', 'CUDA_DEVICE_ORDER')}\n"
+        "json.dump(env, open(c['result_path'], 'w'))\n"
+    )
+    study = make_study(
+        gpus=[2, 0],
+        experiments=[
+            {"model": "m", "backend": "pytorch", "command": [sys.executable, str(script)]},
+            {"model": "m", "backend": "pytorch", "command": [sys.executable, str(script)],
+             "gpus": [1]},
+        ],
+    )  # fmt: skip
+    spec = resolve_runners(study, NO_ENV)["pytorch"]
+    results = [
+        run_one(study, experiment, exp_id, spec, tmp_path).result
+        for exp_id, experiment in study.numbered()
+    ]
+    assert results == [
+        {"CUDA_VISIBLE_DEVICES": "2,0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
+        {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
+    ]
