@@ -104,6 +104,11 @@ def test_compute_process_on_gpu_1_fails_gpu_idle(
     assert lines[header + 1].startswith("  1. [gpu-idle] 1 compute process(es)")
     assert lines[header + 2].startswith("     Fix: Stop them (kill 31337)")
     assert lines[header + 2].endswith("— https://docs.nvidia.com/deploy/nvidia-smi/index.html")
+    # The README shows this very report.
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    sample = readme.split("```\nDocker pre-flight failed: 1 issue(s) found\n  1. [gpu-idle]", 1)[1]
+    sample = "  1. [gpu-idle]" + sample.split("\n```", 1)[0]
+    assert lines[header + 1 : header + 3] == sample.splitlines()
 
 
 @pytest.mark.parametrize(
