@@ -170,3 +170,31 @@ def test_no_gpu_state_is_skipped_not_failed(smi: CommandResult | None, reason: s
     for judge in CHECKS.values():
         verdict: CheckResult = judge(host(None, smi=smi), ())
         assert verdict.outcome == "skipped" and reason in verdict.reason
+
+
+def test_local_experiments_read_this_machines_gpus_even_with_a_remote_daemon(
+    tmp_path: Path,
+) -> None:
+    """DOCKER_HOST names another machine, but every experiment runs here: this machine's
+    `nvidia-smi -q` is asked (once) for the measurement checks."""
+    from pytest_llem.facts import Facts
+    from pytest_llem.settings import PreflightSettings
+
+    capture = tmp_path / "q.txt"
+    capture.write_text(q_output(H200_BUSY))
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\necho called >> {tmp_path}/calls\nexec /bin/cat {capture}\n")
+    smi.chmod(0o755)
+    env = {"PATH": str(tmp_path), "DOCKER_HOST": "tcp://gpu-box:2376"}
+    docker_checks = Facts(PreflightSettings(), env)
+    local_only = Facts(PreflightSettings(measurement_only=True), env)
+    try:
+        assert docker_checks.measured_host().smi is None  # the remote host's GPUs: not asked
+        facts = local_only.measured_host()
+        assert facts.smi_info is not None and facts.smi_info.driver_version == "580.159.04"
+        assert local_only.measured_host() is facts
+        assert measurement.gpu_idle(facts, local=True).outcome == "failed"
+        assert (tmp_path / "calls").read_text() == "called\n"
+    finally:
+        docker_checks.close()
+        local_only.close()
