@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
         help="skip (or, with --no-skip-preflight, run) the Docker pre-flight, whatever the "
         "study file says",
     )  # fmt: skip
+    run.add_argument(
+        "--skip-check", action="append", default=[], metavar="ID",
+        help="do not run this pre-flight check (repeatable; e.g. gpu-idle); the manifest "
+        "records it",
+    )  # fmt: skip
     run.add_argument("--dry-run", action="store_true", help="validate and pre-flight only")
     run.add_argument("--output", metavar="DIR", help="run directory (default ./llem-runs/...)")
     run.add_argument(
@@ -85,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         if meta["kind"] == "flag":
             pre.add_argument(meta["cli"], dest=dest, action="store_true", help=meta["help"])
         else:
-            many = meta["kind"] in ("images", "ids")
+            many = meta["kind"] in ("images", "ids", "indices")
             pre.add_argument(
                 meta["cli"], dest=dest, action="append" if many else "store",
                 default=[] if many else None, metavar=meta["metavar"], help=meta["help"],
@@ -150,8 +155,8 @@ def _host_queries(args: Sequence[str]) -> Facts | None:
     the arguments are even parsed (a wrong guess only leaves an answer unused)."""
     if args[:1] not in (["run"], ["preflight"]):
         return None
-    if any(a in ("-h", "--help") or a.startswith("--skip") for a in args):
-        return None  # (argparse takes "--skip" for --skip-preflight too)
+    if any(a in ("-h", "--help", "--skip") or a.startswith("--skip-p") for a in args):
+        return None  # (argparse takes "--skip-p" for --skip-preflight too)
     from .facts import Facts
 
     facts = Facts()
@@ -206,10 +211,13 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
         if args.dry_run and args.model is None:
             from .run.plans import load_plan, plan_key
 
-            key = plan_key(args.config, data, os.environ, args.runner, args.skip_preflight)
+            key = plan_key(
+                args.config, data, os.environ, args.runner, args.skip_preflight,
+                skip_checks=args.skip_check,
+            )  # fmt: skip
             plan = load_plan(key)
             if plan is not None:  # an unchanged study's plan: pydantic is not even imported
-                return _dry_run(plan, facts)
+                return _dry_run(plan, facts, args.skip_check, args.config)
     from .run.config import single_experiment
     from .run.runners import parse_runner_option
     from .run.study import run_study
@@ -222,14 +230,14 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
         manifest = run_study(
             study, cli_skip=args.skip_preflight, runner_overrides=overrides,
             output=args.output, dry_run=args.dry_run, facts=facts, progress=sys.stderr,
-            overwrite=args.overwrite,
+            overwrite=args.overwrite, skip_checks=args.skip_check,
         )  # fmt: skip
     except DockerPreFlightError as exc:
         print(exc, file=sys.stderr)
         return EXIT_FAILED
     if args.dry_run:
         if key is not None:
-            _remember_plan(key, study, overrides, args.skip_preflight)
+            _remember_plan(key, study, overrides, args.skip_preflight, args.skip_check)
         return EXIT_OK
     from .domain.text import printable
 
@@ -239,30 +247,31 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _dry_run(plan: Plan, facts: Facts | None) -> int:
+def _dry_run(plan: Plan, facts: Facts | None, cli_skips: list[str], origin: str) -> int:
     """`llem run --dry-run` of a study validated before, unchanged since: the pre-flight runs
     (always), then the remembered plan is printed."""
     from .errors import DockerPreFlightError
-    from .run.notices import preflight_notice
+    from .run.notices import check_skip_sources, preflight_notice
 
     if plan.docker:
-        from .domain.report import Report
         from .run.remote import refuse_remote_daemon
 
         refuse_remote_daemon()
-        if plan.skipped_by is not None:
-            report = Report(skipped_by=plan.skipped_by)
-        else:
-            from .preflight import run_docker_preflight
+    if plan.skipped_by is not None:
+        from .domain.report import Report
 
-            try:
-                report = run_docker_preflight(settings=plan.settings, facts=facts)
-            except DockerPreFlightError as exc:
-                print(exc, file=sys.stderr)
-                return EXIT_FAILED
-        notice = preflight_notice(report)
-        if notice:
-            print(notice, file=sys.stderr)
+        report = Report(skipped_by=plan.skipped_by)
+    else:
+        from .preflight import run_docker_preflight
+
+        try:
+            report = run_docker_preflight(settings=plan.settings, facts=facts)
+        except DockerPreFlightError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_FAILED
+    notice = preflight_notice(report, check_skip_sources(plan.settings.skip, cli_skips, origin))
+    if notice:
+        print(notice, file=sys.stderr)
     from .domain.text import printable
 
     for line in plan.lines:
@@ -271,21 +280,23 @@ def _dry_run(plan: Plan, facts: Facts | None) -> int:
 
 
 def _remember_plan(
-    key: str, study: StudyConfig, overrides: dict[str, str], cli_skip: bool | None
+    key: str,
+    study: StudyConfig,
+    overrides: dict[str, str],
+    cli_skip: bool | None,
+    skip_checks: list[str],
 ) -> None:
     from .run.plans import Plan, store_plan
-    from .run.runners import preflight_settings, resolve_runners
-    from .run.study import plan_lines, skip_source
-    from .settings import PreflightSettings
+    from .run.runners import resolve_runners
+    from .run.study import plan_lines, skip_source, study_preflight_settings
 
     runners = resolve_runners(study, os.environ, overrides)
-    docker = any(spec.mode == "docker" for spec in runners.values())
     store_plan(
         key,
         Plan(
-            docker=docker,
-            settings=preflight_settings(study, runners) if docker else PreflightSettings(),
-            skipped_by=skip_source(study, False, cli_skip) if docker else None,
+            docker=any(spec.mode == "docker" for spec in runners.values()),
+            settings=study_preflight_settings(study, runners, skip_checks),
+            skipped_by=skip_source(study, False, cli_skip),
             lines=tuple(plan_lines(study, runners)),
         ),
     )

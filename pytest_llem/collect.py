@@ -14,6 +14,7 @@ import pytest
 # (check id, base id, tier) and the place in the run of every kept item.
 ITEM_KEY = pytest.StashKey[tuple[str, str, int]]()
 ORDER_KEY = pytest.StashKey[int]()
+MEASUREMENT_TIER = 3
 
 
 @cache
@@ -93,8 +94,11 @@ def check_id(item: pytest.Item, base: str) -> str:
     return f"{base}[{callspec.id}]"
 
 
-def order_checks(items: list[pytest.Item]) -> list[pytest.Item]:
-    """Keep the preflight-marked items, sorted by (tier, base id), stably; return the rest.
+def order_checks(
+    items: list[pytest.Item], tiers: frozenset[int] | None = None
+) -> list[pytest.Item]:
+    """Keep the preflight-marked items (of ``tiers`` only, when given), sorted by (tier, base
+    id), stably; return the rest.
 
     Each kept item is stamped with its id, tier and place (`ITEM_KEY`, `ORDER_KEY`).
     """
@@ -106,6 +110,9 @@ def order_checks(items: list[pytest.Item]) -> list[pytest.Item]:
             dropped.append(item)
             continue
         base, tier = info
+        if tiers is not None and tier not in tiers:
+            dropped.append(item)
+            continue
         item.stash[ITEM_KEY] = (check_id(item, base), base, tier)
         keep.append(((tier, base, index), item))
     keep.sort(key=lambda pair: pair[0])

@@ -34,6 +34,17 @@ class CheckContext:
     def host(self) -> HostFacts:
         return self._session.facts.host()
 
+    @property
+    def measured_host(self) -> HostFacts:
+        """The host facts the measurement checks judge: this machine's `nvidia-smi -q` even
+        when the daemon is remote, if only local experiments run (`local`)."""
+        return self._session.facts.measured_host()
+
+    @property
+    def local(self) -> bool:
+        """Whether only local experiments run: this machine's GPUs are the ones measured."""
+        return self._session.settings.measurement_only
+
     def image(self, image: str) -> ImageFacts:
         return self._session.facts.image(image)
 

@@ -42,6 +42,7 @@ class Facts:
         self._probes_started = False
         self._image_work = False
         self._caps: Future[list[str]] | None = None
+        self._measured: Future[HostFacts] | None = None
         self._live: set[str] = set()  # probe containers that may still exist
         self.cache_lookup: Callable[[HostFacts, ImageFacts], ProbeFacts | None] | None = None
         self.cache_store: Callable[[HostFacts, ImageFacts, ProbeFacts], None] | None = None
@@ -123,6 +124,27 @@ class Facts:
             smi_info = parse_q(smi.stdout)
         return dataclasses.replace(result_of(docker_facts), smi=smi, smi_info=smi_info)
 
+    def measured_host(self) -> HostFacts:
+        """`host()`, with this machine's `nvidia-smi -q` asked for if it was not (a remote
+        daemon) and the settings say only local experiments run; asked once."""
+        host = self.host()
+        if host.smi is not None or not self.settings.measurement_only:
+            return host
+        with self._lock:
+            if self._measured is None:
+                self._measured = self._pool.submit(self._with_local_smi, host)
+            future = self._measured
+        return result_of(future)
+
+    def _with_local_smi(self, host: HostFacts) -> HostFacts:
+        import dataclasses
+
+        from .domain.nvidia_smi import parse_q
+
+        smi = nvidia.nvidia_smi_query(HOST_COMMAND_TIMEOUT_S, self.env)
+        info = parse_q(smi.stdout) if smi.ok else None
+        return dataclasses.replace(host, smi=smi, smi_info=info)
+
     def _gather_identity(self, host: Future[HostFacts]) -> dict[str, str]:
         facts = result_of(host)
         daemon_id = ""
@@ -168,7 +190,7 @@ class Facts:
         from .domain import verdicts
 
         skip = self.settings.skip
-        if "all" in skip:
+        if "all" in skip or self.settings.measurement_only:
             return
         gate = self.docker_facts()  # tier 1's verdicts need no more than this
         judges = (verdicts.docker_cli, verdicts.docker_daemon, verdicts.nvidia_toolkit)

@@ -41,7 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         if kind == "flag":
             group.addoption(meta["option"], action="store_true", default=False, help=meta["help"])
         else:
-            many = kind in ("images", "ids")
+            many = kind in ("images", "ids", "indices")
             group.addoption(
                 meta["option"],
                 action="append" if many else "store",
@@ -162,10 +162,17 @@ class PreflightHooks:
         from .collect import ITEM_KEY, order_checks
 
         yield  # after every other reordering plugin: keep the checks, in a stable order
-        dropped = order_checks(items)
+        dropped = order_checks(items, tiers=self._tiers())
         if dropped:
             config.hook.pytest_deselected(items=dropped)
         self._validate_skip([item.stash[ITEM_KEY] for item in items])
+
+    def _tiers(self) -> frozenset[int] | None:
+        """The tiers this session runs (None: all); only the measurement tier for a study
+        whose experiments all run locally."""
+        from .collect import MEASUREMENT_TIER
+
+        return frozenset({MEASUREMENT_TIER}) if self.session.settings.measurement_only else None
 
     def _validate_skip(self, ids: list[tuple[str, str, int]]) -> None:
         from .session import BUILTIN_IDS

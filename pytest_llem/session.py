@@ -8,6 +8,7 @@ import pytest
 
 from .checking import CheckEnded, CheckWarned, NotRun
 from .context import VERDICT_KEY, CheckContext
+from .domain.check_ids import BUILTIN_IDS
 from .domain.report import CheckResult, Finding, Report
 from .domain.text import printable
 
@@ -15,14 +16,7 @@ if TYPE_CHECKING:
     from .facts import Facts
     from .settings import PreflightSettings
 
-BUILTIN_IDS = (
-    "docker-cli",
-    "docker-daemon",
-    "host-driver",
-    "nvidia-toolkit",
-    "cuda-compat",
-    "gpu-in-container",
-)
+__all__ = ["BUILTIN_IDS", "FACTS_KEY", "SESSION_KEY", "Session", "host_summary"]
 
 # Facts a caller gathered before pytest started (`run_docker_preflight`), handed over.
 FACTS_KEY = pytest.StashKey["Facts"]()
@@ -124,8 +118,17 @@ def _crash(exc: BaseException) -> CheckResult:
 
 
 def host_summary(checks: list[CheckResult]) -> dict[str, Any]:
+    """The JSON report's ``host`` block; without host-driver (the measurement tier alone), what
+    the measurement checks read from the same ``nvidia-smi -q``."""
+    from .domain.check_ids import MEASUREMENT_IDS
+
     by_id = {c.id: c.details for c in checks}
     daemon, driver = by_id.get("docker-daemon", {}), by_id.get("host-driver", {})
+    if not driver.get("driver_version"):
+        driver = next(
+            (c.details for c in checks if c.id in MEASUREMENT_IDS and c.details.get("gpus")),
+            driver,
+        )
     return {
         "docker_server_version": daemon.get("server_version", ""),
         "driver_version": driver.get("driver_version", ""),

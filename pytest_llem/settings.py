@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Kind = Literal["seconds", "seconds_or_0", "image", "images", "ids", "flag", "path"]
+Kind = Literal["seconds", "seconds_or_0", "image", "images", "ids", "indices", "flag", "path"]
 
 # The quick host commands (docker version/info/inspect, nvidia-smi): not a user setting.
 HOST_COMMAND_TIMEOUT_S = 10.0
@@ -113,6 +113,22 @@ class PreflightSettings:
         cli="--no-cache",
         help="ignore remembered results of earlier GPU probes",
     )
+    gpus: tuple[int, ...] = _setting(
+        (),
+        kind="indices",
+        option="--llem-gpus",
+        metavar="INDEX",
+        help="GPU indices the measurement checks judge, repeatable or comma-separated "
+        "(default: all; a study's gpus: lists)",
+    )
+    measurement_only: bool = _setting(
+        False,
+        kind="flag",
+        option="--llem-measurement-only",
+        cli="--measurement-only",
+        help="run only the measurement-readiness checks (tier 3), as for a study whose "
+        "experiments all run locally",
+    )
     json_path: str | None = _setting(
         None,
         kind="path",
@@ -148,6 +164,8 @@ class PreflightSettings:
             elif kind in ("images", "ids"):
                 for item in sorted(value) if kind == "ids" else value:
                     args += [option, item]
+            elif kind == "indices":
+                args += [option, ",".join(str(i) for i in value)]
             else:
                 args += [option, repr(value) if isinstance(value, float) else str(value)]
         return args
@@ -170,7 +188,7 @@ class PreflightSettings:
             if value is None or value == [] or value is False:
                 continue
             kind = f.metadata["kind"]
-            if kind == "ids":
+            if kind in ("ids", "indices"):
                 value = [part.strip() for v in value for part in v.split(",") if part.strip()]
             name = f.metadata[named_by] or f.metadata["option"]
             changes[f.name] = parse_value(f, value, name)
@@ -257,11 +275,28 @@ def _checked(
         return images
     if kind == "ids":
         return frozenset(_strings(value, name))
+    if kind == "indices":
+        return _indices(value, name)
     if kind == "flag":
         return bool(value)
     if value is not None and (not isinstance(value, str) or not value or "\0" in value):
         raise SettingError(f"{name}: expected a path, got {value!r}")
     return value
+
+
+def _indices(value: Any, name: str) -> tuple[int, ...]:
+    """GPU indices: non-negative integers (digits from a command line), sorted, each once."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise SettingError(f"{name}: expected GPU indices (0, 1, ...), got {value!r}")
+    found: set[int] = set()
+    for item in value:
+        number = item
+        if isinstance(item, str) and item.strip().isdigit():
+            number = int(item.strip())
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+            raise SettingError(f"{name}: expected GPU indices (0, 1, ...), got {item!r}")
+        found.add(number)
+    return tuple(sorted(found))
 
 
 def _short(value: Any) -> str:

@@ -28,6 +28,11 @@ Cause = Literal[
     "gpu_count_mismatch",
     "unsafe_run_file",
     "check_error",
+    "gpu_busy",
+    "persistence_mode_off",
+    "mig_enabled",
+    "gpu_throttled",
+    "energy_counter_unsupported",
     "unknown",
     "ok",
 ]

@@ -41,6 +41,10 @@ CUDA_COMPAT_URL = "https://docs.nvidia.com/deploy/cuda-compatibility/index.html"
 WSL_CUDA_URL = "https://docs.nvidia.com/cuda/wsl-user-guide/index.html"
 PYTEST_OUTPUT_URL = "https://docs.pytest.org/en/stable/how-to/output.html"
 DOCKER_BIND_MOUNTS_URL = "https://docs.docker.com/engine/storage/bind-mounts/"
+NVIDIA_SMI_URL = "https://docs.nvidia.com/deploy/nvidia-smi/index.html"
+PERSISTENCE_URL = "https://docs.nvidia.com/deploy/driver-persistence/index.html"
+MIG_URL = "https://docs.nvidia.com/datacenter/tesla/mig-user-guide/index.html"
+NVML_ENERGY_URL = "https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html"
 
 CONFIGURE_DOCKER = (
     "sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker"
@@ -147,6 +151,30 @@ _REMEDIES: dict[str, Remedy] = {
     "check_error": Remedy(
         "Re-run `pytest --llem-preflight -v` to see the check's full traceback",
         PYTEST_OUTPUT_URL,
+    ),
+    "gpu_busy": Remedy(
+        "Stop the other processes on the GPU or wait until they end (`nvidia-smi` lists them), "
+        "or give the study idle GPUs with `gpus:`",
+        NVIDIA_SMI_URL,
+    ),
+    "persistence_mode_off": Remedy(
+        "sudo nvidia-smi -pm 1, or enable the persistence daemon "
+        "(sudo systemctl enable --now nvidia-persistenced)",
+        PERSISTENCE_URL,
+    ),
+    "mig_enabled": Remedy(
+        "sudo nvidia-smi -i N -mig 0 for GPU N (no process may use it; a GPU reset or reboot "
+        "may be needed)",
+        MIG_URL,
+    ),
+    "gpu_throttled": Remedy(
+        "Check the cooling, the power supply and the power limit "
+        "(`nvidia-smi -q -d PERFORMANCE,TEMPERATURE,POWER`); wait until the GPU has cooled down",
+        NVIDIA_SMI_URL,
+    ),
+    "energy_counter_unsupported": Remedy(
+        "Measure on Volta or newer GPUs (compute capability 7.0+) for counter-based energy",
+        NVML_ENERGY_URL,
     ),
     "unknown": Remedy(
         "Read the output kept in details.output and the NVIDIA Container Toolkit "

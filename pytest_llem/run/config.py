@@ -87,7 +87,31 @@ def _plain_data(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _check_ids(value: list[str]) -> list[str]:
+    from ..domain.check_ids import BUILTIN_IDS, unknown_check_ids
+
+    unknown = unknown_check_ids(value)
+    if unknown:
+        raise ValueError(
+            f"unknown check id {unknown[0]!r} (valid ids: all, {', '.join(BUILTIN_IDS)}, "
+            "or cuda-compat[IMAGE] / gpu-in-container[IMAGE])"
+        )
+    return value
+
+
+def _unique_gpus(value: list[int]) -> list[int]:
+    duplicates = sorted({i for i in value if value.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"GPU {duplicates[0]} is listed twice")
+    return value
+
+
 Backend = Annotated[str, AfterValidator(_backend)]
+CheckIds = Annotated[list[Annotated[str, Field(min_length=1)]], AfterValidator(_check_ids)]
+# GPU indices as nvidia-smi numbers them; at least one (omit the key for all GPUs).
+GpuIndices = Annotated[
+    list[Annotated[int, Field(ge=0)]], Field(min_length=1), AfterValidator(_unique_gpus)
+]
 Runner = Annotated[str, AfterValidator(_runner)]
 ImageRef = Annotated[str, AfterValidator(_image)]
 NonEmpty = Annotated[str, Field(min_length=1)]
@@ -104,6 +128,7 @@ class _Model(BaseModel):
 
 class Execution(_Model):
     skip_preflight: bool | None = None
+    skip_checks: CheckIds = Field(default_factory=list)  # check ids not to run
 
 
 class _DockerBase(_Model):
@@ -152,6 +177,7 @@ class Experiment(_Model):
     id: ExperimentId | None = None
     command: list[NonEmpty] | None = Field(default=None, min_length=1)
     image: ImageRef | None = None
+    gpus: GpuIndices | None = None  # None: the study's gpus, else all GPUs
     params: Annotated[dict[str, Any], AfterValidator(_plain_data)] = Field(default_factory=dict)
 
 
@@ -167,6 +193,7 @@ class StudyConfig(_Model):
     execution: Execution = Field(default_factory=Execution)
     runners: dict[Backend, Runner] = Field(default_factory=dict)
     docker: DockerSettings = Field(default_factory=DockerSettings)
+    gpus: GpuIndices | None = None  # None: all GPUs
     experiments: list[Experiment] = Field(default_factory=list)
 
     _path: Path | None = PrivateAttr(default=None)
@@ -216,6 +243,18 @@ class StudyConfig(_Model):
             if value is not None:
                 return value, f"{section}.skip_preflight in {self.origin}"
         return None
+
+    def gpus_of(self, experiment: Experiment) -> list[int] | None:
+        """The GPU indices ``experiment`` runs on: its own ``gpus:``, else the study's; None
+        for all of them."""
+        return experiment.gpus if experiment.gpus is not None else self.gpus
+
+    def used_gpus(self) -> tuple[int, ...]:
+        """Every GPU some experiment runs on, sorted; empty when one of them uses all."""
+        chosen = [self.gpus_of(e) for e in self.experiments] or [self.gpus]
+        if any(g is None for g in chosen):
+            return ()
+        return tuple(sorted({i for g in chosen for i in g or ()}))
 
     def numbered(self) -> list[tuple[str, Experiment]]:
         """(id, experiment): the ``id:``, else the position (``001``, ``002``, ...)."""

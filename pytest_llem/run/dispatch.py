@@ -9,10 +9,10 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..domain.text import printable
 from ..errors import ConfigError
@@ -21,6 +21,9 @@ from ..signals import Terminated, sigterm_interrupts
 from .config import Experiment, StudyConfig
 from .manifest import MANIFEST, ExperimentRecord, Manifest
 from .runners import RunnerSpec, check_runnable, experiment_image
+
+if TYPE_CHECKING:
+    from ..domain.report import Report
 
 RUN_MOUNT = "/run/llem"
 RUNS_DIR = "llem-runs"
@@ -105,11 +108,22 @@ def make_run_dir(path: Path, label: str, *, exclusive: bool) -> Path:
 # ---- one experiment -------------------------------------------------------------------------
 
 
+def gpus_option(gpus: Sequence[int] | None) -> str:
+    """``docker run --gpus`` value: ``all``, or ``"device=0,1"`` (quoted: the CLI reads the
+    value as CSV, where a bare comma would split it)."""
+    return "all" if gpus is None else f'"device={",".join(str(i) for i in gpus)}"'
+
+
 def docker_run_argv(
-    image: str, name: str, run_dir: Path, exp_id: str, command: list[str] | None
+    image: str,
+    name: str,
+    run_dir: Path,
+    exp_id: str,
+    command: list[str] | None,
+    gpus: Sequence[int] | None = None,
 ) -> list[str]:
     return [
-        "docker", "run", "--rm", "--gpus", "all", "--name", name,
+        "docker", "run", "--rm", "--gpus", gpus_option(gpus), "--name", name,
         "-v", f"{run_dir}:{RUN_MOUNT}",
         "-e", f"LLEM_CONFIG_PATH={RUN_MOUNT}/{exp_id}_config.json",
         image, *(command or []),
@@ -158,11 +172,17 @@ def run_one(
         runfiles.write(config_path, (json.dumps(config, indent=2, default=str) + "\n").encode())
         if image is not None:  # check_runnable(): a Docker experiment has an image, a local one not
             name = container_name(study.name, exp_id, run_id or new_run_id())
-            argv = docker_run_argv(image, name, run_dir, exp_id, experiment.command)
+            argv = docker_run_argv(
+                image, name, run_dir, exp_id, experiment.command, study.gpus_of(experiment)
+            )
             outcome = workloads.run_container(argv, name=name, log_path=run_dir / log_name)
         else:
             cwd = study.path.parent.absolute() if study.path else Path.cwd()
             env = {**os.environ, "LLEM_CONFIG_PATH": str(config_path)}
+            gpus = study.gpus_of(experiment)
+            if gpus is not None:  # numbered as nvidia-smi numbers them (PCI bus order)
+                env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpus)
             outcome = workloads.run_local(
                 experiment.command or [], cwd=cwd, env=env, log_path=run_dir / log_name
             )
@@ -264,15 +284,20 @@ def dispatch(
     run_dir: Path,
     *,
     progress: TextIO | None = None,
+    preflight: Report | None = None,
+    skipped_checks: Mapping[str, str] | None = None,
 ) -> Manifest:
     """Run every experiment in order, going on after a failure; the manifest after each.
 
     ``progress`` (if given) receives a line per experiment. On Ctrl-C or SIGTERM the running
     experiment is stopped and recorded as interrupted, the manifest written, and the
-    KeyboardInterrupt (``Terminated`` for SIGTERM) re-raised.
+    KeyboardInterrupt (``Terminated`` for SIGTERM) re-raised. ``preflight`` and
+    ``skipped_checks`` go into the manifest (its ``host`` block and ``skipped_checks``).
     """
     out = progress or io.StringIO()
-    manifest = Manifest(study.name, run_dir)
+    manifest = Manifest(
+        study.name, run_dir, preflight=preflight, skipped_checks=dict(skipped_checks or {})
+    )
     manifest.write()
     experiments = study.numbered()
     run_id = new_run_id()

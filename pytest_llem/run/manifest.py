@@ -40,8 +40,9 @@ class Manifest:
     study: str
     run_dir: Path | None = None
     experiments: list[ExperimentRecord] = field(default_factory=list)
-    preflight: Report | None = None  # None when no runner is Docker
+    preflight: Report | None = None  # None when no pre-flight was due
     plan: list[str] = field(default_factory=list)  # what a dry run would run
+    skipped_checks: dict[str, str] = field(default_factory=dict)  # id -> where it was asked
 
     @property
     def failed(self) -> list[ExperimentRecord]:
@@ -52,7 +53,15 @@ class Manifest:
         return None if self.run_dir is None else self.run_dir / MANIFEST
 
     def to_json(self) -> dict[str, Any]:
-        return {"study": self.study, "experiments": [asdict(e) for e in self.experiments]}
+        skipped = [{"id": cid, "source": source} for cid, source in self.skipped_checks.items()]
+        if self.preflight is not None and self.preflight.skipped_by:
+            skipped = [{"id": "all", "source": self.preflight.skipped_by}]
+        return {
+            "study": self.study,
+            "host": host_block(self.preflight),
+            "skipped_checks": skipped,
+            "experiments": [asdict(e) for e in self.experiments],
+        }
 
     def write(self) -> Path:
         """Replace RUN_DIR/manifest.json atomically: a reader never sees half a file."""
@@ -67,3 +76,52 @@ class Manifest:
                 f"cannot write the manifest {path}: {what or exc.strerror or exc}"
             ) from None
         return path
+
+
+def host_block(report: Report | None) -> dict[str, Any] | None:
+    """What the pre-flight saw of the host: driver, CUDA, each GPU (name, UUID, architecture,
+    persistence and MIG mode, power limit) and the measurement checks' findings; None when
+    no pre-flight ran."""
+    if report is None or report.skipped_by:
+        return None
+    from ..domain.check_ids import MEASUREMENT_IDS
+
+    measured = [c for c in report.checks if c.id in MEASUREMENT_IDS]
+    states: dict[int, dict[str, Any]] = {}
+    for check in measured:
+        for gpu in check.details.get("gpus", []):
+            states.setdefault(gpu["index"], gpu)
+    host = report.host
+    return {
+        "driver_version": host.get("driver_version") or _first(measured, "driver_version"),
+        "cuda_version": host.get("cuda_version") or _first(measured, "cuda_version"),
+        "gpus": [
+            {
+                k: gpu.get(k)
+                for k in (
+                    "index",
+                    "name",
+                    "uuid",
+                    "architecture",
+                    "persistence_mode",
+                    "mig_mode",
+                    "power_limit",
+                )
+            }
+            for _, gpu in sorted(states.items())
+        ]
+        or list(host.get("gpus", [])),
+        "measurement": [
+            {
+                "id": c.id,
+                "outcome": c.outcome,
+                "cause": c.finding.cause if c.finding else None,
+                "message": c.finding.message if c.finding else c.reason,
+            }
+            for c in measured
+        ],
+    }
+
+
+def _first(checks: list[Any], key: str) -> str:
+    return next((str(c.details[key]) for c in checks if c.details.get(key)), "")

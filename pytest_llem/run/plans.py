@@ -26,13 +26,13 @@ from ..host.jsonfile import read_trusted_json
 from ..host.paths import cache_dir, user_config_path
 from ..settings import PreflightSettings
 
-SCHEMA = 2
+SCHEMA = 3
 MAX_PLAN_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
 class Plan:
-    docker: bool
+    docker: bool  # a runner is Docker (the measurement tier runs either way)
     settings: PreflightSettings
     skipped_by: str | None  # where a skip of the pre-flight comes from, None when it runs
     lines: tuple[str, ...]  # what the dry run says it would run
@@ -59,6 +59,8 @@ def plan_key(
     env: Mapping[str, str],
     runner_options: Sequence[str],
     cli_skip: bool | None,
+    *,
+    skip_checks: Sequence[str] = (),
 ) -> str:
     """The key of a plan: ``study_bytes`` are the bytes that will be (or were) validated."""
     from .. import __version__
@@ -72,7 +74,7 @@ def plan_key(
         study_bytes,
         _file_part(user_config_path(env)),
         json.dumps(sorted((k, v) for k, v in env.items() if k.startswith("LLEM_RUNNER_"))).encode(),
-        json.dumps([list(runner_options), cli_skip]).encode(),
+        json.dumps([list(runner_options), cli_skip, list(skip_checks)]).encode(),
     ):
         digest.update(hashlib.sha256(part).digest())
     return digest.hexdigest()
@@ -101,7 +103,7 @@ def load_plan(key: str) -> Plan | None:
         names = {f.name for f in dataclasses.fields(PreflightSettings)}
         if not set(settings) <= names:
             return None
-        for name in ("images", "skip"):
+        for name in ("images", "skip", "gpus"):
             if name in settings:
                 if not isinstance(settings[name], list):
                     return None

@@ -138,9 +138,14 @@ def docker_images(study: StudyConfig, runners: Mapping[str, RunnerSpec]) -> list
 def preflight_settings(
     study: StudyConfig, runners: Mapping[str, RunnerSpec] | None = None
 ) -> PreflightSettings:
-    """The study's Docker images (else its probe image) and its ``docker:`` limits."""
+    """The study's Docker images (else its probe image), its ``docker:`` limits, the GPUs its
+    experiments use and the checks ``execution.skip_checks`` names."""
     runners = resolve_runners(study) if runners is None else runners
-    return study.docker.preflight_settings().replace(images=tuple(docker_images(study, runners)))
+    return study.docker.preflight_settings().replace(
+        images=tuple(docker_images(study, runners)),
+        gpus=study.used_gpus(),
+        skip=frozenset(study.execution.skip_checks),
+    )
 
 
 def preflight_settings_from_study(path: str | Path) -> PreflightSettings:

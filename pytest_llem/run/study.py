@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from ..domain.check_ids import BUILTIN_IDS, unknown_check_ids
 from ..domain.text import printable
 from ..errors import ConfigError, DockerError, LLEMError
 from .config import Experiment, StudyConfig
@@ -19,13 +20,14 @@ from .dispatch import (
     run_one,
 )
 from .manifest import ExperimentRecord, Manifest
-from .notices import preflight_notice
+from .notices import check_skip_sources, preflight_notice
 from .remote import refuse_remote_daemon
 from .runners import RunnerSpec, experiment_image, preflight_settings, resolve_runners
 
 if TYPE_CHECKING:
     from ..domain.report import Report
     from ..facts import Facts
+    from ..settings import PreflightSettings
 
 
 def skip_source(
@@ -40,6 +42,21 @@ def skip_source(
     return setting[1] if setting and setting[0] else None
 
 
+def study_preflight_settings(
+    study: StudyConfig,
+    runners: Mapping[str, RunnerSpec],
+    skip_checks: Sequence[str] = (),
+) -> PreflightSettings:
+    """What `llem run` checks for ``study``: the Docker tiers and the measurement tier when a
+    runner is Docker, else the measurement tier alone; the study's GPUs; the checks skipped
+    by ``execution.skip_checks`` and ``--skip-check`` (``skip_checks``)."""
+    settings = preflight_settings(study, runners)
+    return settings.replace(
+        skip=settings.skip | frozenset(skip_checks),
+        measurement_only=not any(spec.mode == "docker" for spec in runners.values()),
+    )
+
+
 def run_study_preflight(
     study: StudyConfig,
     skip_preflight: bool = False,
@@ -47,16 +64,18 @@ def run_study_preflight(
     cli_skip: bool | None = None,
     runners: Mapping[str, RunnerSpec] | None = None,
     facts: Facts | None = None,
+    skip_checks: Sequence[str] = (),
 ) -> Report | None:
-    """The Docker pre-flight for the images the study will run; None when no runner is Docker.
+    """The pre-flight of the study: the Docker tiers for the images it will run (when a runner
+    is Docker) and the measurement tier for the GPUs it uses; None without experiments.
 
     A skipped pre-flight is a report that says where the skip came from (`skipped_by`).
     ``facts`` are host queries started already. Raises DockerPreFlightError when the host
     is unfit.
     """
-    runners = resolve_runners(study) if runners is None else runners
-    if not any(spec.mode == "docker" for spec in runners.values()):
+    if not study.experiments:
         return None
+    runners = resolve_runners(study) if runners is None else runners
     from ..domain.report import Report
 
     source = skip_source(study, skip_preflight, cli_skip)
@@ -64,7 +83,8 @@ def run_study_preflight(
         return Report(skipped_by=source)
     from .. import preflight
 
-    return preflight.run_docker_preflight(settings=preflight_settings(study, runners), facts=facts)
+    settings = study_preflight_settings(study, runners, skip_checks)
+    return preflight.run_docker_preflight(settings=settings, facts=facts)
 
 
 def run_study(
@@ -79,18 +99,26 @@ def run_study(
     facts: Facts | None = None,
     progress: TextIO | None = None,
     overwrite: bool = False,
+    skip_checks: Sequence[str] = (),
 ) -> Manifest:
     """Validate, pre-flight, then run every experiment (nothing with ``dry_run``).
 
-    The manifest carries the pre-flight's report (`preflight`) and, for a dry run, what
-    would run (`plan`); ``progress`` (e.g. stderr) receives a line per experiment. Raises
+    The manifest carries the pre-flight's report (`preflight`), the checks skipped and where
+    from, and, for a dry run, what would run (`plan`); ``progress`` (e.g. stderr) receives a
+    line per experiment. ``skip_checks`` are check ids not to run (`--skip-check`). Raises
     ConfigError (bad config, unusable output directory, an ``output`` holding an earlier
-    run's manifest without ``overwrite``, remote daemon) before the pre-flight,
-    DockerPreFlightError when it fails; an experiment's failure is in the manifest.
+    run's manifest without ``overwrite``, remote daemon, unknown check id) before the
+    pre-flight, DockerPreFlightError when it fails; an experiment's failure is in the manifest.
     """
     env = os.environ if env is None else env
     if not study.experiments:
         raise ConfigError(f"{study.origin}: no experiments to run")
+    unknown = unknown_check_ids(skip_checks)
+    if unknown:
+        raise ConfigError(
+            f"--skip-check: unknown check id {unknown[0]!r} (valid ids: all, "
+            f"{', '.join(BUILTIN_IDS)})"
+        )
     runners = resolve_runners(study, env, runner_overrides)
     if any(spec.mode == "docker" for spec in runners.values()):
         refuse_remote_daemon(env)
@@ -102,21 +130,30 @@ def run_study(
             refuse_earlier_run(run_dir, label, overwrite=overwrite)
 
     report = run_study_preflight(
-        study, skip_preflight, cli_skip=cli_skip, runners=runners, facts=facts
+        study,
+        skip_preflight,
+        cli_skip=cli_skip,
+        runners=runners,
+        facts=facts,
+        skip_checks=skip_checks,
     )
-    notice = preflight_notice(report)
+    skipped = check_skip_sources(
+        {*study.execution.skip_checks, *skip_checks}, skip_checks, study.origin
+    )
+    notice = preflight_notice(report, skipped)
     if progress is not None and notice:
         progress.write(notice + "\n")
     if dry_run:
         plan = plan_lines(study, runners)
         if progress is not None:
             progress.writelines(printable(line) + "\n" for line in plan)
-        return Manifest(study.name, preflight=report, plan=plan)
+        return Manifest(study.name, preflight=report, plan=plan, skipped_checks=skipped)
     run_dir = make_run_dir(run_dir, label, exclusive=output is None)
     if output is not None:  # again: another run may have used it during the pre-flight
         refuse_earlier_run(run_dir, label, overwrite=overwrite)
-    manifest = dispatch(study, runners, run_dir, progress=progress)
-    manifest.preflight = report
+    manifest = dispatch(
+        study, runners, run_dir, progress=progress, preflight=report, skipped_checks=skipped
+    )
     return manifest
 
 

@@ -25,6 +25,8 @@ OTHER = "llem-test/other:1"
 CUDA_128 = "llem-test/checks-cuda:12.8"
 ABSENT = "llem-test/never-built:1"  # built nowhere; no registry can be reached from here
 TIER1 = ["docker-cli", "docker-daemon", "host-driver", "nvidia-toolkit"]
+# The measurement tier (3), in report order.
+TIER3 = ["clock-events", "energy-counter", "gpu-idle", "mig-mode", "persistence-mode"]
 CUDA_128_ENV = {
     "CUDA_VERSION": "12.8.1",
     "NVIDIA_REQUIRE_CUDA": "cuda>=12.8 brand=tesla,driver>=535,driver<536",
@@ -65,7 +67,7 @@ def test_healthy_host_passes(
 ) -> None:
     run = preflight(run_product, host_tools, "--llem-image", IMAGE, "--llem-no-cache")
     assert run.returncode == 0, run.describe()
-    assert run.outcomes == {cid: "passed" for cid in [*TIER1, *tier2(IMAGE)]}
+    assert run.outcomes == {cid: "passed" for cid in [*TIER1, *tier2(IMAGE), *TIER3]}
     report = run.report
     assert (report["schema"], report["status"]) == (1, "passed")
     assert (report["failures"], report["warnings"]) == ([], [])
@@ -114,7 +116,7 @@ def test_docker_and_toolkit_missing(
         "docker-daemon": "not-run",
         "host-driver": "passed",
         "nvidia-toolkit": "failed",
-        **{cid: "not-run" for cid in tier2(IMAGE)},
+        **{cid: "not-run" for cid in [*tier2(IMAGE), *TIER3]},
     }
     lines = run.lines
     header = lines.index("Docker pre-flight failed: 2 issue(s) found")
@@ -142,7 +144,7 @@ def test_daemon_down(
         "docker-daemon": "failed",
         "host-driver": "passed",
         "nvidia-toolkit": "passed",
-        **{cid: "not-run" for cid in tier2(IMAGE)},
+        **{cid: "not-run" for cid in [*tier2(IMAGE), *TIER3]},
     }
     assert "Docker pre-flight failed: 1 issue(s) found" in run.lines
     assert any(line.startswith("  1. [docker-daemon] Cannot reach") for line in run.lines)
@@ -160,6 +162,8 @@ def test_missing_host_nvidia_smi_only_warns(
     assert run.outcomes == {
         **{cid: "passed" for cid in [*TIER1, *tier2(IMAGE)]},
         "host-driver": "warning",
+        # Without the host's nvidia-smi -q the measurement tier has nothing to judge.
+        **{cid: "skipped" for cid in TIER3},
     }
     lines = run.lines
     start = lines.index("Docker pre-flight passed with 1 warning(s)")
@@ -212,6 +216,7 @@ def test_engine_without_gpu_support(
     assert run.outcomes == {
         **{cid: "passed" for cid in [*TIER1, *tier2(IMAGE)]},
         probe_id: "failed",
+        **{cid: "not-run" for cid in TIER3},
     }
     assert run.failure(probe_id)["details"]["image"] == IMAGE
     assert "Docker pre-flight failed: 1 issue(s) found" in run.lines
@@ -335,6 +340,7 @@ def test_several_images_are_each_checked(
         f"gpu-in-container[{IMAGE}]": "passed",
         f"gpu-in-container[{CUDA_128}]": "not-run",
         f"gpu-in-container[{OTHER}]": "passed",
+        **{cid: "not-run" for cid in TIER3},
     }
     assert run.failure_causes == [(1, f"cuda-compat[{CUDA_128}]", "cuda_requirement_unsatisfied")]
     assert any(line.startswith(f"  1. [cuda-compat[{CUDA_128}]] ") for line in run.lines)
@@ -364,6 +370,7 @@ def test_remote_daemon(
         f"cuda-compat[{CUDA_128}]": "failed",
         f"gpu-in-container[{IMAGE}]": "passed",
         f"gpu-in-container[{CUDA_128}]": "not-run",
+        **{cid: "not-run" for cid in TIER3},
     }
     for check_id in ("host-driver", "nvidia-toolkit"):
         assert "remote daemon" in run.check(check_id)["reason"], run.check(check_id)
@@ -446,4 +453,4 @@ def test_xdist_gives_the_same_findings(
         assert without_durations(distributed.report[key]) == without_durations(plain.report[key]), (
             key
         )
-    assert len(plain.report["checks"]) == len(TIER1) + 4
+    assert len(plain.report["checks"]) == len(TIER1) + 4 + len(TIER3)

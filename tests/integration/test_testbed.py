@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pwd
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from testbed import (
+    DEFAULT_GPUS,
     DELAY_ENV,
     REQUIREMENT_ERROR,
     Engine,
@@ -275,6 +277,35 @@ def test_workload_image(
 # -- host scenarios ------------------------------------------------------------------------
 
 
+def test_gpu_states_in_the_real_q_layout() -> None:
+    """Each GPU's persistence, MIG, clock events, load and processes, as the capture's lines."""
+    from testbed.scenario import GpuProcess, nvidia_smi_script
+
+    first, second = DEFAULT_GPUS
+    busy = dataclasses.replace(
+        second,
+        persistence=False,
+        mig=True,
+        clock_events=("HW Power Brake Slowdown",),
+        utilization_pct=55,
+        processes=(GpuProcess(77, "python3", 300),),
+    )
+    script = nvidia_smi_script(GpuScenario(gpus=(first, busy), arch="6.1"))
+    text = subprocess.run(["sh", "-c", script, "nvidia-smi", "-q"], capture_output=True, text=True)
+    _, one, two = text.stdout.split("\nGPU 0000")
+    width = 55
+    assert f"    {'Persistence Mode':<{width - 4}}: Enabled" in one
+    assert f"    {'Persistence Mode':<{width - 4}}: Disabled" in two
+    assert f"        {'Current':<{width - 8}}: Enabled" in two
+    assert f"            {'HW Power Brake Slowdown':<{width - 12}}: Active" in two
+    assert f"        {'Idle':<{width - 8}}: Not Active" in two
+    assert f"        {'GPU':<{width - 8}}: 55 %" in two
+    assert f"        {'Process ID':<{width - 8}}: 77\n" in two
+    assert f"            {'Used GPU Memory':<{width - 12}}: 300 MiB" in two
+    assert f"    {'Product Architecture':<{width - 4}}: Pascal" in one
+    assert f"    {'Processes':<{width - 4}}: None" in one
+
+
 def test_host_tools_are_healthy_by_default(host_tools: HostTools, gpu_engine: Engine) -> None:
     env = host_tools.env(gpu_engine)
     assert env["PATH"] == str(host_tools.bin)
@@ -288,7 +319,11 @@ def test_host_tools_are_healthy_by_default(host_tools: HostTools, gpu_engine: En
     query = run(["nvidia-smi", "--query-gpu=driver_version,name", "--format=csv,noheader"], env)
     assert query.stdout.splitlines()[0] == "550.54.15, NVIDIA H100 80GB HBM3"
     full = run(["nvidia-smi", "-q"], env).stdout
-    assert "Product Brand                         : Tesla" in full and ": Hopper" in full
+    # The layout of the real driver 580 capture (':' at column 55), the scenario's values in it.
+    assert "    Product Brand                                      : Tesla\n" in full
+    assert "    Product Architecture                               : Hopper\n" in full
+    assert "    Processes                                          : None\n" in full
+    assert full.count("\nGPU 0000") == 2
     ctk = run(["nvidia-ctk", "--version"], env).stdout
     assert ctk.startswith("NVIDIA Container Toolkit CLI version 1.14.3\ncommit: ")
     for cli in ("/usr/bin/docker", "/usr/local/bin/docker"):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-BUILTINS = "docker-cli,docker-daemon,nvidia-toolkit,host-driver,cuda-compat,gpu-in-container"
+BUILTINS = (
+    "docker-cli,docker-daemon,nvidia-toolkit,host-driver,cuda-compat,gpu-in-container,"
+    "gpu-idle,persistence-mode,mig-mode,clock-events,energy-counter"
+)
 
 
 @pytest.fixture

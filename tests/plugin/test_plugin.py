@@ -7,7 +7,12 @@ import os
 
 import pytest
 
-BUILTINS = "docker-cli,docker-daemon,nvidia-toolkit,host-driver,cuda-compat,gpu-in-container"
+BUILTINS = (
+    "docker-cli,docker-daemon,nvidia-toolkit,host-driver,cuda-compat,gpu-in-container,"
+    "gpu-idle,persistence-mode,mig-mode,clock-events,energy-counter"
+)
+
+MEASUREMENT = ("clock-events", "energy-counter", "gpu-idle", "mig-mode", "persistence-mode")
 
 pytestmark = pytest.mark.usefixtures("bare_host")
 
@@ -65,6 +70,7 @@ def test_missing_docker_and_toolkit_are_numbered_and_tier2_not_run(
         "nvidia-toolkit": "failed",
         "cuda-compat[nvidia/cuda:12.0.0-base-ubuntu22.04]": "not-run",
         "gpu-in-container[nvidia/cuda:12.0.0-base-ubuntu22.04]": "not-run",
+        **{cid: "not-run" for cid in MEASUREMENT},
     }
     assert data["warnings"][0]["cause"] == "host_driver_unavailable"
 
@@ -280,6 +286,8 @@ def test_works_where_xdist_is_not_installed(
         (["--llem-cache-s=inf"], "--llem-cache-s: should be a finite number, got inf"),
         (["--llem-cache-s=-1"], "--llem-cache-s: should be greater than or equal to 0, got -1"),
         (["--llem-probe-image=Not/Valid"], "--llem-probe-image: invalid image reference"),
+        (["--llem-gpus=0,x"], "--llem-gpus: expected GPU indices (0, 1, ...), got 'x'"),
+        (["--llem-gpus=-1"], "--llem-gpus: expected GPU indices (0, 1, ...), got '-1'"),
     ],
 )
 def test_every_option_is_validated_before_anything_runs(
@@ -350,3 +358,20 @@ def test_settings_survive_the_trip_through_pytests_command_line(
     given = PreflightSettings(**settings)  # type: ignore[arg-type]
     config = pytester.parseconfig(*given.to_args())
     assert settings_of(config) == given
+
+
+def test_measurement_only_runs_and_reports_the_measurement_tier_alone(
+    pytester: pytest.Pytester,
+) -> None:
+    """No docker, no nvidia-smi: no Docker check is reported, the measurement checks say why
+    they judged nothing, and the run passes."""
+    result = pytester.runpytest(
+        "--llem-preflight", "--llem-measurement-only", "--llem-gpus", "1,0", "--llem-json", "r.json"
+    )
+    assert result.ret == 0
+    data = json.loads((pytester.path / "r.json").read_text())
+    assert [(c["id"], c["tier"], c["outcome"]) for c in data["checks"]] == [
+        (cid, 3, "skipped") for cid in MEASUREMENT
+    ]
+    assert all("nvidia-smi not found" in c["reason"] for c in data["checks"])
+    assert data["status"] == "passed"

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
-BUILTINS = "docker-cli,docker-daemon,nvidia-toolkit,host-driver,cuda-compat,gpu-in-container"
+BUILTINS = (
+    "docker-cli,docker-daemon,nvidia-toolkit,host-driver,cuda-compat,gpu-in-container,"
+    "gpu-idle,persistence-mode,mig-mode,clock-events,energy-counter"
+)
 
 pytestmark = pytest.mark.usefixtures("bare_host")
 

@@ -24,7 +24,7 @@ JSON_NAME = "r.json"
 # Plugins of the outer environment stay on (a user's `pytest --llem-preflight` has them too);
 # the cache provider is off so that nothing is written into the project directory.
 BASE_ARGS = ("--llem-preflight", "-p", "no:cacheprovider")
-# The cause vocabulary (DESIGN §3).
+# The cause vocabulary (DESIGN §3, with the measurement causes of §9).
 CAUSES = frozenset(
     {
         "docker_cli_missing",
@@ -50,6 +50,11 @@ CAUSES = frozenset(
         "gpu_count_mismatch",
         "unsafe_run_file",
         "check_error",
+        "gpu_busy",
+        "persistence_mode_off",
+        "mig_enabled",
+        "gpu_throttled",
+        "energy_counter_unsupported",
         "unknown",
         "ok",
     }

@@ -11,6 +11,7 @@ import json
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 HookMode = Literal["ok", "fail", "sleep", "garbage"]
@@ -63,11 +64,33 @@ _BRANDS = {
 
 
 @dataclass(frozen=True)
+class GpuProcess:
+    """A process `nvidia-smi -q` lists on a GPU (type "C" compute, "G" graphics)."""
+
+    pid: int
+    name: str
+    used_mib: int = 1024
+    type: str = "C"
+
+
+@dataclass(frozen=True)
 class Gpu:
     name: str
     uuid: str
     pci_bus_id: str = "00000000:19:00.0"
     memory_mib: int = 81559
+    # What `nvidia-smi -q` shows of its readiness to measure energy.
+    persistence: bool = True
+    mig: bool = False
+    clock_events: tuple[str, ...] = ()  # reasons shown Active, e.g. "HW Thermal Slowdown"
+    utilization_pct: int = 0
+    processes: tuple[GpuProcess, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Gpu:
+        processes = tuple(GpuProcess(**p) for p in data.get("processes", ()))
+        events = tuple(data.get("clock_events", ()))
+        return cls(**{**data, "processes": processes, "clock_events": events})
 
 
 DEFAULT_GPUS = (
@@ -106,7 +129,11 @@ class GpuScenario:
     @classmethod
     def from_json(cls, text: str) -> GpuScenario:
         data: dict[str, Any] = json.loads(text)
-        gpus = tuple(Gpu(**gpu) for gpu in data.pop("gpus")) if "gpus" in data else DEFAULT_GPUS
+        gpus = (
+            tuple(Gpu.from_dict(gpu) for gpu in data.pop("gpus"))
+            if "gpus" in data
+            else DEFAULT_GPUS
+        )
         hook = HookBehaviour(**data.pop("hook", {}))
         return cls(gpus=gpus, hook=hook, **data)
 
@@ -179,24 +206,106 @@ def _banner(scenario: GpuScenario, gpus: Sequence[Gpu]) -> list[str]:
     return lines
 
 
-def _full_query(scenario: GpuScenario, gpus: Sequence[Gpu]) -> list[str]:
-    lines = [
-        "==============NVSMI LOG==============",
-        "",
-        f"{'Timestamp':<42}: Thu Nov 28 17:00:00 2026",
-        f"{'Driver Version':<42}: {scenario.driver_version}",
-        f"{'CUDA Version':<42}: {scenario.cuda_version}",
-        "",
-        f"{'Attached GPUs':<42}: {len(gpus)}",
-    ]
-    for gpu in gpus:
+# `nvidia-smi -q` is printed in the layout of a real capture (driver 580, one H200): its GPU
+# section is the template of every GPU, with the scenario's values put in.
+Q_TEMPLATE = Path(__file__).resolve().parents[1] / "data" / "captured" / "h200-580.159.04_smi-q.txt"
+_Q_WIDTH = 55  # the column of ':' in that capture
+
+
+def _q_line(depth: int, label: str, value: str | None = None) -> str:
+    text = "    " * depth + label
+    return text if value is None else f"{text.ljust(_Q_WIDTH)}: {value}"
+
+
+def _q_template() -> tuple[list[str], list[str]]:
+    """The capture's lines before its first GPU section, and that section."""
+    body = Q_TEMPLATE.read_text().split("# ---- verbatim output below ----\n", 1)[1]
+    lines = body.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("GPU "))
+    return lines[:start], lines[start + 1 :]
+
+
+def _q_values(scenario: GpuScenario, gpu: Gpu, index: int) -> dict[tuple[str, ...], str]:
+    """Section path -> value, for the lines of the template that this GPU changes."""
+    on = {True: "Enabled", False: "Disabled"}
+    values = {
+        ("Product Name",): gpu.name,
+        ("Product Brand",): scenario.product_brand,
+        ("Product Architecture",): scenario.architecture,
+        ("Persistence Mode",): on[gpu.persistence],
+        ("MIG Mode", "Current"): on[gpu.mig],
+        ("MIG Mode", "Pending"): on[gpu.mig],
+        ("GPU UUID",): gpu.uuid,
+        ("Minor Number",): str(index),
+        ("PCI", "Bus Id"): gpu.pci_bus_id,
+        ("FB Memory Usage", "Total"): f"{gpu.memory_mib} MiB",
+        ("FB Memory Usage", "Used"): f"{sum(p.used_mib for p in gpu.processes)} MiB",
+        ("Utilization", "GPU"): f"{gpu.utilization_pct} %",
+    }
+    busy = bool(gpu.clock_events or gpu.utilization_pct or gpu.processes)
+    reasons = ("SW Power Cap", "HW Slowdown", "Sync Boost", "SW Thermal Slowdown")
+    for reason in ("Idle", "Applications Clocks Setting", *reasons, "Display Clock Setting"):
+        active = reason in gpu.clock_events or (reason == "Idle" and not busy)
+        values[("Clocks Event Reasons", reason)] = "Active" if active else "Not Active"
+    for reason in ("HW Thermal Slowdown", "HW Power Brake Slowdown"):
+        active = reason in gpu.clock_events
+        values[("Clocks Event Reasons", "HW Slowdown", reason)] = (
+            "Active" if active else "Not Active"
+        )
+        if active:
+            values[("Clocks Event Reasons", "HW Slowdown")] = "Active"
+    return values
+
+
+def _q_processes(gpu: Gpu) -> list[str]:
+    """The `Processes` block as drivers print it (labels of NVIDIA's format strings)."""
+    if not gpu.processes:
+        return [_q_line(1, "Processes", "None")]
+    lines = [_q_line(1, "Processes")]
+    for p in gpu.processes:
         lines += [
-            f"GPU {gpu.pci_bus_id}",
-            f"    {'Product Name':<38}: {gpu.name}",
-            f"    {'Product Brand':<38}: {scenario.product_brand}",
-            f"    {'Product Architecture':<38}: {scenario.architecture}",
-            f"    {'GPU UUID':<38}: {gpu.uuid}",
+            _q_line(2, "GPU instance ID", "N/A"),
+            _q_line(2, "Compute instance ID", "N/A"),
+            _q_line(2, "Process ID", str(p.pid)),
+            _q_line(3, "Type", p.type),
+            _q_line(3, "Name", p.name),
+            _q_line(3, "Used GPU Memory", f"{p.used_mib} MiB"),
         ]
+    return lines
+
+
+def _gpu_section(scenario: GpuScenario, gpu: Gpu, index: int, template: list[str]) -> list[str]:
+    values = _q_values(scenario, gpu, index)
+    out = [f"GPU {gpu.pci_bus_id}"]
+    path: list[str] = []
+    for line in template:
+        indent = (len(line) - len(line.lstrip(" "))) // 4
+        label, colon, _ = line.strip().partition(":")
+        label = label.strip()
+        del path[max(indent - 1, 0) :]
+        path.append(label)
+        if indent == 1 and label == "Processes":
+            out += _q_processes(gpu)
+        elif colon and tuple(path) in values:
+            out.append(_q_line(indent, label, values[tuple(path)]))
+        else:
+            out.append(line)
+    return out
+
+
+def _full_query(scenario: GpuScenario, gpus: Sequence[Gpu]) -> list[str]:
+    head, section = _q_template()
+    top = {
+        "Driver Version": scenario.driver_version,
+        "CUDA Version": scenario.cuda_version,
+        "Attached GPUs": str(len(gpus)),
+    }
+    lines = []
+    for line in head:
+        label = line.partition(":")[0].strip()
+        lines.append(f"{label.ljust(_Q_WIDTH)}: {top[label]}" if label in top else line)
+    for index, gpu in enumerate(gpus):
+        lines += _gpu_section(scenario, gpu, index, section)
     return lines
 
 

@@ -44,6 +44,12 @@ def test_every_failure_cause_that_text_can_show_is_in_the_corpus(
         "toolkit_missing",
         "unsafe_run_file",
         "unknown",
+        # the measurement tier's, judged from nvidia-smi -q fields, never from an error text
+        "gpu_busy",
+        "persistence_mode_off",
+        "mig_enabled",
+        "gpu_throttled",
+        "energy_counter_unsupported",
     }
     report = report_module.classify(report_module.corpus())
     assert set(CAUSES) - never_from_text <= set(report.total)

@@ -108,6 +108,8 @@ def test_python_dash_m(tmp_path: Path) -> None:
         (["run", "--runner", "vllm=podman", "--model", "m", "--backend", "vllm"],
          "--runner vllm: invalid runner 'podman'"),
         (["run", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["run", "--model", "m", "--backend", "pytorch", "--skip-check", "gpu-idel", "--", "x"],
+         "--skip-check: unknown check id 'gpu-idel' (valid ids: all, docker-cli, "),
         (["run", "--model", "m", "--backend", "pytorch"],
          "experiment 001 (m on pytorch): the local runner (from default) needs a command"),
         (["preflight", "--image", "$(touch /tmp/llem-pwned)"],
@@ -395,7 +397,13 @@ def test_local_run_contract(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     assert result["cwd"] == str(tmp_path / "sub")  # the study file's directory
     assert "workload 001 in" in (run_dir / "001.log").read_text()
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert set(manifest) == {"study", "experiments"}
+    assert set(manifest) == {"study", "host", "skipped_checks", "experiments"}
+    # No nvidia-smi here: the measurement checks ran (no Docker check) and could judge nothing.
+    assert [(m["id"], m["outcome"]) for m in manifest["host"]["measurement"]] == [
+        (cid, "skipped")
+        for cid in ("clock-events", "energy-counter", "gpu-idle", "mig-mode", "persistence-mode")
+    ]
+    assert manifest["skipped_checks"] == []
     assert {"id", "backend", "model", "runner", "image", "status", "exit_status", "duration_s",
             "result", "cause", "message"} <= set(manifest["experiments"][0])  # fmt: skip
 

@@ -308,6 +308,31 @@ CASES = [
         id="skip-conflict",
     ),
     pytest.param(
+        "gpus: []\nexperiments: [{model: m, backend: vllm}]\n",
+        "study.yaml: gpus: must not be empty",
+        id="gpus-empty",
+    ),
+    pytest.param(
+        "experiments: [{model: m, backend: vllm, gpus: [0, -1]}]\n",
+        "study.yaml: experiments.0.gpus.1: should be greater than or equal to 0, got -1",
+        id="gpus-negative",
+    ),
+    pytest.param(
+        "gpus: [1, 1]\nexperiments: [{model: m, backend: vllm}]\n",
+        "study.yaml: gpus: GPU 1 is listed twice",
+        id="gpus-twice",
+    ),
+    pytest.param(
+        "gpus: '0,1'\nexperiments: [{model: m, backend: vllm}]\n",
+        "study.yaml: gpus: expected a list, got a string",
+        id="gpus-string",
+    ),
+    pytest.param(
+        "execution: {skip_checks: [gpu-idel]}\nexperiments: [{model: m, backend: vllm}]\n",
+        "study.yaml: execution.skip_checks: unknown check id 'gpu-idel' (valid ids: all, ",
+        id="skip-checks-unknown",
+    ),
+    pytest.param(
         "name: a\nname: b\n",
         "study.yaml:2:1: invalid YAML: duplicate key 'name'",
         id="duplicate-key",
@@ -455,3 +480,28 @@ def test_a_user_config_bomb_is_refused_too(
     user.write_text("runners: " + _bomb() + "\n")
     write(OK_EXPERIMENT)
     assert "more than 100000 values" in llem_error(capsys, "run", "study.yaml", "--dry-run")
+
+
+def test_gpus_of_each_experiment() -> None:
+    study = StudyConfig.model_validate(
+        {
+            "gpus": [2, 0],
+            "execution": {"skip_checks": ["gpu-idle", "gpu-in-container[a/b:1]"]},
+            "experiments": [
+                {"model": "m", "backend": "vllm", "gpus": [3]},
+                {"model": "m", "backend": "vllm"},
+            ],
+        }
+    )
+    first, second = study.experiments
+    assert (study.gpus_of(first), study.gpus_of(second)) == ([3], [2, 0])
+    assert study.used_gpus() == (0, 2, 3)
+    everything = StudyConfig.model_validate(
+        {
+            "experiments": [
+                {"model": "m", "backend": "vllm", "gpus": [1]},
+                {"model": "m", "backend": "vllm"},
+            ]
+        }
+    )
+    assert everything.used_gpus() == ()  # the second experiment uses all of them

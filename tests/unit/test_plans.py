@@ -39,6 +39,7 @@ def test_key_follows_every_input(tmp_path: Path) -> None:
     assert _key(LLEM_RUNNER_VLLM="local") != base
     assert plan_key("study.yaml", data, {}, ["pytorch=local"], None) != base
     assert plan_key("study.yaml", data, {}, [], True) != base
+    assert plan_key("study.yaml", data, {}, [], None, skip_checks=["gpu-idle"]) != base
     assert plan_key("other.yaml", data, {}, [], None) != base  # its name is the study's name
     Path("study.yaml").write_text(STUDY.replace("gpt2", "gpt2-xl"))
     assert _key() != base
@@ -193,6 +194,34 @@ def test_a_remembered_plan_runs_the_very_preflight_the_study_asked_for(
     assert capsys.readouterr().err.count("llem: dry run: 001 gpt2 (vllm, docker") == 2
     expected = PreflightSettings(images=("org/img:1",), timeout_s=7)
     assert ran == [expected, expected]
+
+
+def test_a_remembered_plan_of_a_local_study_keeps_its_gpus_and_skips(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local-only study's plan still runs the measurement tier, for its GPUs, minus the
+    checks skipped (by the study and by --skip-check), and says so each time."""
+    from pytest_llem import preflight
+    from pytest_llem.domain.report import Report
+
+    ran: list[PreflightSettings] = []
+    monkeypatch.setattr(
+        preflight, "run_docker_preflight", lambda **kw: ran.append(kw["settings"]) or Report()
+    )
+    Path("study.yaml").write_text(
+        "gpus: [1]\nexecution: {skip_checks: [mig-mode]}\n"
+        "experiments: [{model: gpt2, backend: pytorch, command: [python, b.py]}]\n"
+    )
+    args = ["run", "study.yaml", "--dry-run", "--skip-check", "gpu-idle"]
+    assert cli.main(args) == 0  # validated
+    assert cli.main(args) == 0  # remembered
+    expected = PreflightSettings(
+        gpus=(1,), skip=frozenset({"mig-mode", "gpu-idle"}), measurement_only=True
+    )
+    assert ran == [expected, expected]
+    err = capsys.readouterr().err
+    assert err.count("llem: warning: check gpu-idle skipped (--skip-check)\n") == 2
+    assert err.count("check mig-mode skipped (execution.skip_checks in study.yaml)") == 2
 
 
 def test_a_study_swapped_after_it_was_read_is_never_answered_from_the_other_plan(

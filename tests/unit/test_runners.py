@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -255,13 +256,43 @@ def test_preflight_runs_with_the_study_images_and_limits(
     assert capsys.readouterr().err == ""
 
 
-def test_preflight_not_run_without_a_docker_runner(
+def test_local_runners_only_run_the_measurement_tier(
     preflight_calls: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    study = make_study(
+        runners={"vllm": "local"}, gpus=[1, 0], execution={"skip_checks": ["mig-mode"]}
+    )
+    assert isinstance(run_study_preflight(study, skip_checks=["gpu-idle"]), Report)
+    [call] = preflight_calls
+    settings = call["settings"]
+    assert settings.measurement_only and settings.images_to_check == (settings.probe_image,)
+    assert (settings.gpus, settings.skip) == ((0, 1), frozenset({"mig-mode", "gpu-idle"}))
+    assert capsys.readouterr().err == ""
+
+
+def test_a_local_study_skips_its_preflight_as_asked(
+    preflight_calls: list[dict[str, Any]],
+) -> None:
     study = make_study(runners={"vllm": "local"}, execution={"skip_preflight": True})
-    assert run_study_preflight(study) is None
+    report = run_study_preflight(study)
+    assert report is not None and report.skipped_by == "execution.skip_preflight in study.yaml"
     assert preflight_calls == []
-    assert capsys.readouterr().err == ""  # nothing to skip: no warning either
+
+
+def test_docker_studies_judge_the_gpus_their_experiments_use(
+    preflight_calls: list[dict[str, Any]],
+) -> None:
+    study = make_study(
+        gpus=[2],
+        experiments=[
+            {"model": "m", "backend": "vllm", "gpus": [0]},
+            {"model": "m", "backend": "vllm"},  # the study's: 2
+        ],
+        **DOCKER_STUDY,
+    )
+    run_study_preflight(study)
+    [call] = preflight_calls
+    assert (call["settings"].gpus, call["settings"].measurement_only) == ((0, 2), False)
 
 
 @pytest.mark.parametrize(
@@ -368,3 +399,41 @@ def test_run_dir_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert again == default.with_name(default.name + "-2")  # two runs in one second
     assert make_run_dir(tmp_path / "out", "--output", exclusive=False).is_dir()
     assert make_run_dir(tmp_path / "out", "--output", exclusive=False) == tmp_path / "out"
+
+
+def test_gpus_reach_the_container_and_local_runs() -> None:
+    from pytest_llem.run.dispatch import docker_run_argv, gpus_option
+
+    assert gpus_option(None) == "all"
+    assert gpus_option([0, 1]) == '"device=0,1"'  # docker run --gpus '"device=0,1"'
+    argv = docker_run_argv("v/img:1", "n", Path("/r"), "a", None, [1])
+    assert argv[argv.index("--gpus") + 1] == '"device=1"'
+
+
+def test_a_local_run_sees_only_its_gpus(tmp_path: Path) -> None:
+    from pytest_llem.run.dispatch import run_one
+
+    script = tmp_path / "w.py"
+    script.write_text(
+        "import json, os\n"
+        "c = json.load(open(os.environ['LLEM_CONFIG_PATH']))\n"
+        "env = {k: os.environ.get(k) for k in ('CUDA_VISIBLE_DEVICES', 'CUDA_DEVICE_ORDER')}\n"
+        "json.dump(env, open(c['result_path'], 'w'))\n"
+    )
+    study = make_study(
+        gpus=[2, 0],
+        experiments=[
+            {"model": "m", "backend": "pytorch", "command": [sys.executable, str(script)]},
+            {"model": "m", "backend": "pytorch", "command": [sys.executable, str(script)],
+             "gpus": [1]},
+        ],
+    )  # fmt: skip
+    spec = resolve_runners(study, NO_ENV)["pytorch"]
+    results = [
+        run_one(study, experiment, exp_id, spec, tmp_path).result
+        for exp_id, experiment in study.numbered()
+    ]
+    assert results == [
+        {"CUDA_VISIBLE_DEVICES": "2,0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
+        {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
+    ]

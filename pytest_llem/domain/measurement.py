@@ -1,0 +1,269 @@
+"""Tier 3, measurement readiness: will this host's GPUs give trustworthy energy numbers?
+
+Pure judgements of the host's ``nvidia-smi -q`` output (gathered by the pre-flight anyway):
+another process on a GPU, persistence mode, MIG, clock slowdowns, and whether the GPU has
+NVML's total-energy counter at all. Only the GPUs the study uses are judged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .check_ids import MEASUREMENT_IDS
+from .gpu_state import GpuState, parse_states
+from .records import HostFacts
+from .remedies import MIG_URL, NVIDIA_SMI_URL, NVML_ENERGY_URL, PERSISTENCE_URL
+from .report import CheckResult
+from .verdicts import Verdict, failed, passed, skipped, warned
+
+__all__ = [
+    "BUSY_UTILIZATION_PCT",
+    "MEASUREMENT_IDS",
+    "architecture_of",
+    "clock_events",
+    "energy_counter",
+    "gpu_idle",
+    "mig_mode",
+    "persistence_mode",
+]
+
+BUSY_UTILIZATION_PCT = 10
+
+
+# Architectures without NVML's total-energy counter (nvmlDeviceGetTotalEnergyConsumption is
+# "for Volta or newer fully supported devices").
+BEFORE_VOLTA = frozenset({"Tesla", "Fermi", "Kepler", "Maxwell", "Pascal"})
+
+# Drivers before 535 print no "Product Architecture": the product name tells it. Checked in
+# order; the first match wins (GTX 16xx are Turing, GTX 10xx Pascal).
+_NAME_ARCHITECTURES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.I), arch)
+    for pattern, arch in (
+        (r"\bGTX 16\d\d|\bRTX 20\d\d|\bTITAN RTX\b|\bQuadro RTX\b|\bT4\b|\bT\d{3,4}\b", "Turing"),
+        (r"\bV100|\bTITAN V\b|\bGV100\b", "Volta"),
+        (r"\bTesla K\d|\bQuadro K\d|\bGTX (?:6|7)\d\d\b|\bGTX TITAN(?! X)\b|\bGRID K\d", "Kepler"),
+        (r"\bTesla M\d|\bQuadro M\d|\bGTX 9\d\d\b|\bGTX TITAN X\b|\bGRID M\d", "Maxwell"),
+        (
+            r"\bTesla P\d|\bQuadro P\d|\bQuadro GP100\b|\bGTX 10\d\d\b|\bTITAN Xp?\b|"
+            r"\bTITAN X \(Pascal\)|\bP10[0-9]\b|\bP40\b|\bP4\b",
+            "Pascal",
+        ),
+    )
+)
+
+
+def architecture_of(gpu: GpuState) -> tuple[str | None, str]:
+    """(architecture, where it was read): ``Product Architecture``, else the product name."""
+    if gpu.architecture:
+        return gpu.architecture, "Product Architecture"
+    for pattern, arch in _NAME_ARCHITECTURES:
+        if pattern.search(gpu.name):
+            return arch, "product name"
+    return None, ""
+
+
+# --- which GPUs, and whether they can be judged -----------------------------------------------
+
+
+def _judged(
+    host: HostFacts, gpus: Sequence[int], local: bool
+) -> tuple[list[GpuState], dict[str, Any]] | Verdict:
+    """The host's GPUs the study uses, with the details every tier-3 verdict carries; or the
+    verdict that they cannot be judged (a remote daemon's GPUs, no host nvidia-smi)."""
+    if host.endpoint.remote and not local:
+        return skipped(
+            f"remote daemon ({host.endpoint.url}): its GPUs cannot be judged from this "
+            "machine's nvidia-smi"
+        )
+    smi = host.smi
+    if smi is None or smi.missing:
+        return skipped("no GPU state: nvidia-smi not found on this host")
+    if not smi.ok:
+        why = "timed out" if smi.timed_out else f"failed (exit status {smi.returncode})"
+        line = next((x.strip() for x in smi.output.splitlines() if x.strip()), "")
+        return skipped(f"no GPU state: `{smi.command}` {why}" + (f": {line}" if line else ""))
+    states = parse_states(smi.stdout)
+    if not states:
+        return skipped("no GPU state: host `nvidia-smi -q` listed no GPU")
+    chosen = [s for s in states if not gpus or s.index in gpus]
+    details: dict[str, Any] = {"gpus": [s.summary() for s in chosen]}
+    if host.smi_info is not None:
+        details["driver_version"] = host.smi_info.driver_version or ""
+        details["cuda_version"] = host.smi_info.cuda_version or ""
+    missing = sorted(set(gpus) - {s.index for s in states})
+    if missing:
+        details["gpus_not_on_host"] = missing
+    if not chosen:
+        return skipped(
+            f"none of the study's GPUs ({_indices(gpus)}) is on this host "
+            f"(it has {_indices(s.index for s in states)})"
+        )
+    return chosen, details
+
+
+def _indices(indices: Any) -> str:
+    return ", ".join(str(i) for i in indices)
+
+
+def _which(gpus: Sequence[GpuState]) -> str:
+    return ", ".join(f"GPU {g.index}" for g in gpus)
+
+
+def _judge(
+    host: HostFacts,
+    gpus: Sequence[int],
+    local: bool,
+    judge: Callable[[list[GpuState], dict[str, Any]], Verdict],
+) -> Verdict:
+    judged = _judged(host, gpus, local)
+    if isinstance(judged, CheckResult):
+        return judged
+    chosen, details = judged
+    return judge(chosen, details)
+
+
+# --- the checks ------------------------------------------------------------------------------
+
+
+def gpu_idle(host: HostFacts, gpus: Sequence[int] = (), *, local: bool = False) -> Verdict:
+    """A compute process on a GPU the study uses fails; utilisation of 10% or more with no
+    process visible (another container, another VM) warns."""
+
+    def judge(chosen: list[GpuState], details: dict[str, Any]) -> Verdict:
+        busy = [(g, p) for g in chosen for p in g.compute_processes]
+        if busy:
+            items = "; ".join(
+                f"GPU {g.index}: PID {p.pid} {p.name or '?'}"
+                f" ({p.used_memory or 'memory not shown'})"
+                for g, p in busy
+            )
+            indices = ",".join(str(i) for i in dict.fromkeys(g.index for g, _ in busy))
+            pids = " ".join(str(p.pid) for _, p in busy)
+            return failed(
+                "gpu_busy",
+                f"{len(busy)} compute process(es) on the GPU(s) to measure: {items}; "
+                "their power draw would be counted in every reading",
+                fix=f"Stop them (kill {pids}) or wait until they end (`nvidia-smi -i {indices}` "
+                "shows them), or give the study idle GPUs with `gpus:`",
+                url=NVIDIA_SMI_URL,
+                processes=[{"gpu": g.index, **p.summary()} for g, p in busy],
+                **details,
+            )
+        loaded = [
+            g
+            for g in chosen
+            if g.utilization_gpu is not None and g.utilization_gpu >= BUSY_UTILIZATION_PCT
+        ]
+        if loaded:
+            items = ", ".join(f"GPU {g.index} at {g.utilization_gpu}%" for g in loaded)
+            indices = ",".join(str(g.index) for g in loaded)
+            return warned(
+                "gpu_busy",
+                f"{items} utilisation with no process visible (another container or VM may "
+                "be using it)",
+                fix=f"Find what uses it (`nvidia-smi -i {indices}`, `nvidia-smi pmon -i "
+                f"{indices}`, `docker ps`) and stop it, or give the study idle GPUs with `gpus:`",
+                url=NVIDIA_SMI_URL,
+                **details,
+            )
+        return passed(f"{_which(chosen)} idle", **details)
+
+    return _judge(host, gpus, local, judge)
+
+
+def persistence_mode(host: HostFacts, gpus: Sequence[int] = (), *, local: bool = False) -> Verdict:
+    def judge(chosen: list[GpuState], details: dict[str, Any]) -> Verdict:
+        off = [g for g in chosen if (g.persistence_mode or "").lower() == "disabled"]
+        if off:
+            return warned(
+                "persistence_mode_off",
+                f"persistence mode is off on {_which(off)}: the driver may unload between "
+                "experiments, so the first one pays its start-up and the energy counter "
+                "restarts",
+                fix="sudo nvidia-smi -pm 1, or enable the persistence daemon "
+                "(sudo systemctl enable --now nvidia-persistenced)",
+                url=PERSISTENCE_URL,
+                **details,
+            )
+        return passed(f"persistence mode on for {_which(chosen)}", **details)
+
+    return _judge(host, gpus, local, judge)
+
+
+def mig_mode(host: HostFacts, gpus: Sequence[int] = (), *, local: bool = False) -> Verdict:
+    def judge(chosen: list[GpuState], details: dict[str, Any]) -> Verdict:
+        on = [g for g in chosen if (g.mig_mode or "").lower() == "enabled"]
+        if on:
+            commands = " && ".join(f"sudo nvidia-smi -i {g.index} -mig 0" for g in on)
+            return warned(
+                "mig_enabled",
+                f"MIG is enabled on {_which(on)}: power and energy are reported for the whole "
+                "GPU, not for the instance an experiment uses",
+                fix=f"{commands} (no process may use the GPU; a GPU reset or reboot may be "
+                "needed), or measure on GPUs without MIG",
+                url=MIG_URL,
+                **details,
+            )
+        return passed(f"MIG off on {_which(chosen)}", **details)
+
+    return _judge(host, gpus, local, judge)
+
+
+def clock_events(host: HostFacts, gpus: Sequence[int] = (), *, local: bool = False) -> Verdict:
+    def judge(chosen: list[GpuState], details: dict[str, Any]) -> Verdict:
+        slowed = [
+            (g, g.clock_reasons.slowdowns())
+            for g in chosen
+            if g.clock_reasons and g.clock_reasons.slowdowns()
+        ]
+        if slowed:
+            items = "; ".join(f"GPU {g.index}: {', '.join(reasons)}" for g, reasons in slowed)
+            indices = ",".join(str(g.index) for g, _ in slowed)
+            return warned(
+                "gpu_throttled",
+                f"clocks slowed down: {items}; results would not compare between runs",
+                fix="Check the cooling and the power supply, and the power limit for SW Power "
+                f"Cap (`nvidia-smi -q -d PERFORMANCE,TEMPERATURE,POWER -i {indices}`); "
+                "wait until the GPU has cooled down",
+                url=NVIDIA_SMI_URL,
+                slowdowns={str(g.index): list(reasons) for g, reasons in slowed},
+                **details,
+            )
+        unknown = [g for g in chosen if g.clock_reasons is None]
+        if len(unknown) == len(chosen):
+            return skipped(f"nvidia-smi -q shows no clock event reasons for {_which(chosen)}")
+        return passed(f"no clock slowdown on {_which(chosen)}", **details)
+
+    return _judge(host, gpus, local, judge)
+
+
+def energy_counter(host: HostFacts, gpus: Sequence[int] = (), *, local: bool = False) -> Verdict:
+    def judge(chosen: list[GpuState], details: dict[str, Any]) -> Verdict:
+        old: list[tuple[GpuState, str, str]] = []
+        unknown: list[GpuState] = []
+        for gpu in chosen:
+            arch, source = architecture_of(gpu)
+            if arch is None:
+                unknown.append(gpu)
+            elif arch in BEFORE_VOLTA:
+                old.append((gpu, arch, source))
+        if old:
+            items = ", ".join(f"GPU {g.index} ({g.name}, {arch})" for g, arch, _ in old)
+            return warned(
+                "energy_counter_unsupported",
+                f"{items}: older than Volta, no NVML total-energy counter; energy can only be "
+                "estimated from power samples",
+                fix="Measure on Volta or newer GPUs (compute capability 7.0+) for counter-based "
+                "energy readings",
+                url=NVML_ENERGY_URL,
+                architectures={str(g.index): [arch, source] for g, arch, source in old},
+                **details,
+            )
+        if len(unknown) == len(chosen):
+            return skipped(f"the architecture of {_which(chosen)} is unknown")
+        note = f" (architecture of {_which(unknown)} unknown)" if unknown else ""
+        return passed(f"energy counter available on {_which(chosen)}{note}", **details)
+
+    return _judge(host, gpus, local, judge)

@@ -1,0 +1,143 @@
+"""`nvidia-smi -q` read for measurement readiness: the real H200 capture and the layouts of
+drivers 470, 535 and 550 (labels from NVIDIA's own binaries)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_llem.domain.gpu_state import ClockReasons, GpuProcess, GpuState, parse_states
+from pytest_llem.domain.measurement import architecture_of
+
+DATA = Path(__file__).parent.parent / "data"
+
+
+def verbatim(path: str) -> str:
+    return (DATA / path).read_text().split("# ---- verbatim output below ----\n", 1)[1]
+
+
+def test_h200_capture_driver_580() -> None:
+    [gpu] = parse_states(verbatim("captured/h200-580.159.04_smi-q.txt"))
+    assert (gpu.index, gpu.bus_id, gpu.name) == (0, "00000000:00:06.0", "NVIDIA H200")
+    assert gpu.uuid == "GPU-00000000-1111-2222-3333-444444444444"
+    assert (gpu.architecture, gpu.persistence_mode, gpu.mig_mode) == (
+        "Hopper",
+        "Enabled",
+        "Disabled",
+    )
+    assert gpu.clock_reasons == ClockReasons("Clocks Event Reasons", ("Idle",))
+    assert gpu.clock_reasons.slowdowns() == ()
+    assert (gpu.utilization_gpu, gpu.power_limit, gpu.processes) == (0, "700.00 W", ())
+
+
+def test_h200_with_a_compute_process() -> None:
+    [gpu] = parse_states(verbatim("assembled/nvidia-smi-q_580.159.04_h200-busy.txt"))
+    assert gpu.processes == (GpuProcess(2817731, "C", "python3", "1536 MiB"),)
+    assert gpu.compute_processes == gpu.processes
+    assert gpu.utilization_gpu == 100
+    # The section after Processes is not taken for a process.
+    assert gpu.mig_mode == "Disabled"
+
+
+def test_driver_470_layout() -> None:
+    """Clocks Throttle Reasons, no Product Architecture, Power Readings / Power Limit, Gpu."""
+    first, second = parse_states(verbatim("assembled/nvidia-smi-q_470.256.02_2x-tesla-p100.txt"))
+    assert [g.index for g in (first, second)] == [0, 1]
+    assert first.name == second.name == "Tesla P100-PCIE-16GB"
+    assert first.architecture is None
+    assert architecture_of(first) == ("Pascal", "product name")
+    assert (first.persistence_mode, second.persistence_mode) == ("Disabled", "Enabled")
+    assert first.mig_mode is None  # "N/A"
+    assert first.clock_reasons == ClockReasons(
+        "Clocks Throttle Reasons", ("HW Slowdown", "HW Thermal Slowdown")
+    )
+    assert first.clock_reasons.slowdowns() == ("HW Thermal Slowdown",)
+    assert second.clock_reasons is not None and second.clock_reasons.active == ()
+    assert (first.utilization_gpu, second.utilization_gpu) == (0, 100)
+    assert first.power_limit == "250.00 W"
+    assert first.processes == ()
+    assert second.processes == (GpuProcess(48213, "C", "/usr/bin/python3", "15281 MiB"),)
+
+
+def test_driver_535_layout_with_mig() -> None:
+    [gpu] = parse_states(verbatim("assembled/nvidia-smi-q_535.261.03_a100-mig.txt"))
+    assert (gpu.name, gpu.architecture, gpu.mig_mode) == (
+        "NVIDIA A100-SXM4-80GB",
+        "Ampere",
+        "Enabled",
+    )
+    assert gpu.clock_reasons == ClockReasons("Clocks Event Reasons", ("SW Power Cap",))
+    assert gpu.clock_reasons.slowdowns() == ("SW Power Cap",)
+    assert gpu.utilization_gpu is None  # N/A with MIG on
+    assert gpu.power_limit == "400.00 W"  # GPU Power Readings, not Module Power Readings
+    assert gpu.processes == (GpuProcess(3021, "C", "python3", "9856 MiB"),)
+
+
+def test_driver_550_graphics_processes_are_not_compute() -> None:
+    [gpu] = parse_states(verbatim("assembled/nvidia-smi-q_550.163.01_rtx-4070-desktop.txt"))
+    assert gpu.architecture == "Ada Lovelace"
+    assert [(p.pid, p.type, p.name) for p in gpu.processes] == [
+        (1875, "G", "/usr/lib/xorg/Xorg"),
+        (2301, "G", "/usr/bin/gnome-shell"),
+    ]
+    assert gpu.compute_processes == ()
+    assert (gpu.utilization_gpu, gpu.persistence_mode) == (37, "Disabled")
+
+
+def test_wsl2_capture_cut_short() -> None:
+    """A real excerpt that ends early: what it shows is read, the rest stays unknown."""
+    states = parse_states(verbatim("reference/nvidia-smi-q_wsl2_titan-rtx_wddm.txt"))
+    assert [(g.name, g.architecture, g.persistence_mode, g.mig_mode) for g in states] == [
+        ("NVIDIA TITAN RTX", "Turing", "Enabled", None)
+    ]
+    assert states[0].clock_reasons is None and states[0].processes == ()
+
+
+@pytest.mark.parametrize(
+    "process_type, compute",
+    [("C", True), ("G", False), ("C+G", True), ("M+C", True), ("M", False)],
+)
+def test_process_types(process_type: str, compute: bool) -> None:
+    assert GpuProcess(1, process_type, "x", None).compute is compute
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.", "\x00"],
+)
+def test_not_q_output_gives_no_gpu(text: str) -> None:
+    assert parse_states(text) == ()
+
+
+def test_a_parent_slowdown_alone_is_named() -> None:
+    assert ClockReasons("x", ("HW Slowdown",)).slowdowns() == ("HW Slowdown",)
+    assert ClockReasons(
+        "x", ("HW Slowdown", "HW Power Brake Slowdown", "SW Power Cap")
+    ).slowdowns() == (
+        "HW Power Brake Slowdown",
+        "SW Power Cap",
+    )
+
+
+@pytest.mark.parametrize(
+    "name, arch",
+    [
+        ("Tesla P100-PCIE-16GB", "Pascal"),
+        ("TITAN Xp", "Pascal"),  # reference/nvidia-container-cli_info_2x-titan-xp.txt: 6.1
+        ("GeForce GTX 1080 Ti", "Pascal"),
+        ("Tesla M40 24GB", "Maxwell"),  # reference/nvidia-smi_390.48-...-2x-m40_incontainer.txt
+        ("Tesla K80", "Kepler"),
+        ("GeForce GTX 1660 SUPER", "Turing"),
+        ("Tesla T4", "Turing"),
+        ("Tesla V100-PCIE-16GB", "Volta"),
+        ("NVIDIA H100 80GB HBM3", None),
+    ],
+)
+def test_architecture_from_the_product_name(name: str, arch: str | None) -> None:
+    assert architecture_of(GpuState(0, "", name=name))[0] == arch
+
+
+def test_product_architecture_wins_over_the_name() -> None:
+    gpu = GpuState(0, "", name="Tesla P100-PCIE-16GB", architecture="Pascal")
+    assert architecture_of(gpu) == ("Pascal", "Product Architecture")
