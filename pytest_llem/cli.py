@@ -1,8 +1,7 @@
 """The `llem` command: `llem run` and `llem preflight`.
 
 Exit status: 0 ok (pre-flight warnings allowed); 1 pre-flight or experiment failure;
-2 bad usage or bad config (one `llem: error: ...` line, never a traceback), which includes
-Docker experiments against a remote daemon (it cannot mount the run directory); 130 / 143
+2 bad usage or bad config (one `llem: error: ...` line, never a traceback); 130 / 143
 when stopped by Ctrl-C / SIGTERM. Heavy modules are imported inside the commands: `llem --help`
 and `llem --version` import neither pydantic nor pytest.
 
@@ -240,9 +239,7 @@ def _dry_run(plan: Plan, facts: Facts | None) -> int:
 
     if plan.docker:
         from .domain.report import Report
-        from .run.remote import refuse_remote_daemon
 
-        refuse_remote_daemon()
         if plan.skipped_by is not None:
             report = Report(skipped_by=plan.skipped_by)
         else:

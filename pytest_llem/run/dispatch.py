@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from ..errors import ConfigError
 from ..host import workloads
+from ..host.docker import daemon_endpoint
 from ..signals import Terminated, sigterm_interrupts
 from .config import Experiment, StudyConfig
 from .manifest import ExperimentRecord, Manifest
@@ -111,7 +112,14 @@ def run_one(
     config_path = run_dir / f"{exp_id}_config.json"
     config_path.write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
 
-    if image is not None:  # check_runnable(): a Docker experiment has an image, a local one not
+    if image is not None and daemon_endpoint().remote:  # it cannot mount RUN_DIR
+        from .remote_dispatch import run_container_remote
+
+        outcome = run_container_remote(
+            image, container_name(study.name, exp_id), exp_id, experiment.command,
+            mount=RUN_MOUNT, run_dir=run_dir, log_path=run_dir / log_name,
+        )  # fmt: skip
+    elif image is not None:  # check_runnable(): a Docker experiment has an image, a local not
         name = container_name(study.name, exp_id)
         argv = docker_run_argv(image, name, run_dir, exp_id, experiment.command)
         outcome = workloads.run_container(argv, name=name, log_path=run_dir / log_name)

@@ -18,7 +18,6 @@ from .dispatch import (
 )
 from .manifest import ExperimentRecord, Manifest
 from .notices import preflight_notice
-from .remote import refuse_remote_daemon
 from .runners import RunnerSpec, experiment_image, preflight_settings, resolve_runners
 
 if TYPE_CHECKING:
@@ -81,15 +80,13 @@ def run_study(
 
     The manifest carries the pre-flight's report (`preflight`) and, for a dry run, what
     would run (`plan`); ``progress`` (e.g. stderr) receives a line per experiment. Raises
-    ConfigError (bad config, unusable output directory, remote daemon) before the
+    ConfigError (bad config, unusable output directory) before the
     pre-flight, DockerPreFlightError when it fails; an experiment's failure is in the manifest.
     """
     env = os.environ if env is None else env
     if not study.experiments:
         raise ConfigError(f"{study.origin}: no experiments to run")
     runners = resolve_runners(study, env, runner_overrides)
-    if any(spec.mode == "docker" for spec in runners.values()):
-        refuse_remote_daemon(env)
     run_dir = run_dir_for(output, study.name)
     label = "--output" if output is not None else "run directory"
     if not dry_run:

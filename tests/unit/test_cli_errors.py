@@ -237,14 +237,15 @@ def test_run_says_nothing_of_a_passed_preflight(
     assert not Path("llem-runs").exists()  # a dry run dispatches nothing
 
 
-def test_remote_daemon_is_refused_before_the_preflight(
+def test_remote_daemon_is_not_refused(
     capsys: pytest.CaptureFixture[str], preflight: FakePreflight, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A remote daemon gets the pre-flight and dispatch (without bind mounts) like a local one."""
     monkeypatch.setenv("DOCKER_HOST", "tcp://10.0.0.9:2376")
     Path("study.yaml").write_text(DOCKER_STUDY)
-    message = one_error(capsys, "run", "study.yaml")
-    assert message.startswith("the Docker daemon is remote (tcp://10.0.0.9:2376, from DOCKER_HOST)")
-    assert preflight.calls == []
+    code, out, err = llem(capsys, "run", "study.yaml", "--dry-run")
+    assert (code, out) == (0, ""), err
+    assert len(preflight.calls) == 1
 
 
 def test_remote_daemon_does_not_matter_to_local_runners(
