@@ -27,6 +27,7 @@ Cause = Literal[
     "probe_timeout",
     "gpu_count_mismatch",
     "check_error",
+    "host_unreachable",
     "unknown",
     "ok",
 ]

@@ -49,6 +49,7 @@ CAUSES = frozenset(
         "probe_timeout",
         "gpu_count_mismatch",
         "check_error",
+        "host_unreachable",
         "unknown",
         "ok",
     }
