@@ -258,3 +258,26 @@ def test_pytest_over_an_ssh_gateway(
         ("plainB", "failed"),
     ]
     assert "Docker pre-flight: 1 of 2 hosts ready; failed: plainB" in result.stdout
+
+
+def test_workers_get_the_controllers_settings(
+    run_product: ProductRunner, host_tools: HostTools, contexts: dict[str, str], images: None
+) -> None:
+    """A worker starts elsewhere (here: another directory), where the study file named on the
+    controller's command line is not: the study's images still reach it."""
+    (host_tools.work / "study.yaml").write_text(
+        f"name: s\nrunners: {{vllm: 'docker:{IMAGE}'}}\n"
+        "experiments: [{model: m, backend: vllm}]\n"
+    )
+    elsewhere = host_tools.root / "elsewhere"
+    elsewhere.mkdir()
+    result = run_product(
+        ["pytest", "--llem-preflight", "-p", "no:cacheprovider", "--llem-config=study.yaml",
+         "--llem-json", "r.json", "--dist", "each",
+         "--tx", f"popen//id=far//chdir={elsewhere}//env:DOCKER_CONTEXT={contexts['gpu']}"],
+        env=no_docker_host(host_tools),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    [host] = read_json(host_tools.work / "r.json")["hosts"]
+    assert host["host"] == "far"
+    assert outcomes(host) == {c: "passed" for c in TIER1 + TIER2}
