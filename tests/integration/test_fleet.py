@@ -241,14 +241,13 @@ def test_pytest_over_an_ssh_gateway(
     images: None,
 ) -> None:
     """The plain pytest form: a host without id= is named by its ssh host."""
-    spec = (
-        f"ssh=-p {ssh_host.port} root@127.0.0.1//ssh_config={ssh_host.client_config}"
-        f"//python={sys.executable}"
-    )
+    spec = f"ssh_config={ssh_host.client_config}//python={sys.executable}"
     result = run_product(
         ["pytest", "--llem-preflight", "-p", "no:cacheprovider", "--llem-image", IMAGE,
-         "--llem-json", str(host_tools.work / "r.json"), "--dist", "each", "--tx", spec,
-         "--tx", f"popen//id=plainB//env:DOCKER_CONTEXT={contexts['plain']}"],
+         "--llem-json", "r.json", "--dist", "each",
+         "--tx", f"ssh=-p {ssh_host.port} root@127.0.0.1//{spec}",
+         "--tx", f"popen//id=plainB//env:DOCKER_CONTEXT={contexts['plain']}",
+         "--tx", f"ssh=-p {free_port()} root@127.0.0.1//id=gone//{spec}"],
         env=no_docker_host(host_tools), timeout=180,
     )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
@@ -256,8 +255,24 @@ def test_pytest_over_an_ssh_gateway(
     assert [(n, h["status"]) for n, h in hosts.items()] == [
         ("127.0.0.1", "passed"),
         ("plainB", "failed"),
+        ("gone", "failed"),
     ]
-    assert "Docker pre-flight: 1 of 2 hosts ready; failed: plainB" in result.stdout
+    assert hosts["gone"]["failures"][0]["cause"] == "host_unreachable"
+    assert "Docker pre-flight: 1 of 3 hosts ready; failed: plainB, gone" in result.stdout
+
+
+def test_no_host_reachable(run_product: ProductRunner, host_tools: HostTools) -> None:
+    """Nothing runs here instead: the one host fails, and so does the pre-flight."""
+    result = run_product(
+        ["llem", "preflight", "--json", "r.json", "--host", f"ssh://root@127.0.0.1:{free_port()}"],
+        env=with_ssh(host_tools.env()),
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = read_json(host_tools.work / "r.json")
+    [host] = report["hosts"]
+    assert [c["id"] for c in host["checks"]] == ["host-reachable"]
+    assert (report["status"], host["failures"][0]["cause"]) == ("failed", "host_unreachable")
+    assert result.stdout.splitlines()[-1].startswith("Docker pre-flight: 0 of 1 hosts ready")
 
 
 def test_workers_get_the_controllers_settings(
