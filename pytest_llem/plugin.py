@@ -88,7 +88,8 @@ def settings_of(config: pytest.Config) -> PreflightSettings:
 
     given = getattr(config, "workerinput", {}).get(WORKER_SETTINGS)
     if given is not None:  # an xdist worker, maybe on another host: the controller's settings
-        return PreflightSettings(**given)
+        known = {f.name for f in setting_fields()}  # (those this version knows)
+        return PreflightSettings(**{k: v for k, v in given.items() if k in known})
     below = PreflightSettings()
     path = config.option.llem_config
     if path:
