@@ -1,8 +1,7 @@
 """The `llem` command: `llem run` and `llem preflight`.
 
 Exit status: 0 ok (pre-flight warnings allowed); 1 pre-flight or experiment failure;
-2 bad usage or bad config (one `llem: error: ...` line, never a traceback), which includes
-Docker experiments against a remote daemon (it cannot mount the run directory); 130 / 143
+2 bad usage or bad config (one `llem: error: ...` line, never a traceback); 130 / 143
 when stopped by Ctrl-C / SIGTERM. Heavy modules are imported inside the commands: `llem --help`
 and `llem --version` import neither pydantic nor pytest.
 
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from .facts import Facts
     from .run.config import StudyConfig
     from .run.plans import Plan
+    from .settings import PreflightSettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -96,6 +96,23 @@ def _parser() -> argparse.ArgumentParser:
                 default=[] if many else None, metavar=meta["metavar"], help=meta["help"],
             )  # fmt: skip
     pre.add_argument("-v", "--verbose", action="store_true", help="details and timings")
+    hosts = pre.add_argument_group(
+        "many hosts",
+        "Check other hosts instead of this one: every check runs on every host (through "
+        "pytest-xdist gateways), and each host gets its own report.",
+    )
+    hosts.add_argument(
+        "--host", action="append", default=[], metavar="HOST",
+        help="[ssh://][USER@]HOST[:PORT]: run the checks on that host over ssh (pytest-llem "
+        "installed there); context:NAME: check that Docker context's daemon from here "
+        "(repeatable)",
+    )  # fmt: skip
+    hosts.add_argument("--hosts-file", metavar="FILE", help="more hosts, one per line (# comments)")
+    hosts.add_argument(
+        "--remote-python", metavar="PYTHON",
+        help="the Python of the ssh hosts that has pytest-llem (default python3)",
+    )  # fmt: skip
+    hosts.add_argument("--ssh-config", metavar="PATH", help="ssh client config for the ssh hosts")
     return parser
 
 
@@ -155,8 +172,8 @@ def _host_queries(args: Sequence[str]) -> Facts | None:
     the arguments are even parsed (a wrong guess only leaves an answer unused)."""
     if args[:1] not in (["run"], ["preflight"]):
         return None
-    if any(a in ("-h", "--help", "--skip") or a.startswith("--skip-p") for a in args):
-        return None  # (argparse takes "--skip-p" for --skip-preflight too)
+    if any(a in ("-h", "--help", "--skip") or a.startswith(("--skip-p", "--host")) for a in args):
+        return None  # (argparse takes "--skip-p" for --skip-preflight; hosts check elsewhere)
     from .facts import Facts
 
     facts = Facts()
@@ -253,10 +270,6 @@ def _dry_run(plan: Plan, facts: Facts | None, cli_skips: list[str], origin: str)
     from .errors import DockerPreFlightError
     from .run.notices import check_skip_sources, preflight_notice
 
-    if plan.docker:
-        from .run.remote import refuse_remote_daemon
-
-        refuse_remote_daemon()
     if plan.skipped_by is not None:
         from .domain.report import Report
 
@@ -320,6 +333,9 @@ def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
         problem = unwritable_reason(Path(json_path))
         if problem:
             raise ConfigError(f"--json: cannot write {json_path}: {problem}")
+    hosts = _fleet_hosts(args)
+    if hosts is not None:
+        return _fleet_preflight(hosts, settings, json_path, verbose=args.verbose)
     try:
         report = run_docker_preflight(settings=settings, facts=facts)
     except DockerPreFlightError as exc:
@@ -334,12 +350,75 @@ def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
     return EXIT_FAILED if report.failures else EXIT_OK
 
 
+def _fleet_hosts(args: argparse.Namespace) -> list[str] | None:
+    """The ``--tx`` specs of `llem preflight --host`/``--hosts-file``; None without hosts."""
+    from .errors import ConfigError
+    from .fleet import read_hosts_file, specs_for_hosts
+
+    words = list(args.host)
+    if args.hosts_file is not None:
+        path = Path(args.hosts_file)
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(1024 * 1024 + 1)
+        except OSError as exc:
+            raise ConfigError(f"--hosts-file {path}: cannot read ({exc.strerror or exc})") from None
+        if len(data) > 1024 * 1024:
+            raise ConfigError(f"--hosts-file {path}: larger than 1 MiB")
+        found = read_hosts_file(data.decode("utf-8", errors="replace"), str(path))
+        if not found:
+            raise ConfigError(f"--hosts-file {path}: no host in it")
+        words += found
+    if not words:
+        for flag, value in (
+            ("--remote-python", args.remote_python),
+            ("--ssh-config", args.ssh_config),
+        ):
+            if value is not None:
+                raise ConfigError(f"{flag} is for the hosts of --host or --hosts-file: none given")
+        return None
+    ssh_config = args.ssh_config
+    if ssh_config is not None:
+        if not Path(ssh_config).is_file():
+            raise ConfigError(f"--ssh-config {ssh_config}: not a file")
+        ssh_config = str(Path(ssh_config).resolve())
+    return specs_for_hosts(
+        words, remote_python=args.remote_python or "python3", ssh_config=ssh_config
+    )
+
+
+def _fleet_preflight(
+    hosts: list[str], settings: PreflightSettings, json_path: str | None, *, verbose: bool
+) -> int:
+    from .domain.text import printable
+    from .host.jsonfile import write_json
+    from .preflight import run_fleet_preflight
+
+    report = run_fleet_preflight(hosts, settings=settings)
+    for name, host_report in report.hosts:
+        sys.stdout.write(printable(f"Host {name}:") + "\n")
+        _print_checks(host_report, verbose=verbose, out=sys.stdout, indent="  ")
+    sys.stdout.write(report.render() + "\n")
+    if json_path is not None:
+        try:
+            write_json(Path(json_path), report.to_json(), follow=True)
+        except OSError as exc:
+            return _error(f"cannot write the JSON report to {json_path}: {exc.strerror or exc}", 1)
+    return EXIT_FAILED if report.status == "failed" else EXIT_OK
+
+
 def _print_checklist(report: Report, *, verbose: bool, out: TextIO) -> None:
+    _print_checks(report, verbose=verbose, out=out)
+    # The verdict: the first line of the numbered report, or a pass line when it is empty.
+    out.write((report.render() or f"Docker pre-flight passed: {len(report.checks)} checks") + "\n")
+
+
+def _print_checks(report: Report, *, verbose: bool, out: TextIO, indent: str = "") -> None:
     from .domain.text import printable
 
     marks = _marks(out)
     for check in report.checks:
-        line = f"{marks[check.outcome]} {check.id}"
+        line = f"{indent}{marks[check.outcome]} {check.id}"
         note = _note(check)
         if note:
             line += f": {note}"
@@ -348,9 +427,7 @@ def _print_checklist(report: Report, *, verbose: bool, out: TextIO) -> None:
         out.write(printable(line) + "\n")
         if verbose:
             for key, value in sorted(check.details.items()):
-                out.write(printable(f"    {key}: {value}") + "\n")
-    # The verdict: the first line of the numbered report, or a pass line when it is empty.
-    out.write((report.render() or f"Docker pre-flight passed: {len(report.checks)} checks") + "\n")
+                out.write(printable(f"{indent}    {key}: {value}") + "\n")
 
 
 def _note(check: CheckResult) -> str:

@@ -19,6 +19,10 @@ from .settings import setting_fields
 
 if TYPE_CHECKING:
     from .context import CheckContext
+    from .domain.fleet import FleetReport
+    from .domain.report import Report
+    from .fleet import Fleet
+    from .session import Session
     from .settings import PreflightSettings
 
 
@@ -58,9 +62,10 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if not config.getoption("llem_preflight", False):
         return
-    config.pluginmanager.register(PreflightHooks(config), "llem-preflight")
+    hooks = PreflightHooks(config)
+    config.pluginmanager.register(hooks, "llem-preflight")
     if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(XdistHooks(), "llem-xdist")
+        config.pluginmanager.register(XdistHooks(hooks), "llem-xdist")
 
 
 @pytest.fixture
@@ -81,6 +86,10 @@ def settings_of(config: pytest.Config) -> PreflightSettings:
     """
     from .settings import PreflightSettings, SettingError
 
+    given = getattr(config, "workerinput", {}).get(WORKER_SETTINGS)
+    if given is not None:  # an xdist worker, maybe on another host: the controller's settings
+        known = {f.name for f in setting_fields()}  # (those this version knows)
+        return PreflightSettings(**{k: v for k, v in given.items() if k in known})
     below = PreflightSettings()
     path = config.option.llem_config
     if path:
@@ -109,7 +118,8 @@ class PreflightHooks:
 
         self.config = config
         settings = settings_of(config)
-        if settings.json_path:
+        worker = getattr(config, "workerinput", None)
+        if settings.json_path and worker is None:
             problem = unwritable_reason(Path(settings.json_path))
             if problem:
                 raise pytest.UsageError(
@@ -126,7 +136,9 @@ class PreflightHooks:
         config.stash[SESSION_KEY] = self.session
         # A pre-flight reports every failure of a tier together: -x / --maxfail would hide some.
         config.option.maxfail = 0
-        if not _xdist_controller(config):  # (the controller of -n N runs no check)
+        self.fleet = _fleet(config, self.session)
+        # The controller of -n N or of a fleet runs no check: it starts no host work.
+        if self.fleet is None and not _xdist_controller(config):
             self.session.facts.start_host()  # the read-only queries overlap collection
             if not self.user_paths and not _xdist_worker(config):
                 # The built-in checks alone, in this process: their image work can start now.
@@ -163,6 +175,8 @@ class PreflightHooks:
 
         yield  # after every other reordering plugin: keep the checks, in a stable order
         dropped = order_checks(items, tiers=self._tiers())
+        if self.fleet is not None:  # (collected here only when no host could be reached)
+            dropped, items[:] = dropped + items, []
         if dropped:
             config.hook.pytest_deselected(items=dropped)
         self._validate_skip([item.stash[ITEM_KEY] for item in items])
@@ -225,10 +239,13 @@ class PreflightHooks:
         cid = getattr(report, "llem_id", None)
         if cid is None:
             return
-        self.session.add_duration(cid, report.duration)
+        session = self.session
+        if self.fleet is not None:  # the session of the host the report came from
+            session = self.fleet.session_of(getattr(report, "node", None)) or session
+        session.add_duration(cid, report.duration)
         data = getattr(report, "llem", None)
         if data is not None:
-            self.session.record(CheckResult.from_dict(data), getattr(report, "llem_order", 0))
+            session.record(CheckResult.from_dict(data), getattr(report, "llem_order", 0))
 
     # --- the end ----------------------------------------------------------------------------
 
@@ -242,12 +259,14 @@ class PreflightHooks:
         self.session.facts.close()
         if self.session.interrupted_by is not None:
             session.exitstatus = 128 + self.session.interrupted_by  # 130 Ctrl-C, 143 SIGTERM
+        elif self._host_out_of_reach(session.exitstatus):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
         path = self.session.settings.json_path
         if path and not hasattr(self.config, "workerinput"):
             from .host.jsonfile import write_json
 
             try:
-                write_json(Path(path), self.session.report().to_json(), follow=True)
+                write_json(Path(path), self.report().to_json(), follow=True)
             except OSError as exc:
                 self.config.stash[JSON_ERROR_KEY] = f"{path}: {exc.strerror or exc}"
                 if session.exitstatus == 0:
@@ -256,17 +275,49 @@ class PreflightHooks:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if hasattr(self.config, "workerinput"):
             return
-        report = self.session.report()
+        report = self.report()
         text = report.render()
+        if not text:  # (a fleet's always ends with its summary line)
+            text = f"Docker pre-flight passed ({len(self.session.report().checks)} checks)"
         terminalreporter.section("llem pre-flight")
-        for line in (text or f"Docker pre-flight passed ({len(report.checks)} checks)").split("\n"):
+        for line in text.split("\n"):
             terminalreporter.line(line)
         error = self.config.stash.get(JSON_ERROR_KEY, None)
         if error:
             terminalreporter.line(f"llem: cannot write the JSON report: {error}", red=True)
 
+    def _host_out_of_reach(self, exitstatus: int) -> bool:
+        """A fleet whose checks passed (or none ran: no host reached) but a host was lost."""
+        ok = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
+        return self.fleet is not None and ok and self.report().status == "failed"
+
+    def report(self) -> Report | FleetReport:
+        """The session's report; a fleet's has one per host."""
+        if self.fleet is not None:
+            return self.fleet.report(interrupted=self.session.interrupted_by is not None)
+        return self.session.report()
+
+
+def _fleet(config: pytest.Config, session: Session) -> Fleet | None:
+    """With ``--dist each`` on the controller: the fleet, its hosts asked whether they can run
+    the pre-flight; only those that can are left to xdist."""
+    tx = config.getoption("tx", None)
+    if hasattr(config, "workerinput") or config.getoption("dist", "no") != "each" or not tx:
+        return None
+    from .fleet import Fleet, gateways_of
+
+    fleet = Fleet(gateways_of(tx), session.settings, session.facts)
+    config.stash[FLEET_KEY] = fleet
+    config.option.tx = [gateway.spec for gateway in fleet.ask_hosts()]
+    if config.getoption("maxworkerrestart", None) is None:
+        config.option.maxworkerrestart = "0"  # a lost host is reported, not reconnected
+    return fleet
+
 
 JSON_ERROR_KEY = pytest.StashKey[str]()
+FLEET_KEY = pytest.StashKey["Fleet"]()
+# What the controller hands each xdist worker (`workerinput`), which may be on another host.
+WORKER_SETTINGS = "llem_settings"
 
 
 def _xdist_worker(config: pytest.Config) -> bool:
@@ -282,10 +333,30 @@ def _xdist_controller(config: pytest.Config) -> bool:
 
 
 class XdistHooks:
-    """Every pre-flight item goes to one worker, in order, so gating holds."""
+    """Every pre-flight item goes to one worker, in order, so gating holds; with ``--dist
+    each`` every worker (host) runs every item, in order, and gates on its own."""
+
+    def __init__(self, preflight: PreflightHooks) -> None:
+        self.preflight = preflight
+
+    def pytest_configure_node(self, node: Any) -> None:
+        from dataclasses import fields
+
+        settings = self.preflight.session.settings.replace(json_path=None)
+        data = {f.name: getattr(settings, f.name) for f in fields(settings)}
+        node.workerinput[WORKER_SETTINGS] = {
+            k: sorted(v) if isinstance(v, frozenset) else list(v) if isinstance(v, tuple) else v
+            for k, v in data.items()
+        }
+
+    def pytest_testnodedown(self, node: Any, error: object | None) -> None:
+        if self.preflight.fleet is not None:
+            self.preflight.fleet.node_down(node, error)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        if config.getoption("dist", "no") == "each":
+            return None  # xdist's own: all items to every worker
         from xdist.scheduler import LoadScopeScheduling
 
         class OneScopeScheduling(LoadScopeScheduling):  # type: ignore[misc]

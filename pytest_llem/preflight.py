@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ from .errors import ConfigError, DockerPreFlightError, PreFlightError
 from .settings import PreflightSettings, SettingError
 
 if TYPE_CHECKING:
+    from .domain.fleet import FleetReport
     from .domain.report import Report
     from .facts import Facts
 
@@ -61,6 +63,7 @@ class _Handoff:
     def __init__(self, facts: Facts) -> None:
         self.facts = facts
         self.report: Report | None = None
+        self.fleet_report: FleetReport | None = None
 
     @pytest.hookimpl(tryfirst=True)  # before the plugin's own, which takes them
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -75,13 +78,19 @@ class _Handoff:
         if state is not None:
             self.facts = state.facts
             self.report = state.report()
+        from .plugin import FLEET_KEY
+
+        fleet = session.config.stash.get(FLEET_KEY, None)
+        if fleet is not None and state is not None:
+            self.fleet_report = fleet.report(interrupted=state.interrupted_by is not None)
 
 
 @contextmanager
-def _isolated_environ() -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in _ISOLATED_ENV}
+def _isolated_environ(**more: str | None) -> Iterator[None]:
+    changes = {**_ISOLATED_ENV, **more}
+    saved = {key: os.environ.get(key) for key in changes}
     try:
-        for key, value in _ISOLATED_ENV.items():
+        for key, value in changes.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
@@ -112,6 +121,31 @@ def preflight_args(settings: PreflightSettings) -> list[str]:
         *settings.to_args(),
         # A path argument: without one pytest would look for conftest.py in the current directory.
         str(checks_dir()),
+    ]
+
+
+def fleet_args(settings: PreflightSettings, hosts: Sequence[str], workdir: Path) -> list[str]:
+    """pytest arguments of an isolated pre-flight on every host of ``hosts`` (``--tx``
+    specs), run from ``workdir``, an empty private directory.
+
+    Every worker gets these very arguments, also on hosts where this package lives elsewhere
+    (and xdist refuses an existing path outside its rsync roots for those): no path at all,
+    the root directory ``/``, and no conftest.py but ``workdir``'s (none).
+    """
+    return [
+        "--llem-preflight",
+        "-p",
+        "pytest_llem.plugin",
+        "-p",
+        "xdist",
+        "--dist",
+        "each",
+        *(arg for spec in hosts for arg in ("--tx", spec)),
+        f"--config-file={os.devnull}",
+        "--rootdir=/",
+        f"--confcutdir={workdir}",
+        *_UNNEEDED_PLUGINS,
+        *settings.to_args(),
     ]
 
 
@@ -187,4 +221,38 @@ def run_docker_preflight(
         raise PreFlightError(f"the Docker pre-flight could not run (pytest exit status {code})")
     if code == pytest.ExitCode.TESTS_FAILED or report.failures:
         raise DockerPreFlightError(report)
+    return report
+
+
+@contextmanager
+def _in_empty_directory() -> Iterator[Path]:
+    """A new private directory as the current one, for the block (what pytest looks at when
+    given no path: nothing)."""
+    before = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="llem-") as workdir:
+        os.chdir(workdir)
+        try:
+            yield Path(workdir)
+        finally:
+            os.chdir(before)
+
+
+def run_fleet_preflight(hosts: Sequence[str], *, settings: PreflightSettings) -> FleetReport:
+    """Every check on every host of ``hosts`` (``--tx`` specs, see `fleet.specs_for_hosts`)
+    through ``pytest.main`` with pytest-xdist's ``--dist each``; one report per host.
+
+    A host that cannot be reached fails alone (cause ``host_unreachable``). Raises
+    `PreFlightError` when pytest itself could not run, KeyboardInterrupt when interrupted.
+    """
+    from .facts import Facts
+
+    handoff = _Handoff(Facts(settings))  # (the checks gather their facts on the hosts)
+    # Local workers inherit this environment: a DOCKER_HOST would win over their context.
+    with _isolated_environ(DOCKER_HOST=None), _in_empty_directory() as workdir:
+        code = pytest.main(fleet_args(settings, hosts, workdir), plugins=[handoff])
+    if code in (pytest.ExitCode.INTERRUPTED, 130, 143):
+        raise KeyboardInterrupt
+    report = handoff.fleet_report
+    if report is None or code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        raise PreFlightError(f"the fleet pre-flight could not run (pytest exit status {code})")
     return report

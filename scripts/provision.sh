@@ -1,7 +1,8 @@
 #!/bin/sh
-# Installs what the Docker test bed needs: dockerd, containerd and runc (Debian's docker.io) and a
-# static busybox (busybox-static). Idempotent and quiet when all is present. It never starts the
-# system Docker service: the test bed starts private daemons of its own.
+# Installs what the test bed needs: dockerd, containerd and runc (Debian's docker.io), a static
+# busybox (busybox-static), and OpenSSH's server and client (openssh-server, openssh-client) for
+# the fleet tests over ssh. Idempotent and quiet when all is present. It never starts a system
+# service (Docker, sshd): the test bed starts private daemons of its own.
 set -eu
 
 static_busybox() { # the image root filesystems need a busybox without a program interpreter
@@ -18,6 +19,10 @@ for tool in dockerd containerd runc; do
 done
 [ -x /usr/bin/docker ] || missing=" docker.io"
 static_busybox || missing="$missing busybox-static"
+PATH="/usr/sbin:/sbin:$PATH" command -v sshd >/dev/null 2>&1 || missing="$missing openssh-server"
+for tool in ssh ssh-keygen; do
+  command -v "$tool" >/dev/null 2>&1 || missing="$missing openssh-client"
+done
 [ -n "$missing" ] || exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -33,6 +33,7 @@ Cause = Literal[
     "mig_enabled",
     "gpu_throttled",
     "energy_counter_unsupported",
+    "host_unreachable",
     "unknown",
     "ok",
 ]

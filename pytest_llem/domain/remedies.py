@@ -36,6 +36,7 @@ TOOLKIT_SPECIALIZED_URL = (
     "https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/"
     "docker-specialized.html"
 )
+PYTEST_XDIST_TX_URL = "https://pytest-xdist.readthedocs.io/en/stable/remote.html"
 DRIVER_INSTALL_URL = "https://docs.nvidia.com/datacenter/tesla/driver-installation-guide/index.html"
 CUDA_COMPAT_URL = "https://docs.nvidia.com/deploy/cuda-compatibility/index.html"
 WSL_CUDA_URL = "https://docs.nvidia.com/cuda/wsl-user-guide/index.html"
@@ -175,6 +176,11 @@ _REMEDIES: dict[str, Remedy] = {
     "energy_counter_unsupported": Remedy(
         "Measure on Volta or newer GPUs (compute capability 7.0+) for counter-based energy",
         NVML_ENERGY_URL,
+    ),
+    "host_unreachable": Remedy(
+        "Check that `ssh HOST` logs in without a prompt and that pytest-llem is installed for "
+        "the Python named on that host (llem preflight --remote-python PATH)",
+        PYTEST_XDIST_TX_URL,
     ),
     "unknown": Remedy(
         "Read the output kept in details.output and the NVIDIA Container Toolkit "

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ..domain.text import printable
 from ..errors import ConfigError
 from ..host import runfiles, workloads
+from ..host.docker import daemon_endpoint
 from ..signals import Terminated, sigterm_interrupts
 from .config import Experiment, StudyConfig
 from .manifest import MANIFEST, ExperimentRecord, Manifest
@@ -169,17 +170,24 @@ def run_one(
     try:
         for stale in (result_path, error_path):
             runfiles.remove(stale)
-        runfiles.write(config_path, (json.dumps(config, indent=2, default=str) + "\n").encode())
-        if image is not None:  # check_runnable(): a Docker experiment has an image, a local one not
+        config_bytes = (json.dumps(config, indent=2, default=str) + "\n").encode()
+        runfiles.write(config_path, config_bytes)
+        gpus = study.gpus_of(experiment)
+        if image is not None and daemon_endpoint().remote:  # it cannot mount RUN_DIR
+            from .remote_dispatch import run_container_remote
+
+            outcome = run_container_remote(
+                image, container_name(study.name, exp_id, run_id or new_run_id()), exp_id,
+                experiment.command, gpus=gpus_option(gpus), config=config_bytes,
+                mount=RUN_MOUNT, run_dir=run_dir, log_path=run_dir / log_name,
+            )  # fmt: skip
+        elif image is not None:  # check_runnable(): a Docker experiment has an image
             name = container_name(study.name, exp_id, run_id or new_run_id())
-            argv = docker_run_argv(
-                image, name, run_dir, exp_id, experiment.command, study.gpus_of(experiment)
-            )
+            argv = docker_run_argv(image, name, run_dir, exp_id, experiment.command, gpus)
             outcome = workloads.run_container(argv, name=name, log_path=run_dir / log_name)
         else:
             cwd = study.path.parent.absolute() if study.path else Path.cwd()
             env = {**os.environ, "LLEM_CONFIG_PATH": str(config_path)}
-            gpus = study.gpus_of(experiment)
             if gpus is not None:  # numbered as nvidia-smi numbers them (PCI bus order)
                 env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpus)

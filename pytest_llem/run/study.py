@@ -21,7 +21,6 @@ from .dispatch import (
 )
 from .manifest import ExperimentRecord, Manifest
 from .notices import check_skip_sources, preflight_notice
-from .remote import refuse_remote_daemon
 from .runners import RunnerSpec, experiment_image, preflight_settings, resolve_runners
 
 if TYPE_CHECKING:
@@ -107,7 +106,7 @@ def run_study(
     from, and, for a dry run, what would run (`plan`); ``progress`` (e.g. stderr) receives a
     line per experiment. ``skip_checks`` are check ids not to run (`--skip-check`). Raises
     ConfigError (bad config, unusable output directory, an ``output`` holding an earlier
-    run's manifest without ``overwrite``, remote daemon, unknown check id) before the
+    run's manifest without ``overwrite``, unknown check id) before the
     pre-flight, DockerPreFlightError when it fails; an experiment's failure is in the manifest.
     """
     env = os.environ if env is None else env
@@ -120,8 +119,6 @@ def run_study(
             f"{', '.join(BUILTIN_IDS)})"
         )
     runners = resolve_runners(study, env, runner_overrides)
-    if any(spec.mode == "docker" for spec in runners.values()):
-        refuse_remote_daemon(env)
     run_dir = run_dir_for(output, study.name)
     label = "--output" if output is not None else "run directory"
     if not dry_run:

@@ -201,18 +201,6 @@ def test_env_runner_override(
     assert manifest_of(host_tools.work / "out")["experiments"][0]["image"] == WORKLOAD
 
 
-def test_remote_daemon_is_refused(
-    run_product: ProductRunner, host_tools: HostTools, gpu_engine: Engine, images: None
-) -> None:
-    write_study(host_tools, docker_study("{model: m, backend: vllm}"))
-    env = host_tools.env(docker_host=gpu_engine.enable_tcp())
-    since = time.time()
-    result = run_product(["llem", "run", "study.yaml"], env=env)
-    assert result.returncode == 2
-    assert result.stderr.startswith("llem: error: the Docker daemon is remote (tcp://")
-    assert gpu_engine.created_since(since) == []
-
-
 # -- dry run and skips -----------------------------------------------------------------------
 
 

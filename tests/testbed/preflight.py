@@ -55,6 +55,7 @@ CAUSES = frozenset(
         "mig_enabled",
         "gpu_throttled",
         "energy_counter_unsupported",
+        "host_unreachable",
         "unknown",
         "ok",
     }

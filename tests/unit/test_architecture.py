@@ -125,7 +125,11 @@ def test_domain_is_pure() -> None:
 
 def test_only_host_adapters_run_subprocesses() -> None:
     users = {name for name, path in MODULES.items() if "import subprocess" in path.read_text()}
-    assert users == {"pytest_llem.host.proc", "pytest_llem.host.workloads"}
+    assert users == {
+        "pytest_llem.host.proc",
+        "pytest_llem.host.workloads",
+        "pytest_llem.host.containers",
+    }
 
 
 def test_a_setting_default_is_defined_once() -> None:

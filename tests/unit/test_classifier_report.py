@@ -40,6 +40,7 @@ def test_every_failure_cause_that_text_can_show_is_in_the_corpus(
         "probe_timeout",
         "gpu_count_mismatch",
         "check_error",
+        "host_unreachable",
         "host_driver_unavailable",
         "toolkit_missing",
         "unsafe_run_file",

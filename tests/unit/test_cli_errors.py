@@ -239,14 +239,15 @@ def test_run_says_nothing_of_a_passed_preflight(
     assert not Path("llem-runs").exists()  # a dry run dispatches nothing
 
 
-def test_remote_daemon_is_refused_before_the_preflight(
+def test_remote_daemon_is_not_refused(
     capsys: pytest.CaptureFixture[str], preflight: FakePreflight, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A remote daemon gets the pre-flight and dispatch (without bind mounts) like a local one."""
     monkeypatch.setenv("DOCKER_HOST", "tcp://10.0.0.9:2376")
     Path("study.yaml").write_text(DOCKER_STUDY)
-    message = one_error(capsys, "run", "study.yaml")
-    assert message.startswith("the Docker daemon is remote (tcp://10.0.0.9:2376, from DOCKER_HOST)")
-    assert preflight.calls == []
+    code, out, err = llem(capsys, "run", "study.yaml", "--dry-run")
+    assert (code, out) == (0, ""), err
+    assert len(preflight.calls) == 1
 
 
 def test_remote_daemon_does_not_matter_to_local_runners(
@@ -518,3 +519,56 @@ def test_the_summary_shows_an_odd_run_directory_name_escaped(
     code, _, err = llem(capsys, "run", "study.yaml", "--output", "out\x1b[2J")
     assert code == 0, err
     assert "\x1b" not in err and "manifest: " in err and "out\\x1b[2J" in err
+
+
+# -- `llem preflight --host` -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--host", "tcp://gpu1:2376"], "--host tcp://gpu1:2376: only ssh:// hosts"),
+        (["--host=-oProxyCommand=evil"], "--host -oProxyCommand=evil: expected"),
+        (["--remote-python", "/opt/py"], "--remote-python is for the hosts of --host or"),
+        (["--ssh-config", "cfg"], "--ssh-config is for the hosts of --host or --hosts-file"),
+        (["--host", "gpu1", "--ssh-config", "nowhere"], "--ssh-config nowhere: not a file"),
+        (["--hosts-file", "nowhere"], "--hosts-file nowhere: cannot read (No such file"),
+        (["--hosts-file", "empty"], "--hosts-file empty: no host in it"),
+        (["--hosts-file", "two"], "two:1: one host per line, got 'gpu1 gpu2'"),
+    ],
+)
+def test_bad_fleet_options(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    Path("empty").write_text("# nobody yet\n")
+    Path("two").write_text("gpu1 gpu2\n")
+    assert one_error(capsys, "preflight", *args).startswith(message)
+
+
+def test_hosts_go_to_the_fleet_preflight(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_llem import preflight
+    from pytest_llem.domain.fleet import FleetReport, unreachable
+    from pytest_llem.domain.report import Report
+
+    seen: list[list[str]] = []
+
+    def fake(hosts: list[str], *, settings: object) -> FleetReport:
+        seen.append(list(hosts))
+        return FleetReport([("gpu1", Report()), ("gpu2", unreachable("cannot reach gpu2"))])
+
+    monkeypatch.setattr(preflight, "run_fleet_preflight", fake)
+    Path("hosts").write_text("gpu2\n")
+    code, out, err = llem(
+        capsys, "preflight", "--host", "gpu1", "--hosts-file", "hosts", "--json", "r.json"
+    )
+    assert (code, err) == (1, "")
+    assert [s.split("//")[:2] for s in seen[0]] == [
+        ["ssh=gpu1", "id=gpu1"],
+        ["ssh=gpu2", "id=gpu2"],
+    ]
+    assert "python=python3" in seen[0][0]
+    assert out.splitlines()[-1] == "Docker pre-flight: 1 of 2 hosts ready; failed: gpu2"
+    data = json.loads(Path("r.json").read_text())
+    assert [h["host"] for h in data["hosts"]] == ["gpu1", "gpu2"]

@@ -1,0 +1,279 @@
+"""Fleet pre-flight: every check on every host of pytest-xdist's ``--dist each`` (DESIGN §9).
+
+A host is a gateway (``--tx``): ``popen`` with a Docker context of its own, or ``ssh``. The
+controller names each host (the gateway id, else the ssh host), asks every ssh host first
+whether it can run the pre-flight at all (`host.gateways`, under a limit): a host that cannot
+is reported with cause ``host_unreachable`` and left out, and the others go on. Every worker
+gates its own tiers; the controller keeps one `Session` per host and builds a `FleetReport`.
+
+`llem preflight --host` maps its words to gateway specs here too (`specs_for_hosts`).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .domain.fleet import FleetReport, unreachable
+from .domain.report import Report
+from .errors import ConfigError
+from .session import Session
+
+if TYPE_CHECKING:
+    from .domain.records import CommandResult
+    from .facts import Facts
+    from .settings import PreflightSettings
+
+CONNECT_TIMEOUT_S = 20.0
+EXECNET_PYTHON = "python"  # what execnet runs on an ssh host when the spec names no python
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """One host of the fleet: its name, and the ``--tx`` spec that reaches it (with ``id=``)."""
+
+    name: str
+    spec: str
+    ssh: str | None = None
+    ssh_config: str | None = None
+    python: str | None = None
+
+    @property
+    def asked_first(self) -> bool:
+        """Whether the host is asked before xdist goes there (ssh, or a Python of its own)."""
+        return self.ssh is not None or self.python is not None
+
+
+def gateways_of(tx: Iterable[str]) -> list[Gateway]:
+    """The hosts of ``--tx`` specs (``N*spec`` counts N), each with a name of its own."""
+    from execnet import XSpec
+
+    texts: list[str] = []
+    for text in tx:
+        count, star, rest = text.partition("*")
+        texts += [rest] * int(count) if star and count.isdigit() else [text]
+    gateways: list[Gateway] = []
+    taken: set[str] = set()
+    unnamed = 0
+    for text in texts:
+        spec = XSpec(text)
+        name: str = spec.id or (_ssh_host(spec.ssh) if spec.ssh else f"gw{unnamed}")
+        unnamed += spec.id is None
+        base, n = name, 1
+        while name in taken:
+            n += 1
+            name = f"{base}-{n}"
+        taken.add(name)
+        gateways.append(
+            Gateway(
+                name=name,
+                spec=text if spec.id == name else f"id={name}//{_without_id(text)}",
+                ssh=spec.ssh or None,
+                ssh_config=spec.ssh_config,
+                python=spec.python,
+            )
+        )
+    return gateways
+
+
+def _without_id(text: str) -> str:
+    return "//".join(part for part in text.split("//") if not part.startswith("id="))
+
+
+def _ssh_host(ssh: str) -> str:
+    """The host of an ssh spec's arguments (``-p 2222 alice@gpu1`` → ``gpu1``)."""
+    words = ssh.split()
+    return words[-1].rpartition("@")[2] if words else "ssh"
+
+
+# --- `llem preflight --host` ---------------------------------------------------------------
+
+
+def specs_for_hosts(
+    hosts: Sequence[str], *, remote_python: str, ssh_config: str | None
+) -> list[str]:
+    """``--tx`` specs for `llem preflight --host` words (ConfigError naming a bad one).
+
+    ``context:NAME`` checks that Docker context's daemon from this machine (in a process whose
+    DOCKER_HOST is unset: see `preflight.run_fleet_preflight`); ``ssh://[USER@]HOST[:PORT]``
+    or ``[USER@]HOST`` runs the checks on that host over ssh with ``remote_python``.
+    """
+    if not remote_python.strip() or "//" in remote_python or "'" in remote_python:
+        raise ConfigError(f"--remote-python: not a command: {remote_python!r}")
+    if ssh_config is not None and ("//" in ssh_config or not ssh_config):
+        raise ConfigError(f"--ssh-config: not a usable path: {ssh_config!r}")
+    specs = []
+    for word in hosts:
+        if word.startswith("context:"):
+            context = word[len("context:") :]
+            if not _NAME.fullmatch(context):
+                raise ConfigError(f"--host {word}: not a Docker context name")
+            specs.append(f"popen//id={context}//env:DOCKER_CONTEXT={context}")
+            continue
+        user, host, port = _ssh_target(word)
+        name = host if port is None else f"{host}:{port}"
+        ssh = ("" if port is None else f"-p {port} ") + (f"{user}@{host}" if user else host)
+        parts = [f"ssh={ssh}", f"id={name}", f"python={remote_python}"]
+        if ssh_config is not None:
+            parts.append(f"ssh_config={ssh_config}")
+        # The remote worker loads exactly the plugins named on the command line, as llem's does.
+        parts += ["env:PYTEST_DISABLE_PLUGIN_AUTOLOAD=1", "env:PYTEST_ADDOPTS="]
+        specs.append("//".join(parts))
+    return specs
+
+
+def _ssh_target(word: str) -> tuple[str | None, str, int | None]:
+    """(user, host, port) of ``ssh://[USER@]HOST[:PORT]`` or ``[USER@]HOST``."""
+    problem = f"--host {word}: expected [ssh://][USER@]HOST[:PORT] or context:NAME"
+    if word.startswith("ssh://"):
+        try:
+            url = urlsplit(word)
+            port = url.port
+        except ValueError:
+            raise ConfigError(problem) from None
+        if url.path not in ("", "/") or url.query or url.fragment or url.password:
+            raise ConfigError(problem)
+        user, host = url.username, url.hostname or ""
+    elif "://" in word:
+        raise ConfigError(f"--host {word}: only ssh:// hosts and context:NAME are supported")
+    else:
+        user, _, host = word.rpartition("@") if "@" in word else (None, "", word)
+        port = None
+    if not _NAME.fullmatch(host) or (user is not None and not _USER.fullmatch(user)):
+        raise ConfigError(problem)
+    return user or None, host, port
+
+
+def read_hosts_file(text: str, origin: str) -> list[str]:
+    """The host words of a hosts file: one per line; blank lines and ``#`` comments ignored."""
+    hosts = []
+    for number, line in enumerate(text.splitlines(), 1):
+        word = line.split("#", 1)[0].strip()
+        if not word:
+            continue
+        if len(word.split()) > 1:
+            raise ConfigError(f"{origin}:{number}: one host per line, got {word!r}")
+        hosts.append(word)
+    return hosts
+
+
+# --- the controller's state ----------------------------------------------------------------
+
+
+class Fleet:
+    """The controller's view of a fleet pre-flight: one `Session` per host."""
+
+    def __init__(
+        self, gateways: Sequence[Gateway], settings: PreflightSettings, facts: Facts
+    ) -> None:
+        self.gateways = list(gateways)
+        self.sessions = {g.name: Session(settings, facts) for g in self.gateways}
+        self.down: dict[str, Report] = {}  # hosts that could not be reached, or were lost
+
+    def ask_hosts(self, timeout: float = CONNECT_TIMEOUT_S) -> list[Gateway]:
+        """Ask every host that needs it whether it can run the pre-flight, all at once; the
+        hosts to go to (the others are `down`)."""
+        asked = [g for g in self.gateways if g.asked_first]
+        if asked:
+            from .host.proc import result_of
+
+            with ThreadPoolExecutor(max_workers=min(16, len(asked))) as pool:
+                futures = [(g, pool.submit(_ask, g, timeout)) for g in asked]
+                for gateway, future in futures:
+                    problem = result_of(future)
+                    if problem is not None:
+                        self.down[gateway.name] = problem
+        return [g for g in self.gateways if g.name not in self.down]
+
+    def session_of(self, node: Any) -> Session | None:
+        """The session of the host an xdist report came from (None: not a fleet host)."""
+        gateway = getattr(node, "gateway", None)
+        return self.sessions.get(getattr(gateway, "id", None) or "")
+
+    def node_down(self, node: Any, error: object | None) -> None:
+        name = getattr(getattr(node, "gateway", None), "id", "")
+        if error is not None and name in self.sessions and name not in self.down:
+            text = str(error).strip().splitlines()
+            self.down[name] = unreachable(
+                f"the connection to {name} was lost: {text[-1] if text else 'no reason given'}",
+                details={"host": name},
+            )
+
+    def report(self, *, interrupted: bool = False) -> FleetReport:
+        hosts = []
+        for gateway in self.gateways:
+            name = gateway.name
+            report = self.sessions[name].report()
+            report.interrupted = interrupted
+            if name in self.down:
+                report.checks[:0] = self.down[name].checks
+            elif not report.checks and not interrupted:
+                report = unreachable(
+                    f"no check result came back from {name}", details={"host": name}
+                )
+            hosts.append((name, report))
+        return FleetReport(hosts)
+
+
+def _ask(gateway: Gateway, timeout: float) -> Report | None:
+    from .host import gateways
+
+    if gateway.ssh is not None:
+        python = gateway.python or EXECNET_PYTHON
+        result = gateways.probe_ssh(
+            gateway.ssh, python, ssh_config=gateway.ssh_config, timeout=timeout
+        )
+    else:
+        python = gateway.python or ""
+        result = gateways.probe_local(shlex.split(python), timeout=timeout)
+    return judge_answer(gateway, python, result, timeout)
+
+
+def judge_answer(
+    gateway: Gateway, python: str, result: CommandResult, timeout: float
+) -> Report | None:
+    """None when the host can run the pre-flight, else the report of why it cannot."""
+    from .host.gateways import MISSING_PACKAGE
+
+    if result.ok:
+        return None
+    name = gateway.name
+    how = f"ssh {gateway.ssh}" if gateway.ssh is not None else "a local process"
+    said = [line.strip() for line in result.output.splitlines() if line.strip()]
+    last = said[-1] if said else "no output"
+    details = {"host": name, "via": how, "python": python, "output": "\n".join(said[-5:])}
+    name_python = "name its Python with --remote-python PATH (in a --tx spec: python=PATH)"
+    if result.missing:
+        what = "the ssh client" if gateway.ssh is not None else python
+        return unreachable(
+            f"cannot reach {name}: {what} cannot be run here ({last})",
+            fix="Install the OpenSSH client (ssh) on this machine"
+            if gateway.ssh is not None
+            else f"Name an existing Python in the spec's python= (not {python})",
+            details=details,
+        )
+    if result.timed_out:
+        return unreachable(f"{name} did not answer within {timeout:g} s ({how})", details=details)
+    if gateway.ssh is not None and result.returncode == 255:
+        return unreachable(f"cannot reach {name} over ssh: {last}", details=details)
+    if result.returncode == 127:
+        return unreachable(
+            f"{python} not found on {name}", fix=f"Install Python 3 there, or {name_python}",
+            details=details,
+        )  # fmt: skip
+    if result.returncode == MISSING_PACKAGE:
+        return unreachable(
+            f"pytest-llem is not installed for {python} on {name} ({last})",
+            fix=f"Install it there ({python} -m pip install pytest-llem), or {name_python}",
+            details=details,
+        )
+    return unreachable(
+        f"{python} on {name} failed (exit status {result.returncode}): {last}", details=details
+    )
