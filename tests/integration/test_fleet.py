@@ -21,6 +21,7 @@ from testbed.sshd import Sshd, free_port, sshd_unavailable_reason
 IMAGE = "llem-test/fleet:1"
 TIER1 = ["docker-cli", "docker-daemon", "host-driver", "nvidia-toolkit"]
 TIER2 = [f"cuda-compat[{IMAGE}]", f"gpu-in-container[{IMAGE}]"]
+TIER3 = ["clock-events", "energy-counter", "gpu-idle", "mig-mode", "persistence-mode"]
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def test_every_check_runs_on_every_host(
     )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert "Host gpuA: Docker pre-flight passed (6 checks)" in lines
+    assert "Host gpuA: Docker pre-flight passed (11 checks)" in lines
     start = lines.index("Host plainB:")
     assert lines[start + 1 : start + 3] == [
         "Docker pre-flight failed: 1 issue(s) found",
@@ -104,7 +105,7 @@ def test_every_check_runs_on_every_host(
     hosts = by_host(report)
     assert list(hosts) == ["gpuA", "plainB"]
     assert (hosts["gpuA"]["status"], hosts["gpuA"]["failures"]) == ("passed", [])
-    assert outcomes(hosts["gpuA"]) == {c: "passed" for c in TIER1 + TIER2}
+    assert outcomes(hosts["gpuA"]) == {c: "passed" for c in TIER1 + TIER2 + TIER3}
     assert hosts["plainB"]["status"] == "failed"
     assert [(f["id"], f["cause"]) for f in hosts["plainB"]["failures"]] == [
         (f"gpu-in-container[{IMAGE}]", "gpu_driver_not_configured")
@@ -135,6 +136,7 @@ def test_tiers_are_gated_per_host(
     assert outcomes(hosts["down"]) == {
         "docker-cli": "passed", "docker-daemon": "failed", "host-driver": "passed",
         "nvidia-toolkit": "passed", TIER2[0]: "not-run", TIER2[1]: "not-run",
+        **{c: "not-run" for c in TIER3},
     }  # fmt: skip
     assert set(outcomes(hosts["up"]).values()) == {"passed"}
     assert "Docker pre-flight: 1 of 2 hosts ready; failed: down" in result.stdout
@@ -295,4 +297,4 @@ def test_workers_get_the_controllers_settings(
     assert result.returncode == 0, result.stdout + result.stderr
     [host] = read_json(host_tools.work / "r.json")["hosts"]
     assert host["host"] == "far"
-    assert outcomes(host) == {c: "passed" for c in TIER1 + TIER2}
+    assert outcomes(host) == {c: "passed" for c in TIER1 + TIER2 + TIER3}

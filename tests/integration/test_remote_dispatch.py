@@ -8,6 +8,7 @@ that shows up there came back through the Docker API.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import signal
@@ -89,7 +90,9 @@ def test_remote_run_copies_the_result_back(
         "second.log", "second_config.json", "second_result.json",
     ]  # fmt: skip
     # create, copy in, start, copy back, remove: no `docker run`, no container left.
-    actions = [line for line in events(gpu_engine, since) if line.endswith("llem-far-001")]
+    actions = [
+        line for line in events(gpu_engine, since) if re.search(r" llem-far-[0-9a-f]{8}-001$", line)
+    ]
     steps = [a.split()[0] for a in actions if a.split()[0] not in ("attach", "detach", "kill")]
     assert steps == ["create", "extract-to-dir", "start", "die", "archive-path", "destroy"], actions
     assert gpu_engine.containers() == []
