@@ -17,13 +17,16 @@ import contextlib
 import io
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from .settings import option_dest, setting_fields
 
 if TYPE_CHECKING:
+    import dataclasses
+
     from .domain.report import CheckResult, Report
     from .facts import Facts
     from .run.config import StudyConfig
@@ -65,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
         "study file says",
     )  # fmt: skip
     run.add_argument("--dry-run", action="store_true", help="validate and pre-flight only")
+    wait = _field("wait_s").metadata
+    run.add_argument(wait["cli"], metavar=wait["metavar"], help=wait["help"])
     run.add_argument("--output", metavar="DIR", help="run directory (default ./llem-runs/...)")
 
     pre = commands.add_parser(
@@ -86,8 +91,16 @@ def _parser() -> argparse.ArgumentParser:
                 meta["cli"], dest=dest, action="append" if many else "store",
                 default=[] if many else None, metavar=meta["metavar"], help=meta["help"],
             )  # fmt: skip
+    pre.add_argument(
+        "--junit", metavar="PATH",
+        help="write the checks as JUnit XML to PATH (for a CI system's test report)",
+    )  # fmt: skip
     pre.add_argument("-v", "--verbose", action="store_true", help="details and timings")
     return parser
+
+
+def _field(name: str) -> dataclasses.Field[Any]:
+    return next(f for f in setting_fields() if f.name == name)
 
 
 def run() -> NoReturn:
@@ -148,10 +161,19 @@ def _host_queries(args: Sequence[str]) -> Facts | None:
         return None
     if any(a in ("-h", "--help") or a.startswith("--skip") for a in args):
         return None  # (argparse takes "--skip" for --skip-preflight too)
-    from .facts import Facts
-
-    facts = Facts()
+    facts = _shown(None)
     facts.start_host()
+    return facts
+
+
+def _shown(facts: Facts | None) -> Facts:
+    """``facts`` (or new ones, nothing started) whose long work shows progress on stderr."""
+    from .facts import Facts
+    from .progress import Progress
+
+    facts = facts or Facts()
+    if facts.progress is None:
+        facts.progress = Progress(sys.stderr)
     return facts
 
 
@@ -160,8 +182,8 @@ def _command(args: argparse.Namespace, command: list[str] | None, facts: Facts |
 
     try:
         if args.command == "run":
-            return _run(args, command, facts)
-        return _preflight(args, facts)
+            return _run(args, command, _shown(facts))
+        return _preflight(args, _shown(facts))
     except ConfigError as exc:
         return _error(exc, EXIT_USAGE)
     except (LLEMError, OSError) as exc:
@@ -191,6 +213,7 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
         raise ConfigError("give a study file, or --model and --backend")
     if command is not None and args.model is None:
         raise ConfigError("a command after '--' needs --model and --backend")
+    wait_s = _wait_s(args.wait)
     data: bytes | None = None
     key: str | None = None
     if args.config is not None:
@@ -203,7 +226,7 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
             key = plan_key(args.config, data, os.environ, args.runner, args.skip_preflight)
             plan = load_plan(key)
             if plan is not None:  # an unchanged study's plan: pydantic is not even imported
-                return _dry_run(plan, facts)
+                return _dry_run(plan, facts, wait_s)
     from .run.config import single_experiment
     from .run.runners import parse_runner_option
     from .run.study import run_study
@@ -216,6 +239,7 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
         manifest = run_study(
             study, cli_skip=args.skip_preflight, runner_overrides=overrides,
             output=args.output, dry_run=args.dry_run, facts=facts, progress=sys.stderr,
+            wait_s=wait_s,
         )  # fmt: skip
     except DockerPreFlightError as exc:
         print(exc, file=sys.stderr)
@@ -232,7 +256,20 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _dry_run(plan: Plan, facts: Facts | None) -> int:
+def _wait_s(text: str | None) -> float:
+    """`llem run --wait SECONDS`, validated as `llem preflight --wait` is (0 when not given)."""
+    from .errors import ConfigError
+    from .settings import SettingError, parse_value
+
+    if text is None:
+        return 0.0
+    try:
+        return float(parse_value(_field("wait_s"), text, "--wait"))
+    except SettingError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _dry_run(plan: Plan, facts: Facts | None, wait_s: float = 0.0) -> int:
     """`llem run --dry-run` of a study validated before, unchanged since: the pre-flight runs
     (always), then the remembered plan is printed."""
     from .errors import DockerPreFlightError
@@ -249,7 +286,8 @@ def _dry_run(plan: Plan, facts: Facts | None) -> int:
             from .preflight import run_docker_preflight
 
             try:
-                report = run_docker_preflight(settings=plan.settings, facts=facts)
+                settings = plan.settings.replace(wait_s=wait_s) if wait_s else plan.settings
+                report = run_docker_preflight(settings=settings, facts=facts)
             except DockerPreFlightError as exc:
                 print(exc, file=sys.stderr)
                 return EXIT_FAILED
@@ -284,7 +322,7 @@ def _remember_plan(
 
 def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
     from .errors import ConfigError, DockerPreFlightError
-    from .host.jsonfile import unwritable_reason, write_json
+    from .host.jsonfile import unwritable_reason, write_json, write_text
     from .preflight import run_docker_preflight
     from .run.runners import preflight_settings
     from .settings import PreflightSettings, SettingError
@@ -295,22 +333,40 @@ def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
         settings = given.from_options(vars(args), below, named_by="cli").replace(json_path=None)
     except SettingError as exc:
         raise ConfigError(str(exc)) from None
-    json_path = given.json_path
-    if json_path is not None:
-        problem = unwritable_reason(Path(json_path))
+    json_path, junit_path = given.json_path, args.junit
+    if junit_path is not None and (not junit_path or "\0" in junit_path):
+        raise ConfigError(f"--junit: expected a path, got {junit_path!r}")
+    for option, path in (("--json", json_path), ("--junit", junit_path)):
+        problem = unwritable_reason(Path(path)) if path is not None else None
         if problem:
-            raise ConfigError(f"--json: cannot write {json_path}: {problem}")
+            raise ConfigError(f"{option}: cannot write {path}: {problem}")
+    started = time.time()
     try:
         report = run_docker_preflight(settings=settings, facts=facts)
     except DockerPreFlightError as exc:
         report = exc.report
     _print_checklist(report, verbose=args.verbose, out=sys.stdout)
+    status = EXIT_FAILED if report.failures else EXIT_OK
     if json_path is not None:
         try:
             write_json(Path(json_path), report.to_json(), follow=True)
         except OSError as exc:
-            return _error(f"cannot write the JSON report to {json_path}: {exc.strerror or exc}", 1)
-    return EXIT_FAILED if report.failures else EXIT_OK
+            status = _error(
+                f"cannot write the JSON report to {json_path}: {exc.strerror or exc}", 1
+            )
+    if junit_path is not None:
+        import socket
+
+        from .domain.junit import junit_xml
+
+        xml = junit_xml(report, timestamp=started, hostname=socket.gethostname())
+        try:
+            write_text(Path(junit_path), xml, follow=True)
+        except OSError as exc:
+            status = _error(
+                f"cannot write the JUnit report to {junit_path}: {exc.strerror or exc}", 1
+            )
+    return status
 
 
 def _print_checklist(report: Report, *, verbose: bool, out: TextIO) -> None:

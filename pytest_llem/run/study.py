@@ -45,12 +45,13 @@ def run_study_preflight(
     cli_skip: bool | None = None,
     runners: Mapping[str, RunnerSpec] | None = None,
     facts: Facts | None = None,
+    wait_s: float = 0.0,
 ) -> Report | None:
     """The Docker pre-flight for the images the study will run; None when no runner is Docker.
 
     A skipped pre-flight is a report that says where the skip came from (`skipped_by`).
-    ``facts`` are host queries started already. Raises DockerPreFlightError when the host
-    is unfit.
+    ``facts`` are host queries started already; ``wait_s`` is how long tier 1 may wait for a
+    host still coming up (`--wait`). Raises DockerPreFlightError when the host is unfit.
     """
     runners = resolve_runners(study) if runners is None else runners
     if not any(spec.mode == "docker" for spec in runners.values()):
@@ -62,7 +63,10 @@ def run_study_preflight(
         return Report(skipped_by=source)
     from .. import preflight
 
-    return preflight.run_docker_preflight(settings=preflight_settings(study, runners), facts=facts)
+    settings = preflight_settings(study, runners)
+    if wait_s:
+        settings = settings.replace(wait_s=wait_s)
+    return preflight.run_docker_preflight(settings=settings, facts=facts)
 
 
 def run_study(
@@ -76,6 +80,7 @@ def run_study(
     env: Mapping[str, str] | None = None,
     facts: Facts | None = None,
     progress: TextIO | None = None,
+    wait_s: float = 0.0,
 ) -> Manifest:
     """Validate, pre-flight, then run every experiment (nothing with ``dry_run``).
 
@@ -96,7 +101,7 @@ def run_study(
         check_run_dir(run_dir, label)
 
     report = run_study_preflight(
-        study, skip_preflight, cli_skip=cli_skip, runners=runners, facts=facts
+        study, skip_preflight, cli_skip=cli_skip, runners=runners, facts=facts, wait_s=wait_s
     )
     notice = preflight_notice(report)
     if progress is not None and notice:

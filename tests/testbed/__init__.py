@@ -21,6 +21,7 @@ from .host import (
     user_command,
 )
 from .recording import RecordingSocket
+from .registry import Registry, SlowLink, registry_unavailable_reason
 from .scenario import (
     DEFAULT_GPUS,
     Gpu,
@@ -54,13 +55,16 @@ __all__ = [
     "HostTools",
     "ProductRunner",
     "RecordingSocket",
+    "Registry",
     "ScenarioSetter",
+    "SlowLink",
     "as_user",
     "build_workload_image",
     "compare_versions",
     "engine_unavailable_reason",
     "ensure_test_user",
     "nvidia_smi_script",
+    "registry_unavailable_reason",
     "rootfs_tar",
     "run",
     "unsatisfied_requirement",
