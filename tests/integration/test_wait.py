@@ -10,6 +10,8 @@ import contextlib
 import json
 import re
 import shutil
+import signal
+import sys
 import tempfile
 import threading
 import time
@@ -27,7 +29,7 @@ from testbed import (
     ensure_test_user,
     nvidia_smi_script,
 )
-from testbed.preflight import run_preflight
+from testbed.preflight import run_preflight, started
 
 IMAGE = "llem-test/wait:1"
 LATE_S = 3.0
@@ -250,3 +252,24 @@ def test_llem_run_wait(
     lines = result.stderr.splitlines()
     assert lines[0].startswith("waiting for docker-daemon (unreachable): ")
     assert lines[-1] == f"llem: dry run: 001 m (vllm, docker from study runners.vllm): {image}"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_wait_is_interrupted_at_once(
+    host_tools: HostTools, gpu_engine: Engine, image: str, signum: signal.Signals
+) -> None:
+    env, _ = host_tools.prepare("daemon_down", gpu_engine)
+    cmd = [sys.executable, "-m", "pytest_llem", "preflight", "--image", image, "--wait", "60"]
+    with started(cmd, env, host_tools.work) as proc:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # the wait has begun
+        assert first.startswith("waiting for docker-daemon (unreachable): "), first
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - sent
+    assert proc.returncode == 128 + signum, err
+    assert took < 5, took
+    assert "Traceback" not in err and err.strip().endswith(
+        "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+    ), err
