@@ -23,6 +23,11 @@ else
   PY=.venv/bin/python
 fi
 "$PY" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+# As an activated environment would: its `python` and `llem` first on PATH (the tests run
+# commands such as `python` by name; a stock Debian has no `python` of its own).
+case $PY in
+  */*) PATH="$(cd "$(dirname "$PY")" && pwd):$PATH" && export PATH ;;
+esac
 
 "$PY" -m ruff check .
 "$PY" -m ruff format --check .
