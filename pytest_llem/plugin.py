@@ -124,7 +124,11 @@ class PreflightHooks:
         config.args = [str(checks_dir()), *(str(p) for p in self.user_paths)]
         handed = config.stash.get(FACTS_KEY, None)  # from llem, with its own progress
         facts = handed or Facts()
-        self._progress = None if handed or _xdist_controller(config) else Progress.to_stderr_fd()
+        # Long work shows progress on stderr, except in pytest-xdist's controller (no checks).
+        controller = getattr(config.option, "dist", "no") != "no" and not hasattr(
+            config, "workerinput"
+        )
+        self._progress = None if handed or controller else Progress.to_stderr_fd()
         if handed is None:
             facts.progress = self._progress
         self.session = Session(settings, facts.adopt(settings))
@@ -265,11 +269,6 @@ class PreflightHooks:
 
 
 JSON_ERROR_KEY = pytest.StashKey[str]()
-
-
-def _xdist_controller(config: pytest.Config) -> bool:
-    """The process that hands the checks to pytest-xdist's workers (it runs none itself)."""
-    return getattr(config.option, "dist", "no") != "no" and not hasattr(config, "workerinput")
 
 
 class XdistHooks:

@@ -59,6 +59,43 @@ def test_a_daemon_that_answers_late_is_waited_for(
     assert report["host"]["docker_server_version"] == "27.3.1"
 
 
+LATE_BY_TIME = """#!/bin/sh
+first={first}
+if [ "$1" != version ]; then exit 1; fi
+[ -e "$first" ] || date +%s > "$first"
+if [ $(( $(date +%s) - $(cat "$first") )) -lt 3 ]; then
+  echo "Cannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon running?" >&2
+  exit 1
+fi
+echo '{{"Client":{{"Version":"28.2.2"}},"Server":{{"Version":"27.3.1"}}}}'
+"""
+
+
+def test_under_xdist_only_the_worker_running_the_checks_says_it_waits(
+    pytester: pytest.Pytester, late_host: Path
+) -> None:
+    docker = Path(os.environ["PATH"].split(os.pathsep)[0]) / "docker"
+    docker.write_text(LATE_BY_TIME.format(first=late_host.with_name("first")))
+    result = pytester.runpytest_subprocess(
+        "--llem-preflight",
+        "--llem-wait",
+        "30",
+        "--llem-skip",
+        TIER2,
+        "-n",
+        "2",
+        "-p",
+        "no:randomly",
+    )
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    waits = [line for line in result.errlines if line.startswith("waiting for docker-daemon ")]
+    assert waits and all(w.startswith("waiting for docker-daemon (unreachable): ") for w in waits)
+    assert len([line for line in result.errlines if line.startswith("waited ")]) == 1
+    assert all(w.endswith(" of 30 s") for w in waits)
+    seconds = [int(w.split(": ")[1].split()[0]) for w in waits]
+    assert seconds == sorted(seconds)  # one wait, counting up: not two processes' lines mixed
+
+
 def test_without_llem_wait_it_fails_at_once(pytester: pytest.Pytester, late_host: Path) -> None:
     result = pytester.runpytest_subprocess(
         "--llem-preflight", "--llem-skip", TIER2, "--llem-json", "r.json"
