@@ -306,7 +306,7 @@ class Facts:
             self._live.add(name)
         limit = self.settings.timeout_s
         check = f"gpu-in-container[{image}]"
-        task = self.progress.probe(check, image, limit) if self.progress else None
+        task = self.progress.probe(check, limit) if self.progress else None
         result = docker.probe(image, name, limit, self.env)
         if task is not None:
             task.end()

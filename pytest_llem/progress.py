@@ -124,7 +124,7 @@ class Progress:
         self._add(task)
         return task
 
-    def probe(self, check: str, image: str, limit_s: float) -> Task:
+    def probe(self, check: str, limit_s: float) -> Task:
         return self._add(
             Task(self, check, f"GPU probe running (limit {limit_s:g} s)", PROBE_SHOWN_AFTER_S)
         )

@@ -114,7 +114,7 @@ def test_without_a_terminal_a_pull_gets_a_line_at_its_start_and_end() -> None:
     assert not progress.live  # a StringIO is no terminal
     pull = progress.pull("cuda-compat[x/y:1]", "x/y:1", 600)
     pull.feed(TERMINAL)
-    probe = progress.probe("gpu-in-container[x/y:1]", "x/y:1", 30)
+    probe = progress.probe("gpu-in-container[x/y:1]", 30)
     clock.now = 12.34
     probe.end()
     pull.finish(ok=True)
@@ -136,7 +136,7 @@ def test_without_a_terminal_a_pull_gets_a_line_at_its_start_and_end() -> None:
 def test_on_a_terminal_one_live_line_is_redrawn_and_erased() -> None:
     out, clock = io.StringIO(), Clock()
     progress = Progress(out, live=True, clock=clock, refresh_s=3600)  # redrawn as asked only
-    probe = progress.probe("g[i]", "i", 30)
+    probe = progress.probe("g[i]", 30)
     progress.say("a kept line")  # a probe under 2 s is not shown
     assert out.getvalue() == "a kept line\n"
     pull = progress.pull("c[x]", "x/z:1", 600)
