@@ -16,13 +16,16 @@ import contextlib
 import io
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from .settings import option_dest, setting_fields
 
 if TYPE_CHECKING:
+    import dataclasses
+
     from .domain.report import CheckResult, Report
     from .facts import Facts
     from .run.config import StudyConfig
@@ -70,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
         "records it",
     )  # fmt: skip
     run.add_argument("--dry-run", action="store_true", help="validate and pre-flight only")
+    wait = _field("wait_s").metadata
+    run.add_argument(wait["cli"], metavar=wait["metavar"], help=wait["help"])
     run.add_argument("--output", metavar="DIR", help="run directory (default ./llem-runs/...)")
     run.add_argument(
         "--overwrite", action="store_true",
@@ -95,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
                 meta["cli"], dest=dest, action="append" if many else "store",
                 default=[] if many else None, metavar=meta["metavar"], help=meta["help"],
             )  # fmt: skip
+    pre.add_argument(
+        "--junit", metavar="PATH",
+        help="write the checks as JUnit XML to PATH (for a CI system's test report)",
+    )  # fmt: skip
     pre.add_argument("-v", "--verbose", action="store_true", help="details and timings")
     hosts = pre.add_argument_group(
         "many hosts",
@@ -114,6 +123,10 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     hosts.add_argument("--ssh-config", metavar="PATH", help="ssh client config for the ssh hosts")
     return parser
+
+
+def _field(name: str) -> dataclasses.Field[Any]:
+    return next(f for f in setting_fields() if f.name == name)
 
 
 def run() -> NoReturn:
@@ -174,10 +187,19 @@ def _host_queries(args: Sequence[str]) -> Facts | None:
         return None
     if any(a in ("-h", "--help", "--skip") or a.startswith(("--skip-p", "--host")) for a in args):
         return None  # (argparse takes "--skip-p" for --skip-preflight; hosts check elsewhere)
-    from .facts import Facts
-
-    facts = Facts()
+    facts = _shown(None)
     facts.start_host()
+    return facts
+
+
+def _shown(facts: Facts | None) -> Facts:
+    """``facts`` (or new ones, nothing started) whose long work shows progress on stderr."""
+    from .facts import Facts
+    from .progress import Progress
+
+    facts = facts or Facts()
+    if facts.progress is None:
+        facts.progress = Progress(sys.stderr)
     return facts
 
 
@@ -186,8 +208,8 @@ def _command(args: argparse.Namespace, command: list[str] | None, facts: Facts |
 
     try:
         if args.command == "run":
-            return _run(args, command, facts)
-        return _preflight(args, facts)
+            return _run(args, command, _shown(facts))
+        return _preflight(args, _shown(facts))
     except ConfigError as exc:
         return _error(exc, EXIT_USAGE)
     except (LLEMError, OSError) as exc:
@@ -219,6 +241,7 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
         raise ConfigError("give a study file, or --model and --backend")
     if command is not None and args.model is None:
         raise ConfigError("a command after '--' needs --model and --backend")
+    wait_s = _wait_s(args.wait)
     data: bytes | None = None
     key: str | None = None
     if args.config is not None:
@@ -234,7 +257,7 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
             )  # fmt: skip
             plan = load_plan(key)
             if plan is not None:  # an unchanged study's plan: pydantic is not even imported
-                return _dry_run(plan, facts, args.skip_check, args.config)
+                return _dry_run(plan, facts, args.skip_check, args.config, wait_s)
     from .run.config import single_experiment
     from .run.runners import parse_runner_option
     from .run.study import run_study
@@ -247,7 +270,7 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
         manifest = run_study(
             study, cli_skip=args.skip_preflight, runner_overrides=overrides,
             output=args.output, dry_run=args.dry_run, facts=facts, progress=sys.stderr,
-            overwrite=args.overwrite, skip_checks=args.skip_check,
+            overwrite=args.overwrite, skip_checks=args.skip_check, wait_s=wait_s,
         )  # fmt: skip
     except DockerPreFlightError as exc:
         print(exc, file=sys.stderr)
@@ -264,7 +287,22 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _dry_run(plan: Plan, facts: Facts | None, cli_skips: list[str], origin: str) -> int:
+def _wait_s(text: str | None) -> float:
+    """`llem run --wait SECONDS`, validated as `llem preflight --wait` is (0 when not given)."""
+    from .errors import ConfigError
+    from .settings import SettingError, parse_value
+
+    if text is None:
+        return 0.0
+    try:
+        return float(parse_value(_field("wait_s"), text, "--wait"))
+    except SettingError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _dry_run(
+    plan: Plan, facts: Facts | None, cli_skips: list[str], origin: str, wait_s: float = 0.0
+) -> int:
     """`llem run --dry-run` of a study validated before, unchanged since: the pre-flight runs
     (always), then the remembered plan is printed."""
     from .errors import DockerPreFlightError
@@ -278,7 +316,8 @@ def _dry_run(plan: Plan, facts: Facts | None, cli_skips: list[str], origin: str)
         from .preflight import run_docker_preflight
 
         try:
-            report = run_docker_preflight(settings=plan.settings, facts=facts)
+            settings = plan.settings.replace(wait_s=wait_s) if wait_s else plan.settings
+            report = run_docker_preflight(settings=settings, facts=facts)
         except DockerPreFlightError as exc:
             print(exc, file=sys.stderr)
             return EXIT_FAILED
@@ -317,7 +356,7 @@ def _remember_plan(
 
 def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
     from .errors import ConfigError, DockerPreFlightError
-    from .host.jsonfile import unwritable_reason, write_json
+    from .host.jsonfile import unwritable_reason, write_json, write_text
     from .preflight import run_docker_preflight
     from .run.runners import preflight_settings
     from .settings import PreflightSettings, SettingError
@@ -328,26 +367,44 @@ def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
         settings = given.from_options(vars(args), below, named_by="cli").replace(json_path=None)
     except SettingError as exc:
         raise ConfigError(str(exc)) from None
-    json_path = given.json_path
-    if json_path is not None:
-        problem = unwritable_reason(Path(json_path))
+    json_path, junit_path = given.json_path, args.junit
+    if junit_path is not None and (not junit_path or "\0" in junit_path):
+        raise ConfigError(f"--junit: expected a path, got {junit_path!r}")
+    for option, path in (("--json", json_path), ("--junit", junit_path)):
+        problem = unwritable_reason(Path(path)) if path is not None else None
         if problem:
-            raise ConfigError(f"--json: cannot write {json_path}: {problem}")
+            raise ConfigError(f"{option}: cannot write {path}: {problem}")
     hosts = _fleet_hosts(args)
     if hosts is not None:
         return _fleet_preflight(hosts, settings, json_path, verbose=args.verbose)
+    started = time.time()
     try:
         report = run_docker_preflight(settings=settings, facts=facts)
     except DockerPreFlightError as exc:
         report = exc.report
     _print_checklist(report, verbose=args.verbose, out=sys.stdout)
+    status = EXIT_FAILED if report.failures else EXIT_OK
     if json_path is not None:
         sys.stdout.flush()  # the path may be /dev/stdout: the checklist comes first
         try:
             write_json(Path(json_path), report.to_json(), follow=True)
         except OSError as exc:
-            return _error(f"cannot write the JSON report to {json_path}: {exc.strerror or exc}", 1)
-    return EXIT_FAILED if report.failures else EXIT_OK
+            status = _error(
+                f"cannot write the JSON report to {json_path}: {exc.strerror or exc}", 1
+            )
+    if junit_path is not None:
+        import socket
+
+        from .domain.junit import junit_xml
+
+        xml = junit_xml(report, timestamp=started, hostname=socket.gethostname())
+        try:
+            write_text(Path(junit_path), xml, follow=True)
+        except OSError as exc:
+            status = _error(
+                f"cannot write the JUnit report to {junit_path}: {exc.strerror or exc}", 1
+            )
+    return status
 
 
 def _fleet_hosts(args: argparse.Namespace) -> list[str] | None:

@@ -15,11 +15,15 @@ import secrets
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from .domain.records import CommandResult, HostFacts, ImageFacts, ImageInfo, ProbeFacts
 from .host import docker, nvidia
 from .host.proc import kill_all, result_of
 from .settings import HOST_COMMAND_TIMEOUT_S, PreflightSettings
+
+if TYPE_CHECKING:
+    from .progress import Progress
 
 TIER1_IDS = ("docker-cli", "docker-daemon", "nvidia-toolkit")
 
@@ -44,6 +48,10 @@ class Facts:
         self._caps: Future[list[str]] | None = None
         self._measured: Future[HostFacts] | None = None
         self._live: set[str] = set()  # probe containers that may still exist
+        self._settled: Future[HostFacts] | None = None  # the host after `--wait`
+        self._identity_after_wait: Future[dict[str, str]] | None = None
+        self._closing = threading.Event()
+        self.progress: Progress | None = None  # where long work shows signs of life
         self.cache_lookup: Callable[[HostFacts, ImageFacts], ProbeFacts | None] | None = None
         self.cache_store: Callable[[HostFacts, ImageFacts, ProbeFacts], None] | None = None
 
@@ -70,6 +78,7 @@ class Facts:
         if fresh and settings != self.settings:
             self.close()
             facts = Facts(settings, self.env)
+            facts.progress = self.progress
             facts.start_host()
             return facts
         self.settings = settings
@@ -83,9 +92,29 @@ class Facts:
         return self
 
     def host(self) -> HostFacts:
+        """The host's facts; with `--wait`, once tier 1 has nothing left to wait for."""
         self.start_host()
         assert self._host is not None
-        return result_of(self._host)
+        if self.settings.wait_s <= 0:
+            return result_of(self._host)
+        with self._lock:
+            if self._settled is None:
+                self._settled = self._pool.submit(self._settle, self._host)
+            future = self._settled
+        return result_of(future)
+
+    def _settle(self, first: Future[HostFacts]) -> HostFacts:
+        from .waiting import settle
+
+        progress = self.progress
+        return settle(
+            result_of(first),
+            self._gather_again,
+            self.settings.wait_s,
+            progress.say if progress else lambda line: None,
+            skip=self.settings.skip,
+            stop=self._closing,
+        )
 
     def docker_facts(self) -> HostFacts:
         """The host facts that tier 1's gate needs, without waiting for the host driver
@@ -98,12 +127,21 @@ class Facts:
         """Daemon id, toolkit version and the hash of the toolkit's config file."""
         self.start_host()
         assert self._identity is not None
+        if self.settings.wait_s > 0 and self.host().waited_s > 0:  # the daemon came up since
+            with self._lock:
+                if self._identity_after_wait is None:
+                    assert self._settled is not None
+                    self._identity_after_wait = self._pool.submit(
+                        self._gather_identity, self._settled
+                    )
+                future = self._identity_after_wait
+            return result_of(future)
         return result_of(self._identity)
 
-    def _gather_docker(self) -> HostFacts:
+    def _gather_docker(self, timeout: float = HOST_COMMAND_TIMEOUT_S) -> HostFacts:
         endpoint = docker.daemon_endpoint(self.env)
         docker_path = docker.docker_path(self.env)
-        version = docker.docker_version(HOST_COMMAND_TIMEOUT_S, self.env) if docker_path else None
+        version = docker.docker_version(timeout, self.env) if docker_path else None
         return HostFacts(
             endpoint=endpoint,
             docker_path=docker_path,
@@ -113,16 +151,22 @@ class Facts:
             smi_info=None,
         )
 
-    def _gather_host(self, docker_facts: Future[HostFacts]) -> HostFacts:
+    def _gather_host(
+        self, docker_facts: Future[HostFacts], timeout: float = HOST_COMMAND_TIMEOUT_S
+    ) -> HostFacts:
         smi: CommandResult | None = None
         if not docker.daemon_endpoint(self.env).remote:
-            smi = nvidia.nvidia_smi_query(HOST_COMMAND_TIMEOUT_S, self.env)
+            smi = nvidia.nvidia_smi_query(timeout, self.env)
         smi_info = None
         if smi is not None and smi.ok:
             from .domain.nvidia_smi import parse_q
 
             smi_info = parse_q(smi.stdout)
         return dataclasses.replace(result_of(docker_facts), smi=smi, smi_info=smi_info)
+
+    def _gather_again(self, timeout: float) -> HostFacts:
+        """Every host query once more, within ``timeout`` (an attempt of `--wait`)."""
+        return self._gather_host(self._pool.submit(self._gather_docker, timeout), timeout)
 
     def measured_host(self) -> HostFacts:
         """`host()`, with this machine's `nvidia-smi -q` asked for if it was not (a remote
@@ -192,7 +236,8 @@ class Facts:
         skip = self.settings.skip
         if "all" in skip or self.settings.measurement_only:
             return
-        gate = self.docker_facts()  # tier 1's verdicts need no more than this
+        # Tier 1's verdicts need no more than the daemon's answer (after `--wait`, the host's).
+        gate = self.host() if self.settings.wait_s > 0 else self.docker_facts()
         judges = (verdicts.docker_cli, verdicts.docker_daemon, verdicts.nvidia_toolkit)
         for check_id, judge in zip(TIER1_IDS, judges, strict=True):
             if check_id not in skip and judge(gate).outcome == "failed":
@@ -238,10 +283,26 @@ class Facts:
         info, inspect = docker.image_inspect(image, HOST_COMMAND_TIMEOUT_S, self.env)
         if info is not None:
             return ImageFacts(image, info, inspect)
-        pull = docker.pull(image, self.settings.pull_timeout_s, self.env)
+        limit = self.settings.pull_timeout_s
+        task = self.progress.pull(self._check_of(image), image, limit) if self.progress else None
+        pull = docker.pull(image, limit, self.env, task.feed if task else None)
+        if task is not None:
+            task.finish(pull.ok, pull.timed_out)
         if pull.ok:
             info, inspect = docker.image_inspect(image, HOST_COMMAND_TIMEOUT_S, self.env)
         return ImageFacts(image, info, inspect, pull)
+
+    def _check_of(self, image: str) -> str:
+        """The first check that needs ``image`` (what its pull is for)."""
+        skip = self.settings.skip
+        return next(
+            (
+                f"{b}[{image}]"
+                for b in ("cuda-compat", "gpu-in-container")
+                if not _skipped(skip, b, image)
+            ),
+            f"cuda-compat[{image}]",
+        )
 
     def probe(self, image: str, eligible: Callable[[str], bool]) -> ProbeFacts | None:
         """The probe of ``image``; the first call starts every eligible image's probe at once."""
@@ -299,7 +360,12 @@ class Facts:
         name = f"llem-probe-{os.getpid()}-{secrets.token_hex(4)}"
         with self._lock:
             self._live.add(name)
-        result = docker.probe(image, name, self.settings.timeout_s, self.env)
+        limit = self.settings.timeout_s
+        check = f"gpu-in-container[{image}]"
+        task = self.progress.probe(check, limit) if self.progress else None
+        result = docker.probe(image, name, limit, self.env)
+        if task is not None:
+            task.end()
         if result.timed_out:
             # The engine may still be inside the NVIDIA hook: removal must not be waited for.
             docker.remove_container(name, self.env)
@@ -315,6 +381,9 @@ class Facts:
 
     def close(self) -> None:
         """Remove every probe container still in flight and stop waiting for the rest."""
+        self._closing.set()
+        if self.progress is not None:
+            self.progress.close()
         with self._lock:
             live, self._live = set(self._live), set()
         for name in sorted(live):

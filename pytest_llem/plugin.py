@@ -113,6 +113,7 @@ class PreflightHooks:
         from .collect import checks_dir
         from .facts import Facts
         from .host.jsonfile import unwritable_reason
+        from .progress import Progress
         from .session import FACTS_KEY, SESSION_KEY, Session
         from .signals import sigterm_interrupts
 
@@ -131,7 +132,15 @@ class PreflightHooks:
         # caller's directory and its conftest.py); it is collected once either way.
         self.user_paths = [p for p in given if p != checks_dir()]
         config.args = [str(checks_dir()), *(str(p) for p in self.user_paths)]
-        facts = config.stash.get(FACTS_KEY, None) or Facts()
+        handed = config.stash.get(FACTS_KEY, None)  # from llem, with its own progress
+        facts = handed or Facts()
+        # Long work shows progress on stderr, except in pytest-xdist's controller (no checks).
+        controller = getattr(config.option, "dist", "no") != "no" and not hasattr(
+            config, "workerinput"
+        )
+        self._progress = None if handed or controller else Progress.to_stderr_fd()
+        if handed is None:
+            facts.progress = self._progress
         self.session = Session(settings, facts.adopt(settings))
         config.stash[SESSION_KEY] = self.session
         # A pre-flight reports every failure of a tier together: -x / --maxfail would hide some.
@@ -148,6 +157,8 @@ class PreflightHooks:
 
     def pytest_unconfigure(self) -> None:
         self._signals.close()
+        if self._progress is not None:
+            self._progress.stream.close()
 
     # --- collection -------------------------------------------------------------------------
 

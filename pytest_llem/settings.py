@@ -106,6 +106,16 @@ class PreflightSettings:
         metavar="SECONDS",
         help="how long a passed probe is remembered (default 900, 0 = off)",
     )
+    wait_s: float = _setting(
+        0.0,
+        kind="seconds_or_0",
+        option="--llem-wait",
+        cli="--wait",
+        maximum=DAY_S,
+        metavar="SECONDS",
+        help="while tier 1 fails for a reason that can clear by itself (daemon not up yet, "
+        "driver not loaded yet), retry it for up to SECONDS (default 0: no wait)",
+    )
     no_cache: bool = _setting(
         False,
         kind="flag",

@@ -1,8 +1,10 @@
 #!/bin/sh
 # Installs what the test bed needs: dockerd, containerd and runc (Debian's docker.io), a static
-# busybox (busybox-static), and OpenSSH's server and client (openssh-server, openssh-client) for
-# the fleet tests over ssh. Idempotent and quiet when all is present. It never starts a system
-# service (Docker, sshd): the test bed starts private daemons of its own.
+# busybox (busybox-static), OpenSSH's server and client (openssh-server, openssh-client) for
+# the fleet tests over ssh, an image registry (docker-registry, served on 127.0.0.1 by the
+# tests), and what the system python3 needs to make a virtual environment (python3-venv).
+# Idempotent and quiet when all is present. It never starts a system service (Docker, sshd,
+# the registry): the test bed starts private ones of its own.
 set -eu
 
 static_busybox() { # the image root filesystems need a busybox without a program interpreter
@@ -23,6 +25,12 @@ PATH="/usr/sbin:/sbin:$PATH" command -v sshd >/dev/null 2>&1 || missing="$missin
 for tool in ssh ssh-keygen; do
   command -v "$tool" >/dev/null 2>&1 || missing="$missing openssh-client"
 done
+PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH" command -v docker-registry >/dev/null 2>&1 ||
+  missing="$missing docker-registry"
+# The system's python3 (the one the README's quick start uses), able to make a venv.
+py=/usr/bin/python3
+[ -x "$py" ] || missing="$missing python3"
+"$py" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$missing python3-venv"
 [ -n "$missing" ] || exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -74,6 +74,8 @@ class HostFacts:
     toolkit: dict[str, str]
     smi: CommandResult | None  # None when not asked (remote daemon)
     smi_info: SmiInfo | None
+    waited_s: float = 0.0  # how long `--wait` retried these queries (0: not at all)
+    waited_for: tuple[str, ...] = ()  # the checks still waited for when its time was up
 
     @property
     def server_version(self) -> str:

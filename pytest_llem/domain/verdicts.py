@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,27 @@ def first_line(text: str) -> str:
 # --- tier 1 ------------------------------------------------------------------------------
 
 
+def _noting_wait(
+    check_id: str,
+) -> Callable[[Callable[[HostFacts], Verdict]], Callable[[HostFacts], Verdict]]:
+    """The finding of a check that `--wait` waited for until its time was up says so."""
+
+    def noting(judge: Callable[[HostFacts], Verdict]) -> Callable[[HostFacts], Verdict]:
+        @functools.wraps(judge)
+        def judged(host: HostFacts) -> Verdict:
+            verdict = judge(host)
+            if check_id in host.waited_for and verdict.finding is not None:
+                waited = round(host.waited_s, 1)
+                verdict.finding.message += f" (after waiting {host.waited_s:.0f} s)"
+                verdict.finding.details["waited_s"] = waited
+                verdict.details["waited_s"] = waited
+            return verdict
+
+        return judged
+
+    return noting
+
+
 def docker_cli(host: HostFacts) -> Verdict:
     if host.docker_path is None:
         return failed(
@@ -75,6 +97,7 @@ def docker_cli(host: HostFacts) -> Verdict:
     return passed(path=host.docker_path)
 
 
+@_noting_wait("docker-daemon")
 def docker_daemon(host: HostFacts) -> Verdict:
     if host.docker_path is None or host.version is None:
         return not_run("needs docker-cli")
@@ -117,6 +140,7 @@ def nvidia_toolkit(host: HostFacts) -> Verdict:
     return passed(tools=dict(found))
 
 
+@_noting_wait("host-driver")
 def host_driver(host: HostFacts) -> Verdict:
     if host.endpoint.remote:
         return skipped(f"remote daemon ({host.endpoint.url}): this machine's driver is irrelevant")

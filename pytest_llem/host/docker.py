@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..domain.records import CommandResult, Endpoint, ImageInfo
-from .proc import run, spawn_detached
+from .proc import run, run_streaming, spawn_detached
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 PROBE_FIELDS = ("index", "name", "uuid", "driver_version")
@@ -122,8 +123,22 @@ def image_inspect(
     return info, result
 
 
-def pull(image: str, timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
-    return run(["docker", "pull", "--quiet", "--", image], timeout=timeout, env=env)
+def pull(
+    image: str,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    on_output: Callable[[str], None] | None = None,
+) -> CommandResult:
+    """`docker pull`; with ``on_output``, the CLI's progress goes there as it comes (its
+    standard output, a terminal's redraws included; the result keeps it as plain lines)."""
+    if on_output is None:
+        return run(["docker", "pull", "--quiet", "--", image], timeout=timeout, env=env)
+    from ..domain.pulls import plain_text
+
+    result = run_streaming(
+        ["docker", "pull", "--", image], timeout=timeout, env=env, on_output=on_output
+    )
+    return dataclasses.replace(result, stdout=plain_text(result.stdout))
 
 
 def probe_argv(image: str, name: str, fields: Sequence[str] = PROBE_FIELDS) -> list[str]:

@@ -1,4 +1,5 @@
-"""The one JSON writer: a reader sees the old file or the new one, never half of one.
+"""The one report writer (JSON, and JUnit XML): a reader sees the old file or the new one,
+never half of one.
 
 A regular file (or a new one) is replaced atomically through a temporary file beside it; a
 link at the destination is replaced, never followed. Only where the caller names a path of
@@ -59,7 +60,12 @@ def unwritable_reason(path: Path) -> str | None:
 
 def write_json(path: Path, data: Any, *, mode: int = 0o644, follow: bool = False) -> None:
     """Write ``data`` as JSON to ``path``; raises OSError (and leaves no temporary file)."""
-    text = dumps(data).encode("utf-8")
+    write_text(path, dumps(data), mode=mode, follow=follow)
+
+
+def write_text(path: Path, content: str, *, mode: int = 0o644, follow: bool = False) -> None:
+    """Write ``content`` (a report: JSON, JUnit XML) to ``path`` the same way."""
+    text = content.encode("utf-8")
     if follow:
         with contextlib.suppress(FileNotFoundError):
             if not stat.S_ISREG(os.stat(path).st_mode):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import selectors
@@ -9,7 +10,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import IO, TypeVar
@@ -119,6 +120,97 @@ def run(
     return CommandResult(
         tuple(argv), proc.returncode, out.text(), err.text(), time.monotonic() - start
     )
+
+
+def run_streaming(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    on_output: Callable[[str], None],
+    env: Mapping[str, str] | None = None,
+) -> CommandResult:
+    """`run()`, with the command's standard output handed to ``on_output`` as it comes.
+
+    That output is a pseudo-terminal where one can be had, so that the command shows the
+    progress it shows a person (`docker pull` does only then); its error output stays a pipe.
+    """
+    start = time.monotonic()
+    try:
+        reader, writer = os.openpty()
+    except OSError:  # no pseudo-terminal here: a pipe, and the command's plainer output
+        reader, writer = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            env=_environ(env),
+            start_new_session=True,
+        )
+    except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+        os.close(reader)
+        return CommandResult(tuple(argv), 127, stderr=f"{argv[0]}: {exc.strerror}", missing=True)
+    finally:
+        os.close(writer)
+    with _LIVE_LOCK:
+        _LIVE.add(proc)
+    try:
+        assert proc.stderr is not None
+        out, err = _pump(proc, reader, proc.stderr.fileno(), start + timeout, on_output)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        proc.wait()
+        return CommandResult(tuple(argv), None, duration_s=time.monotonic() - start, timed_out=True)
+    except BaseException:
+        _kill_group(proc)
+        proc.wait()
+        raise
+    finally:
+        os.close(reader)
+        if proc.stderr is not None:
+            proc.stderr.close()
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
+    return CommandResult(
+        tuple(argv), proc.returncode, out.text(), err.text(), time.monotonic() - start
+    )
+
+
+def _pump(
+    proc: subprocess.Popen[bytes],
+    out_fd: int,
+    err_fd: int,
+    deadline: float,
+    on_output: Callable[[str], None],
+) -> tuple[_Kept, _Kept]:
+    """Read both outputs to their end (and reap ``proc``) by ``deadline``, or raise
+    TimeoutExpired; each chunk of standard output goes to ``on_output`` as text."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    kept = {out_fd: _Kept(), err_fd: _Kept()}
+    with selectors.DefaultSelector() as selector:
+        for fd in kept:
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(proc.args, 0)
+            for key, _ in selector.select(min(left, SLICE_S)):
+                try:
+                    chunk = os.read(key.fd, 65536)
+                except OSError:  # EIO: every writer of the pseudo-terminal is gone
+                    chunk = b""
+                if not chunk:
+                    selector.unregister(key.fd)
+                    continue
+                kept[key.fd].add(chunk)
+                if key.fd == out_fd:
+                    on_output(decoder.decode(chunk))
+    while proc.poll() is None:
+        if time.monotonic() >= deadline:
+            raise subprocess.TimeoutExpired(proc.args, 0)
+        time.sleep(0.01)
+    return kept[out_fd], kept[err_fd]
 
 
 def spawn_detached(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> None:

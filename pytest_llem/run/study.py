@@ -64,13 +64,14 @@ def run_study_preflight(
     runners: Mapping[str, RunnerSpec] | None = None,
     facts: Facts | None = None,
     skip_checks: Sequence[str] = (),
+    wait_s: float = 0.0,
 ) -> Report | None:
     """The pre-flight of the study: the Docker tiers for the images it will run (when a runner
     is Docker) and the measurement tier for the GPUs it uses; None without experiments.
 
     A skipped pre-flight is a report that says where the skip came from (`skipped_by`).
-    ``facts`` are host queries started already. Raises DockerPreFlightError when the host
-    is unfit.
+    ``facts`` are host queries started already; ``wait_s`` is how long tier 1 may wait for a
+    host still coming up (`--wait`). Raises DockerPreFlightError when the host is unfit.
     """
     if not study.experiments:
         return None
@@ -83,6 +84,8 @@ def run_study_preflight(
     from .. import preflight
 
     settings = study_preflight_settings(study, runners, skip_checks)
+    if wait_s:
+        settings = settings.replace(wait_s=wait_s)
     return preflight.run_docker_preflight(settings=settings, facts=facts)
 
 
@@ -99,6 +102,7 @@ def run_study(
     progress: TextIO | None = None,
     overwrite: bool = False,
     skip_checks: Sequence[str] = (),
+    wait_s: float = 0.0,
 ) -> Manifest:
     """Validate, pre-flight, then run every experiment (nothing with ``dry_run``).
 
@@ -133,6 +137,7 @@ def run_study(
         runners=runners,
         facts=facts,
         skip_checks=skip_checks,
+        wait_s=wait_s,
     )
     skipped = check_skip_sources(
         {*study.execution.skip_checks, *skip_checks}, skip_checks, study.origin

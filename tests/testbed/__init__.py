@@ -22,6 +22,7 @@ from .host import (
 )
 from .hostile import HOSTILE_PATH, build_hostile_image
 from .recording import RecordingSocket
+from .registry import Registry, SlowLink, registry_unavailable_reason
 from .scenario import (
     DEFAULT_GPUS,
     Gpu,
@@ -56,7 +57,9 @@ __all__ = [
     "HostTools",
     "ProductRunner",
     "RecordingSocket",
+    "Registry",
     "ScenarioSetter",
+    "SlowLink",
     "as_user",
     "build_hostile_image",
     "build_workload_image",
@@ -64,6 +67,7 @@ __all__ = [
     "engine_unavailable_reason",
     "ensure_test_user",
     "nvidia_smi_script",
+    "registry_unavailable_reason",
     "rootfs_tar",
     "run",
     "unsatisfied_requirement",

@@ -33,7 +33,7 @@ WORKLOAD = """\
 import json, os, sys, time
 config = json.load(open(os.environ["LLEM_CONFIG_PATH"]))
 mode = config["params"].get("mode", "ok")
-print("workload", config["id"], "in", os.getcwd())
+print("workload", config["id"], "in", os.getcwd(), flush=True)
 if mode == "fail":
     print("CUDA out of memory, giving up", file=sys.stderr)
     sys.exit(3)

@@ -1,0 +1,87 @@
+"""The pre-flight as JUnit XML (`llem preflight --junit PATH`), for a CI system's test report.
+
+One test case per check (class `llem.tier<N>`, name the check id): a failure carries its cause
+as the failure type, the numbered report's message and fix, and the details; a warning passes
+with its finding under `system-out`; `skipped` and `not-run` checks are skipped, the kind being
+the skip's type. Each case's properties name its outcome and cause, as `pytest --junitxml` does
+for the same checks (`llem_outcome`, `llem_cause`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
+
+from .report import CheckResult, Finding, Report
+
+SUITE = "llem-preflight"
+# Characters XML 1.0 cannot hold (a tool's output may carry them): shown as #xNN.
+_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def _text(value: object) -> str:
+    return _ILLEGAL.sub(lambda m: f"#x{ord(m.group()):02X}", str(value))
+
+
+def _finding_text(finding: Finding) -> str:
+    lines = [f"[{finding.id}] {finding.message}"]
+    if finding.fix_line():
+        lines.append(finding.fix_line())
+    lines.append(f"cause: {finding.cause}")
+    if finding.details:
+        lines.append("details: " + json.dumps(finding.details, default=str, sort_keys=True))
+    return "\n".join(lines)
+
+
+def _case(check: CheckResult) -> ET.Element:
+    case = ET.Element(
+        "testcase",
+        classname=f"llem.tier{check.tier}",
+        name=_text(check.id),
+        time=f"{check.duration_s:.3f}",
+    )
+    properties = ET.SubElement(case, "properties")
+    ET.SubElement(properties, "property", name="llem_outcome", value=check.outcome)
+    finding = check.finding
+    if finding is not None:
+        ET.SubElement(properties, "property", name="llem_cause", value=finding.cause)
+    if check.outcome == "failed" and finding is not None:
+        failure = ET.SubElement(
+            case, "failure", type=finding.cause, message=_text(f"[{check.id}] {finding.message}")
+        )
+        failure.text = _text(_finding_text(finding))
+    elif check.outcome in ("skipped", "not-run"):
+        ET.SubElement(case, "skipped", type=check.outcome, message=_text(check.reason))
+    if check.outcome == "warning" and finding is not None:
+        out = ET.SubElement(case, "system-out")
+        out.text = _text("warning: " + _finding_text(finding))
+    return case
+
+
+def junit_xml(report: Report, *, timestamp: float | None = None, hostname: str = "") -> str:
+    """The report's checks as a JUnit XML document (one suite, `llem-preflight`)."""
+    checks = report.checks
+    counts = {
+        "tests": str(len(checks)),
+        "failures": str(sum(c.outcome == "failed" for c in checks)),
+        "errors": "0",
+        "skipped": str(sum(c.outcome in ("skipped", "not-run") for c in checks)),
+        "time": f"{sum(c.duration_s for c in checks):.3f}",
+    }
+    root = ET.Element("testsuites", {"name": "llem preflight", **counts})
+    suite = ET.SubElement(root, "testsuite", {"name": SUITE, **counts})
+    if timestamp is not None:
+        when = datetime.fromtimestamp(timestamp, timezone.utc)
+        suite.set("timestamp", when.isoformat(timespec="seconds"))
+    if hostname:
+        suite.set("hostname", _text(hostname))
+    properties = ET.SubElement(suite, "properties")
+    ET.SubElement(properties, "property", name="llem_status", value=report.status)
+    for key in ("docker_server_version", "driver_version", "cuda_version"):
+        if report.host.get(key):
+            ET.SubElement(properties, "property", name=key, value=_text(report.host[key]))
+    suite.extend(_case(check) for check in checks)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n"

@@ -1,0 +1,153 @@
+"""`llem preflight --junit PATH`: the checks as JUnit XML, and the command's handling of it."""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_llem.cli import main
+from pytest_llem.domain.junit import junit_xml
+from pytest_llem.domain.report import CheckResult, Finding, Report
+from pytest_llem.errors import DockerPreFlightError
+
+
+def finding(check_id: str, cause: str, message: str, severity: str = "error") -> Finding:
+    return Finding(check_id, 1, cause, message, fix="Do this", url="https://x.example/fix",
+                   details={"output": "bad\x1b[0m byte"}, severity=severity)  # type: ignore[arg-type]  # fmt: skip
+
+
+REPORT = Report(
+    checks=[
+        CheckResult("docker-cli", 1, "passed", 0.01, details={"path": "/usr/bin/docker"}),
+        CheckResult("docker-daemon", 1, "failed", 0.02,
+                    finding=finding("docker-daemon", "daemon_unreachable", "Cannot reach it")),
+        CheckResult("host-driver", 1, "warning", 0.03,
+                    finding=finding("host-driver", "host_driver_unavailable", "no nvidia-smi",
+                                    "warning")),
+        CheckResult("cuda-compat[v/img:1]", 2, "not-run", reason="not run: docker-daemon failed"),
+        CheckResult("gpu-in-container[v/img:1]", 2, "skipped", reason="skipped by --llem-skip"),
+    ],
+    host={"docker_server_version": "", "driver_version": "550.54.15"},
+)  # fmt: skip
+
+
+def cases(root: ET.Element) -> dict[str, ET.Element]:
+    return {case.get("name", ""): case for case in root.iter("testcase")}
+
+
+def properties(element: ET.Element) -> dict[str, str]:
+    found = element.find("properties")
+    assert found is not None
+    return {p.get("name", ""): p.get("value", "") for p in found}
+
+
+def test_one_case_per_check() -> None:
+    root = ET.fromstring(junit_xml(REPORT, timestamp=0, hostname="gpu-7"))
+    assert root.tag == "testsuites"
+    [suite] = root.findall("testsuite")
+    counts = ("tests", "failures", "errors", "skipped")
+    assert [suite.get(k) for k in counts] == ["5", "1", "0", "2"]
+    assert [root.get(k) for k in counts] == ["5", "1", "0", "2"]
+    assert (suite.get("name"), suite.get("hostname")) == ("llem-preflight", "gpu-7")
+    assert suite.get("timestamp") == "1970-01-01T00:00:00+00:00"
+    assert properties(suite) == {"llem_status": "failed", "driver_version": "550.54.15"}
+    found = cases(root)
+    assert list(found) == [c.id for c in REPORT.checks]
+    assert [c.get("classname") for c in found.values()] == ["llem.tier1"] * 3 + ["llem.tier2"] * 2
+    assert found["docker-cli"].get("time") == "0.010"
+    assert [child.tag for child in found["docker-cli"]] == ["properties"]
+
+
+def test_a_failure_carries_its_cause_message_and_fix() -> None:
+    case = cases(ET.fromstring(junit_xml(REPORT)))["docker-daemon"]
+    failure = case.find("failure")
+    assert failure is not None
+    assert (failure.get("type"), failure.get("message")) == (
+        "daemon_unreachable",
+        "[docker-daemon] Cannot reach it",
+    )
+    assert (failure.text or "").splitlines() == [
+        "[docker-daemon] Cannot reach it",
+        "Fix: Do this — https://x.example/fix",
+        "cause: daemon_unreachable",
+        'details: {"output": "bad\\u001b[0m byte"}',
+    ]
+    assert properties(case) == {"llem_outcome": "failed", "llem_cause": "daemon_unreachable"}
+
+
+def test_characters_xml_cannot_hold_are_shown_as_codes() -> None:
+    bad = finding("docker-daemon", "unknown", "bad\x1b[0m\x00 output")
+    check = CheckResult("docker-daemon", 1, "failed", finding=bad)
+    failure = ET.fromstring(junit_xml(Report(checks=[check]))).find(".//failure")
+    assert failure is not None
+    assert failure.get("message") == "[docker-daemon] bad#x1B[0m#x00 output"
+
+
+def test_warnings_pass_and_skips_say_which_kind() -> None:
+    found = cases(ET.fromstring(junit_xml(REPORT)))
+    warning = found["host-driver"]
+    assert warning.find("failure") is None and warning.find("skipped") is None
+    out = warning.find("system-out")
+    assert out is not None and (out.text or "").startswith("warning: [host-driver] no nvidia-smi")
+    for name, kind in (
+        ("cuda-compat[v/img:1]", "not-run"),
+        ("gpu-in-container[v/img:1]", "skipped"),
+    ):
+        skipped = found[name].find("skipped")
+        assert skipped is not None and skipped.get("type") == kind
+        assert (
+            skipped.get("message")
+            == REPORT.checks[[c.id for c in REPORT.checks].index(name)].reason
+        )
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ran(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[dict[str, Any]]:
+    """run_docker_preflight stands in: it answers REPORT (a failure)."""
+    calls: list[dict[str, Any]] = []
+
+    def fake(**kwargs: Any) -> Report:
+        calls.append(kwargs)
+        raise DockerPreFlightError(REPORT)
+
+    monkeypatch.setattr("pytest_llem.preflight.run_docker_preflight", fake)
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("DOCKER_"):
+            monkeypatch.delenv(name)
+    return calls
+
+
+def test_llem_preflight_writes_both_reports(
+    ran: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["preflight", "--json", "p.json", "--junit", "p.xml"]) == 1
+    root = ET.parse("p.xml").getroot()
+    assert [c.get("name") for c in root.iter("testcase")] == [c.id for c in REPORT.checks]
+    assert Path("p.json").is_file()
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--junit", ""], "--junit: expected a path, got ''"),
+        (["--junit", "nodir/p.xml"], "--junit: cannot write nodir/p.xml: "),
+        (["--junit", "."], "--junit: cannot write .: is a directory"),
+        (["--junit"], "argument --junit: expected one argument"),
+    ],
+)
+def test_a_junit_path_that_cannot_be_written_is_a_usage_error(
+    ran: list[dict[str, Any]], capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(["preflight", *args]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"llem: error: {message}") and err.count("\n") == 1
+    assert ran == []  # found before any check ran
