@@ -245,7 +245,7 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
     data: bytes | None = None
     key: str | None = None
     if args.config is not None:
-        from .run.yaml_file import read_bytes
+        from .host.study_file import read_bytes
 
         data = read_bytes(Path(args.config))  # read once: what is validated is what was read
         if args.dry_run and args.model is None:

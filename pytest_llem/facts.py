@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -357,6 +356,8 @@ class Facts:
             cached = self.cache_lookup(host, facts)
             if cached is not None:
                 return cached
+        import secrets
+
         name = f"llem-probe-{os.getpid()}-{secrets.token_hex(4)}"
         with self._lock:
             self._live.add(name)

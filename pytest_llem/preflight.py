@@ -9,12 +9,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pytest
+from pluggy import HookimplMarker
 
 from .errors import ConfigError, DockerPreFlightError, PreFlightError
 from .settings import PreflightSettings, SettingError
 
 if TYPE_CHECKING:
+    import pytest
+
     from .domain.fleet import FleetReport
     from .domain.report import Report
     from .facts import Facts
@@ -57,6 +59,10 @@ _UNNEEDED_PLUGINS = [
 ]
 
 
+# pytest's own marker (`pytest.hookimpl`), without importing pytest before the work has begun.
+_hookimpl = HookimplMarker("pytest")
+
+
 class _Handoff:
     """Hands the facts gathered so far to the session, and takes its report back."""
 
@@ -65,7 +71,7 @@ class _Handoff:
         self.report: Report | None = None
         self.fleet_report: FleetReport | None = None
 
-    @pytest.hookimpl(tryfirst=True)  # before the plugin's own, which takes them
+    @_hookimpl(tryfirst=True)  # before the plugin's own, which takes them
     def pytest_configure(self, config: pytest.Config) -> None:
         from .session import FACTS_KEY
 
@@ -208,6 +214,8 @@ def run_docker_preflight(
 
     facts = (facts or Facts()).adopt(settings)
     facts.start_image_work()  # the settings are valid: what the checks will start starts now
+    import pytest  # (while that work runs)
+
     handoff = _Handoff(facts)
     try:
         with _isolated_environ():
@@ -244,6 +252,8 @@ def run_fleet_preflight(hosts: Sequence[str], *, settings: PreflightSettings) ->
     A host that cannot be reached fails alone (cause ``host_unreachable``). Raises
     `PreFlightError` when pytest itself could not run, KeyboardInterrupt when interrupted.
     """
+    import pytest
+
     from .facts import Facts
 
     handoff = _Handoff(Facts(settings))  # (the checks gather their facts on the hosts)

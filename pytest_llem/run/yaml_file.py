@@ -7,34 +7,17 @@ of values, and a deep nesting exhausts the stack. Both are refused before anythi
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..errors import ConfigError
+from ..host.study_file import read_bytes
 
-MAX_BYTES = 4 * 1024 * 1024
+__all__ = ["kind_of", "one_line", "parse_mapping", "read_bytes"]
+
 MAX_DEPTH = 64
 MAX_VALUES = 100_000  # values once every alias is expanded
-
-
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes, read once (a pipe such as /dev/stdin works), at most `MAX_BYTES`."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a study file") from None
-    except PermissionError:
-        raise ConfigError(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if len(data) > MAX_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_BYTES // (1024 * 1024)} MiB")
-    return data
 
 
 class _Loader(yaml.SafeLoader):

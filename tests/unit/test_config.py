@@ -418,7 +418,7 @@ def test_unreadable(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monk
         raise PermissionError(13, "Permission denied")
 
     # (the tests run as root, who may read any file: the study's one read is denied here)
-    monkeypatch.setattr("pytest_llem.run.yaml_file.open", denied, raising=False)
+    monkeypatch.setattr("pytest_llem.host.study_file.open", denied, raising=False)
     assert llem_error(capsys, "run", "study.yaml") == "study.yaml: permission denied"
 
 
