@@ -187,8 +187,10 @@ def _host_queries(args: Sequence[str]) -> Facts | None:
         return None
     if any(a in ("-h", "--help", "--skip") or a.startswith(("--skip-p", "--host")) for a in args):
         return None  # (argparse takes "--skip-p" for --skip-preflight; hosts check elsewhere)
-    facts = _shown(None)
-    facts.start_host()
+    from .facts import Facts
+
+    facts = Facts()
+    facts.start_host()  # first: what shows progress is attached once the queries run
     return facts
 
 
