@@ -82,6 +82,15 @@ def main() -> int:
             engine.build_image(image, IMAGE_ENV)
         tools = HostTools(work / "host")
         env = tools.env(engine)
+        # As a user runs it: the installed llem, no search path of the test bed's (checked to
+        # be this checkout's, so that the figures are of this tree).
+        env.pop("PYTHONPATH", None)
+        installed = subprocess.run(
+            [sys.executable, "-c", "import pytest_llem; print(pytest_llem.__file__)"],
+            env=env, cwd=work, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+        if not installed.startswith(str(ROOT)):
+            raise SystemExit(f"pytest_llem is installed from {installed}: pip install -e {ROOT}")
         py = sys.executable
         study = work / "study.yaml"
         study.write_text(

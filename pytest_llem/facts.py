@@ -35,7 +35,9 @@ class Facts:
     ) -> None:
         self.settings = settings or PreflightSettings()
         self.env = dict(os.environ if env is None else env)
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="llem")
+        # Threads that wait on commands: enough that no probe ever queues behind another
+        # (each image may hold one for its facts and one for its probe at once).
+        self._pool = ThreadPoolExecutor(max_workers=48, thread_name_prefix="llem")
         self._lock = threading.Lock()
         self._docker: Future[HostFacts] | None = None
         self._host: Future[HostFacts] | None = None
