@@ -15,12 +15,12 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 from types import TracebackType
 
 from .engine import SYSTEM_PATH
+from .forward import Forwarder, tcp_target
 
 REGISTRY_PACKAGE = "docker-registry"
 
@@ -106,54 +106,16 @@ class Registry:
         self.stop()
 
 
-class SlowLink:
+class SlowLink(Forwarder):
     """127.0.0.1:PORT -> the registry, its answers let through at ``bytes_per_s``."""
-
-    CHUNK = 16 * 1024
 
     def __init__(self, target_port: int, bytes_per_s: float) -> None:
         self.target_port = target_port
         self.bytes_per_s = bytes_per_s
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True, name="llem-slow-link").start()
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = listener.getsockname()[1]
+        super().__init__(listener, tcp_target(target_port), answer_rate=bytes_per_s)
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:  # closed
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), 5)
-                upstream.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._open.update((client, upstream))
-            threading.Thread(target=self._pump, args=(client, upstream, 0), daemon=True).start()
-            rate = self.bytes_per_s
-            threading.Thread(target=self._pump, args=(upstream, client, rate), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, rate: float) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(self.CHUNK):
-                dst.sendall(data)
-                if rate:
-                    time.sleep(len(data) / rate)
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self._listener.close()
-        with self._lock:
-            for sock in self._open:
-                sock.close()
-            self._open.clear()
