@@ -49,7 +49,14 @@ def test_the_gate_opens_on_a_healthy_host_and_the_gpu_job_runs(
     data, junit = reports(checkout)
     assert data["status"] == "passed"
     checks = [c["id"] for c in data["checks"]]  # type: ignore[attr-defined]
-    assert checks[-1] == f"gpu-in-container[{WORKLOAD}]"
+    assert f"gpu-in-container[{WORKLOAD}]" in checks  # the study's image was probed
+    assert checks[-5:] == [  # and the measurement tier ran last
+        "clock-events",
+        "energy-counter",
+        "gpu-idle",
+        "mig-mode",
+        "persistence-mode",
+    ]
     assert [case.get("name") for case in junit.iter("testcase")] == checks
     assert junit.find("testsuite").get("failures") == "0"  # type: ignore[union-attr]
     [experiments] = llem_commands(recipe, "experiments")
