@@ -194,6 +194,9 @@ _Q_KEYS = {
 }
 
 
+_Q_READ = frozenset({*_Q_KEYS, "Driver Version", "CUDA Version", "Attached GPUs"})
+
+
 def parse_q(text: str) -> SmiInfo:
     """``nvidia-smi -q``: driver and CUDA versions, and per ``GPU <bus id>`` section the
     product name, brand, architecture, UUID and minor number.
@@ -205,9 +208,12 @@ def parse_q(text: str) -> SmiInfo:
     attached: int | None = None
     sections: list[dict[str, str]] = []
     for line in _lines(text):
-        gpu = _Q_GPU.match(line)
+        gpu = _Q_GPU.match(line) if line.startswith("GPU") else None
         if gpu:
             sections.append({"bus_id": gpu.group(1)})
+            continue
+        # Most of the thousands of lines name a field not read here: skipped before a regex.
+        if line.partition(":")[0].strip() not in _Q_READ:
             continue
         kv = _KEY_VALUE.match(line)
         if not kv:
