@@ -28,8 +28,9 @@ from pydantic import (
 from ..domain.imageref import image_ref_error
 from ..errors import ConfigError
 from ..host.paths import user_config_path
+from ..host.study_file import read_bytes
 from ..settings import PreflightSettings, study_fields
-from .yaml_file import kind_of, one_line, parse_mapping, read_bytes
+from .yaml_file import kind_of, one_line, parse_mapping
 
 BACKENDS: frozenset[str] = frozenset({"pytorch", "vllm", "tensorrt"})
 DEFAULT_STUDY_NAME = "llem"

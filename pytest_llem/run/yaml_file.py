@@ -12,9 +12,6 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from ..host.study_file import read_bytes
-
-__all__ = ["kind_of", "one_line", "parse_mapping", "read_bytes"]
 
 MAX_DEPTH = 64
 MAX_VALUES = 100_000  # values once every alias is expanded
