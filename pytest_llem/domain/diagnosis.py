@@ -312,6 +312,7 @@ _RULES: tuple[_Rule, ...] = (
         error_library_not_found
         initialization error: driver error
         gpu access blocked by the operating system
+        (?:failed to initialize nvml|nvml error): insufficient permissions
         wsl environment detected but no adapters were found
         module nvidia not found
         found no nvidia driver on your system
@@ -869,7 +870,26 @@ def _explain_mismatch(c: _Context) -> tuple[str, str, str]:
 def _explain_not_loaded(c: _Context) -> tuple[str, str, str]:
     fix, url = R.remedy("driver_not_loaded")
     low = c.text.lower()
-    wsl = ("/usr/lib/wsl", "failed to process request", "blocked by the operating system", "wsl ")
+    if "insufficient permissions" in low:
+        return (
+            f"This user may not open the NVIDIA device files (/dev/nvidiactl, /dev/nvidia*): "
+            f"{c.inner}",
+            "ls -l /dev/nvidia*: they must be readable and writable by this user (the driver "
+            "creates them 0666 unless NVreg_DeviceFileMode/NVreg_DeviceFileGID say otherwise); "
+            "run as a member of their group, or restore their mode",
+            url,
+        )
+    wsl = ("/usr/lib/wsl", "failed to process request", "wsl ")
+    if "blocked by the operating system" in low and not any(sign in low for sign in wsl):
+        # NVML's word for a device it may not use: WSL2 without a GPU, or on Linux a
+        # /dev/nvidiactl that is not the driver's (seen on a real host with it replaced).
+        return (
+            f"The operating system refused access to the GPU{_versions(c.details)}: {c.inner}",
+            "On Linux: ls -l /dev/nvidia* (character devices of major 195, made by the driver; "
+            "`sudo nvidia-modprobe -c 0 -u` recreates them); on WSL2: update the NVIDIA driver on "
+            "Windows and WSL (`wsl --update`), then `wsl --shutdown`",
+            R.WSL_CUDA_URL,
+        )
     if any(sign in low for sign in wsl):
         c.details.setdefault("platform", "wsl2")
         fix = (
@@ -1089,6 +1109,7 @@ _ERROR_WORDS = re.compile(  # grouped by first letter: scanned fast
     r"|\bunknown (?:command|flag|shorthand flag|option)\b"
     r"|\bno(?:t (?:found|permitted|recognized|installed|loaded)\b|n-zero exit| such\b)"
     r"|\bdenied\b|\brefused\b|\btimed out\b|i/o timeout|deadline exceeded|\binvalid\b|\bmismatch\b"
+    r"|\bis not a valid\b|\binsufficient permissions\b"
     r"|\bis not (?:running\b|a (?:docker|podman) command)|traceback \(most recent call last\)"
     r"|segmentation fault|\breturned non-zero"
 )

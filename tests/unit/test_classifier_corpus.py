@@ -204,8 +204,17 @@ FAMILIES: dict[str, tuple[str, list[str]]] = {
         "driver_not_loaded",
         [
             "dnl-libnvc-231-rocky",
+            "cap-smi-no-nvml-library-580",
             "Failed to initialize NVML: could not load NVML library. If this is a GPU node, did "
             "you set the docker default runtime to `nvidia`?",
+        ],
+    ),
+    "device files this user may not open": (
+        "driver_not_loaded",
+        [
+            "cap-smi-insufficient-permissions-580",
+            # libnvidia-container's "nvml error: %s" with NVML's string for the same error
+            "nvidia-container-cli: initialization error: nvml error: insufficient permissions",
         ],
     ),
     "no GPU to schedule on (Kubernetes)": (
@@ -282,3 +291,27 @@ def test_conflict_remedy_is_the_exact_command() -> None:
 def test_other_uses_of_in_use_are_not_a_name_conflict() -> None:
     text = "Error starting userland proxy: listen tcp4 0.0.0.0:8000: bind: address already in use"
     assert diagnose(text, 125).cause == "unknown"
+
+
+def test_device_files_this_user_may_not_open_say_so() -> None:
+    d = diagnose(transcript(BY_ID["cap-smi-insufficient-permissions-580"]), 4)
+    assert "may not open the NVIDIA device files" in d.message
+    assert d.fix.startswith("ls -l /dev/nvidia*") and "install" not in d.fix.lower()
+
+
+def test_access_blocked_on_linux_is_not_taken_for_wsl() -> None:
+    """The same words that WSL2 prints: without a sign of WSL, both remedies are named."""
+    d = diagnose(transcript(BY_ID["cap-smi-blocked-by-os-580"]), 17)
+    assert "platform" not in d.details
+    assert "ls -l /dev/nvidia*" in d.fix and "wsl --update" in d.fix
+    wsl = diagnose(
+        "Failed to initialize NVML: GPU access blocked by the operating system\n"
+        "ls: cannot access '/usr/lib/wsl/lib': No such file or directory",
+        None,
+    )
+    assert wsl.details["platform"] == "wsl2"
+
+
+@pytest.mark.parametrize("returncode", [2, None])
+def test_an_unknown_query_field_is_never_ok(returncode: int | None) -> None:
+    assert diagnose(transcript(BY_ID["cap-smi-invalid-field-580"]), returncode).cause == "unknown"

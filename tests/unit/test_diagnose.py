@@ -608,7 +608,8 @@ VARIANTS: list[tuple[str, str, int | None, str, dict[str, Any]]] = [
     ),
     (
         "wsl-blocked",
-        "Failed to initialize NVML: GPU access blocked by the operating system",
+        "Failed to initialize NVML: GPU access blocked by the operating system\n"
+        "WSL environment detected",
         255,
         "driver_not_loaded",
         {"platform": "wsl2"},

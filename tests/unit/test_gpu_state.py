@@ -31,13 +31,25 @@ def test_h200_capture_driver_580() -> None:
     assert (gpu.utilization_gpu, gpu.power_limit, gpu.processes) == (0, "700.00 W", ())
 
 
-def test_h200_with_a_compute_process() -> None:
-    [gpu] = parse_states(verbatim("assembled/nvidia-smi-q_580.159.04_h200-busy.txt"))
-    assert gpu.processes == (GpuProcess(2817731, "C", "python3", "1536 MiB"),)
+def test_h200_with_a_spinning_kernel() -> None:
+    """Driver 580 prints the Processes block with its own column (39, not the 55 of the
+    other labels): a real capture with a CUDA kernel running."""
+    [gpu] = parse_states(verbatim("captured/h200-580.159.04_smi-q_busy.txt"))
+    assert gpu.processes == (GpuProcess(556, "C", "python3", "1542 MiB"),)
     assert gpu.compute_processes == gpu.processes
     assert gpu.utilization_gpu == 100
+    assert gpu.clock_reasons == ClockReasons("Clocks Event Reasons", ())
     # The section after Processes is not taken for a process.
     assert gpu.mig_mode == "Disabled"
+
+
+def test_h200_with_an_idle_cuda_context() -> None:
+    """A process that holds a context but runs nothing: 0 % utilization, still a process."""
+    [gpu] = parse_states(verbatim("captured/h200-580.159.04_smi-q_context.txt"))
+    assert gpu.processes == (GpuProcess(532, "C", "python3", "1542 MiB"),)
+    assert gpu.utilization_gpu == 0
+    # The driver stops reporting the GPU idle once a context exists.
+    assert gpu.clock_reasons == ClockReasons("Clocks Event Reasons", ())
 
 
 def test_driver_470_layout() -> None:

@@ -12,7 +12,8 @@ from pytest_llem.domain.report import CheckResult
 
 DATA = Path(__file__).parent.parent / "data"
 H200 = "captured/h200-580.159.04_smi-q.txt"
-H200_BUSY = "assembled/nvidia-smi-q_580.159.04_h200-busy.txt"
+H200_BUSY = "captured/h200-580.159.04_smi-q_busy.txt"
+H200_CONTEXT = "captured/h200-580.159.04_smi-q_context.txt"
 P100 = "assembled/nvidia-smi-q_470.256.02_2x-tesla-p100.txt"
 A100_MIG = "assembled/nvidia-smi-q_535.261.03_a100-mig.txt"
 RTX_DESKTOP = "assembled/nvidia-smi-q_550.163.01_rtx-4070-desktop.txt"
@@ -61,12 +62,23 @@ def test_compute_process_fails_gpu_idle_naming_pid_name_memory() -> None:
     assert verdict.outcome == "failed" and verdict.finding is not None
     assert verdict.finding.cause == "gpu_busy"
     message = verdict.finding.message
-    assert "GPU 0: PID 2817731 python3 (1536 MiB)" in message
-    assert "kill 2817731" in verdict.finding.fix and "nvidia-smi -i 0" in verdict.finding.fix
+    assert "GPU 0: PID 556 python3 (1542 MiB)" in message
+    assert "kill 556" in verdict.finding.fix and "nvidia-smi -i 0" in verdict.finding.fix
     assert verdict.finding.url.startswith("https://docs.nvidia.com/")
     assert verdict.details["processes"] == [
-        {"gpu": 0, "pid": 2817731, "type": "C", "name": "python3", "used_memory": "1536 MiB"}
+        {"gpu": 0, "pid": 556, "type": "C", "name": "python3", "used_memory": "1542 MiB"}
     ]
+
+
+def test_a_process_holding_a_context_fails_gpu_idle_at_zero_utilization() -> None:
+    """Real capture: a CUDA context with 1.5 GiB and no kernel reads 0 %, yet the next
+    kernel of that process would share the GPU with the experiment."""
+    verdict = measurement.gpu_idle(host(H200_CONTEXT))
+    assert verdict.outcome == "failed" and verdict.finding is not None
+    assert verdict.finding.cause == "gpu_busy"
+    assert "PID 532 python3 (1542 MiB)" in verdict.finding.message
+    others = [CHECKS[c](host(H200_CONTEXT)).outcome for c in CHECKS if c != "gpu-idle"]
+    assert others == ["passed"] * 4
 
 
 def test_driver_470_two_p100() -> None:
