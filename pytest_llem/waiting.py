@@ -26,6 +26,8 @@ MAX_DELAY_S = 5.0
 MIN_ATTEMPT_S = 2.0
 
 _NVML_NOT_READY = re.compile(r"Failed to initialize NVML: (Uninitialized|Unknown Error)")
+# Said while the driver is loaded: a device file's mode or owner does not change by itself.
+_NOT_TRANSIENT = re.compile(r"Insufficient Permissions|blocked by the operating system")
 
 Judge = Callable[[HostFacts], verdicts.Verdict]
 TIER1: tuple[tuple[str, Judge], ...] = (
@@ -71,7 +73,7 @@ def transient_reason(check_id: str, cause: str, host: HostFacts) -> str | None:
         timed_out = host.version is not None and host.version.timed_out
         return "not answering" if timed_out else "unreachable"
     if check_id == "host-driver" and host.smi is not None:
-        if cause == "driver_not_loaded":
+        if cause == "driver_not_loaded" and not _NOT_TRANSIENT.search(host.smi.output):
             return "driver not loaded"
         if host.smi.timed_out:
             return "nvidia-smi not answering"

@@ -86,6 +86,11 @@ def test_the_back_off_doubles_from_half_a_second_to_five() -> None:
         (host(DOWN, smi=None), [("docker-daemon", "unreachable")]),
         (host(smi=dataclasses.replace(NOT_LOADED, stdout="Failed to initialize NVML: "
                                       "Driver/library version mismatch")), []),
+        # Real answers of nvidia-smi 580 with the driver loaded: no wait clears them.
+        (host(smi=dataclasses.replace(NOT_LOADED, returncode=4, stdout="Failed to initialize "
+                                      "NVML: Insufficient Permissions")), []),
+        (host(smi=dataclasses.replace(NOT_LOADED, returncode=17, stdout="Failed to initialize "
+                                      "NVML: GPU access blocked by the operating system")), []),
     ],
 )  # fmt: skip
 def test_what_tier_1_waits_for(facts: HostFacts, waiting: list[tuple[str, str]]) -> None:
