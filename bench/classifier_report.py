@@ -11,6 +11,7 @@ Usage: python bench/classifier_report.py [--no-speed]
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 import time
@@ -60,11 +61,16 @@ def corpus(reference: Path = REFERENCE) -> list[Case]:
             cases.append(Case(m["id"], text, m["returncode"], m["category"]))
             if m["returncode"] is not None:
                 cases.append(Case(f"{m['id']} (no exit status)", text, None, m["category"]))
-    for path in sorted(reference.glob("*.txt")):
-        text = path.read_text().split(VERBATIM, 1)[1]
-        for returncode in (0, None):
-            cases.append(Case(f"{path.name} (exit {returncode})", text, returncode, "ok"))
+    for path in sorted([*reference.glob("*.txt"), *(reference.parent / "captured").glob("*.txt")]):
+        head, text = path.read_text().split(VERBATIM, 1)
+        expect = _EXPECT.search(head)
+        cause = expect.group(1) if expect else "ok"  # a capture of a failure says what it is
+        for returncode in (0, None) if cause == "ok" else (None,):
+            cases.append(Case(f"{path.name} (exit {returncode})", text, returncode, cause))
     return cases
+
+
+_EXPECT = re.compile(r"^# expect: (\w+)", re.M)
 
 
 def classify(cases: list[Case]) -> Report:

@@ -11,11 +11,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_llem.domain.diagnosis import diagnose
+from pytest_llem.domain.diagnosis import (
+    _BENIGN_LINE,
+    _ERROR_CLUES,
+    _ERROR_WORDS,
+    _error_lines,
+    diagnose,
+)
 
 DATA = Path(__file__).parent.parent / "data"
 REFERENCE = DATA / "reference"
 VERBATIM = "# ---- verbatim output below ----\n"
+# Word boundaries are not generated; every match of the words is a match of this too.
+_ERROR_WORDS_WITHOUT_BOUNDARIES = _ERROR_WORDS.pattern.replace(r"\b", "")
 
 
 def _transcript(m: dict[str, object]) -> str:
@@ -28,8 +36,10 @@ MESSAGES = [
     for line in path.read_text().splitlines()
     if line.strip()
 ]
-# nvidia-smi's answer to a field that driver 580 does not have: a capture, but no success.
-CAPTURED_FAILURES = {"h200-580.159.04_querybrand.txt"}
+# Captures of a failure say so in their header ("# expect: unknown").
+CAPTURED_FAILURES = {
+    p.name for p in (DATA / "captured").glob("*.txt") if "\n# expect: " in p.read_text()
+}
 # Real healthy outputs: the reference's and the ones captured on an H200 host.
 SUCCESSES = sorted(
     {_transcript(m) for m in MESSAGES if m["category"] == "ok"}
@@ -214,3 +224,18 @@ def test_the_capture_of_an_unknown_field_is_a_failure() -> None:
     [name] = CAPTURED_FAILURES
     text = (DATA / "captured" / name).read_text().split(VERBATIM, 1)[1]
     assert diagnose(text, None).cause == "unknown"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(_ERROR_WORDS_WITHOUT_BOUNDARIES, fullmatch=True))
+def test_every_error_word_holds_a_clue(words: str) -> None:
+    """The lines judged are found by their clues: a match without one would go unseen."""
+    assert any(clue in words for clue in _ERROR_CLUES), words
+
+
+def test_an_error_word_alone_is_found() -> None:
+    for words in REAL_ERROR_LINES:
+        low = words.lower()
+        assert (next(_error_lines(low), None) is not None) == bool(
+            _ERROR_WORDS.search(low) and not _BENIGN_LINE.match(low)
+        ), words
