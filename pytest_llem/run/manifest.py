@@ -93,8 +93,9 @@ def host_block(report: Report | None) -> dict[str, Any] | None:
             states.setdefault(gpu["index"], gpu)
     host = report.host
     return {
-        "driver_version": host.get("driver_version") or _first(measured, "driver_version"),
-        "cuda_version": host.get("cuda_version") or _first(measured, "cuda_version"),
+        # The report's host block already falls back to what the measurement checks read.
+        "driver_version": host.get("driver_version", ""),
+        "cuda_version": host.get("cuda_version", ""),
         "gpus": [
             {
                 k: gpu.get(k)
@@ -121,7 +122,3 @@ def host_block(report: Report | None) -> dict[str, Any] | None:
             for c in measured
         ],
     }
-
-
-def _first(checks: list[Any], key: str) -> str:
-    return next((str(c.details[key]) for c in checks if c.details.get(key)), "")
