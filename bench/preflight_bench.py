@@ -14,6 +14,8 @@ interleave the cases, and the medians are compared:
   (d) warm       the same with the probe remembered by an earlier run
   (e) 1 image / 8 images   `pytest --llem-preflight --llem-no-cache`, one image against eight
   (f) 200 tests  a 200-test suite with the plugin installed but not enabled, against -p no:llem
+  (g) engine     the probe's `docker run` from a shell, once and eight at a time: what the engine
+                 itself takes for eight (a reference for (e), not a target)
 
 Usage: python bench/preflight_bench.py [--rounds N] [--hook-delay S]
 """
@@ -21,6 +23,7 @@ Usage: python bench/preflight_bench.py [--rounds N] [--hook-delay S]
 from __future__ import annotations
 
 import argparse
+import itertools
 import shlex
 import shutil
 import statistics
@@ -111,6 +114,17 @@ def main() -> int:
                 baseline.probe_argv(images[0], "bench-shell-probe"),
             )
         )
+
+        runs = itertools.count()
+
+        def probes_at_once(count: int) -> str:  # `docker run`s at a time, from a shell
+            round_ = next(runs)
+            started = " & ".join(
+                shlex.join(baseline.probe_argv(image, f"bench-engine-{round_}-{n}")) + " >/dev/null"
+                for n, image in enumerate(images[:count])
+            )
+            return f"{started} & wait"
+
         preflight = [
             py,
             "-m",
@@ -159,6 +173,8 @@ def main() -> int:
             "8 images": lambda: timed(
                 [*preflight, *(a for i in images for a in ("--llem-image", i))], env, work
             ),
+            "engine: 1 probe": lambda: timed(["/bin/sh", "-c", probes_at_once(1)], env, work),
+            "engine: 8 probes": lambda: timed(["/bin/sh", "-c", probes_at_once(8)], env, work),
             "200 tests, plugin off": lambda: timed(
                 [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite)], env, work
             ),
@@ -192,9 +208,15 @@ def main() -> int:
             "first run / python": med["first run"] / med["python"],
             "cold / python, def. net": med["cold"] / med["python, default network"],
             "8 images / 1 image": med["8 images"] / med["1 image"],
+            "engine: 8 probes / 1": med["engine: 8 probes"] / med["engine: 1 probe"],
             "plugin off / no:llem": med["200 tests, plugin off"] / med["200 tests, -p no:llem"],
             "python / shell": med["python"] / med["shell"],
         }
+        # What the pre-flight itself adds for seven more images, beyond the engine's own time.
+        added = (med["8 images"] - med["1 image"]) - (
+            med["engine: 8 probes"] - med["engine: 1 probe"]
+        )
+        print(f"  {'7 more images, less the engine':24s} {added:7.3f} s")
         print("ratios:")
         failed = False
         for name, ratio in ratios.items():
