@@ -14,9 +14,9 @@ from typing import Any
 from .check_ids import MEASUREMENT_IDS
 from .gpu_state import GpuState, parse_states
 from .records import HostFacts
-from .remedies import MIG_URL, NVIDIA_SMI_URL, NVML_ENERGY_URL, PERSISTENCE_URL
+from .remedies import MIG_URL, NVIDIA_SMI_URL, NVML_ENERGY_URL, PERSISTENCE_URL, remedy
 from .report import CheckResult
-from .verdicts import Verdict, failed, passed, skipped, warned
+from .verdicts import Verdict, failed, host_driver, passed, skipped, warned
 
 __all__ = [
     "BUSY_UTILIZATION_PCT",
@@ -68,25 +68,42 @@ def architecture_of(gpu: GpuState) -> tuple[str | None, str]:
 
 
 def _judged(
-    host: HostFacts, gpus: Sequence[int], local: bool
+    host: HostFacts, gpus: Sequence[int], local: bool, speaks: bool = False
 ) -> tuple[list[GpuState], dict[str, Any]] | Verdict:
     """The host's GPUs the study uses, with the details every tier-3 verdict carries; or the
-    verdict that they cannot be judged (a remote daemon's GPUs, no host nvidia-smi)."""
+    verdict that they cannot be judged (a remote daemon's GPUs, no host nvidia-smi).
+
+    When only local experiments run, no host-driver check speaks for this machine's driver:
+    the check that ``speaks`` (gpu-idle) then warns why the GPUs cannot be judged, with its
+    fix, and the others skip."""
     if host.endpoint.remote and not local:
         return skipped(
             f"remote daemon ({host.endpoint.url}): its GPUs cannot be judged from this "
             "machine's nvidia-smi"
         )
     smi = host.smi
-    if smi is None or smi.missing:
-        return skipped("no GPU state: nvidia-smi not found on this host")
-    if not smi.ok:
+    if smi is None or smi.missing or not smi.ok:
+        if local and speaks:
+            found = host_driver(host).finding  # the tier-1 judgement of the same nvidia-smi
+            if found is not None:
+                return warned(
+                    found.cause,
+                    f"the GPUs to measure cannot be judged: {found.message}",
+                    fix=found.fix,
+                    url=found.url,
+                    **found.details,
+                )
+        if smi is None or smi.missing:
+            return skipped("no GPU state: nvidia-smi not found on this host")
         why = "timed out" if smi.timed_out else f"failed (exit status {smi.returncode})"
         line = next((x.strip() for x in smi.output.splitlines() if x.strip()), "")
         return skipped(f"no GPU state: `{smi.command}` {why}" + (f": {line}" if line else ""))
     states = parse_states(smi.stdout)
     if not states:
-        return skipped("no GPU state: host `nvidia-smi -q` listed no GPU")
+        reason = "no GPU state: host `nvidia-smi -q` listed no GPU"
+        if local and speaks:
+            return warned("no_devices", reason, **_remedy("no_devices"))
+        return skipped(reason)
     chosen = [s for s in states if not gpus or s.index in gpus]
     details: dict[str, Any] = {"gpus": [s.summary() for s in chosen]}
     if host.smi_info is not None:
@@ -96,11 +113,25 @@ def _judged(
     if missing:
         details["gpus_not_on_host"] = missing
     if not chosen:
-        return skipped(
+        reason = (
             f"none of the study's GPUs ({_indices(gpus)}) is on this host "
             f"(it has {_indices(s.index for s in states)})"
         )
+        if local and speaks:
+            return warned(
+                "no_devices",
+                reason,
+                fix="Name GPUs that `nvidia-smi -L` lists in the study's `gpus:`",
+                url=NVIDIA_SMI_URL,
+                **details,
+            )
+        return skipped(reason)
     return chosen, details
+
+
+def _remedy(cause: str) -> dict[str, str]:
+    fix, url = remedy(cause)
+    return {"fix": fix, "url": url}
 
 
 def _indices(indices: Any) -> str:
@@ -116,8 +147,9 @@ def _judge(
     gpus: Sequence[int],
     local: bool,
     judge: Callable[[list[GpuState], dict[str, Any]], Verdict],
+    speaks: bool = False,
 ) -> Verdict:
-    judged = _judged(host, gpus, local)
+    judged = _judged(host, gpus, local, speaks)
     if isinstance(judged, CheckResult):
         return judged
     chosen, details = judged
@@ -170,7 +202,7 @@ def gpu_idle(host: HostFacts, gpus: Sequence[int] = (), *, local: bool = False) 
             )
         return passed(f"{_which(chosen)} idle", **details)
 
-    return _judge(host, gpus, local, judge)
+    return _judge(host, gpus, local, judge, speaks=True)
 
 
 def persistence_mode(host: HostFacts, gpus: Sequence[int] = (), *, local: bool = False) -> Verdict:

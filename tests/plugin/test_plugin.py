@@ -363,15 +363,19 @@ def test_settings_survive_the_trip_through_pytests_command_line(
 def test_measurement_only_runs_and_reports_the_measurement_tier_alone(
     pytester: pytest.Pytester,
 ) -> None:
-    """No docker, no nvidia-smi: no Docker check is reported, the measurement checks say why
-    they judged nothing, and the run passes."""
+    """No docker, no nvidia-smi: no Docker check is reported, gpu-idle warns that the GPUs
+    cannot be judged (no host-driver check says it here), the others say why they judged
+    nothing, and the run passes with that warning."""
     result = pytester.runpytest(
         "--llem-preflight", "--llem-measurement-only", "--llem-gpus", "1,0", "--llem-json", "r.json"
     )
     assert result.ret == 0
     data = json.loads((pytester.path / "r.json").read_text())
     assert [(c["id"], c["tier"], c["outcome"]) for c in data["checks"]] == [
-        (cid, 3, "skipped") for cid in MEASUREMENT
+        (cid, 3, "warning" if cid == "gpu-idle" else "skipped") for cid in MEASUREMENT
     ]
-    assert all("nvidia-smi not found" in c["reason"] for c in data["checks"])
-    assert data["status"] == "passed"
+    assert all("nvidia-smi not found" in c["reason"] for c in data["checks"] if c["reason"])
+    [warning] = data["warnings"]
+    assert (warning["id"], warning["cause"]) == ("gpu-idle", "host_driver_unavailable")
+    assert warning["message"].startswith("the GPUs to measure cannot be judged: nvidia-smi not")
+    assert data["status"] == "warning"

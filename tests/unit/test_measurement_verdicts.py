@@ -210,3 +210,45 @@ def test_local_experiments_read_this_machines_gpus_even_with_a_remote_daemon(
     finally:
         docker_checks.close()
         local_only.close()
+
+
+CAPTURED_SMI_FAILURE = CommandResult(
+    ("nvidia-smi", "-q"),
+    4,
+    "Failed to initialize NVML: Insufficient Permissions\n",  # driver 580, files of mode 0600
+)
+
+
+@pytest.mark.parametrize(
+    ("smi", "cause", "fix"),
+    [
+        (None, "host_driver_unavailable", "Install the NVIDIA driver"),
+        (
+            CommandResult(("nvidia-smi", "-q"), None, missing=True),
+            "host_driver_unavailable",
+            "Install the NVIDIA driver",
+        ),
+        (CAPTURED_SMI_FAILURE, "driver_not_loaded", "ls -l /dev/nvidia*"),
+    ],
+)
+def test_local_experiments_hear_why_their_gpus_cannot_be_judged(
+    smi: CommandResult | None, cause: str, fix: str
+) -> None:
+    """No host-driver check runs for a study of local experiments alone: gpu-idle warns, once,
+    with the diagnosis and its fix; the other checks skip. With Docker, host-driver says it."""
+    facts = host(None, smi=smi)
+    verdicts = {cid: judge(facts, (), local=True) for cid, judge in CHECKS.items()}
+    idle = verdicts.pop("gpu-idle")
+    assert idle.outcome == "warning" and idle.finding is not None
+    assert idle.finding.cause == cause and idle.finding.fix.startswith(fix)
+    assert idle.finding.message.startswith("the GPUs to measure cannot be judged: ")
+    assert {v.outcome for v in verdicts.values()} == {"skipped"}
+    assert measurement.gpu_idle(facts, ()).outcome == "skipped"
+
+
+def test_local_experiments_on_gpus_the_host_does_not_have_warn() -> None:
+    verdict = measurement.gpu_idle(host(P100), (7,), local=True)
+    assert verdict.outcome == "warning" and verdict.finding is not None
+    assert verdict.finding.cause == "no_devices" and "(7)" in verdict.finding.message
+    assert "nvidia-smi -L" in verdict.finding.fix
+    assert measurement.persistence_mode(host(P100), (7,), local=True).outcome == "skipped"
