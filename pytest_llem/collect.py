@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from collections.abc import Iterator, Sequence
 from functools import cache
 from pathlib import Path
@@ -21,8 +22,28 @@ MEASUREMENT_TIER = 3
 def checks_dir() -> Path:
     """Where the built-in checks are, installed (`pytest_llem/checks`) or in a checkout."""
     spec = importlib.util.find_spec("pytest_llem.checks")
-    assert spec is not None and spec.origin is not None
-    return Path(spec.origin).resolve().parent
+    if spec is not None and spec.origin is not None:
+        return Path(spec.origin).resolve().parent
+    return _checkout_checks()
+
+
+def _checkout_checks() -> Path:
+    """A checkout's `checks/`, made `pytest_llem.checks` (what installing maps it to): for a
+    package imported from the checkout itself (`python -m pytest_llem` in its root)."""
+    source = Path(__file__).resolve().parent.parent / "checks"
+    init = source / "__init__.py"
+    spec = importlib.util.spec_from_file_location(
+        "pytest_llem.checks", init, submodule_search_locations=[str(source)]
+    )
+    if not init.is_file() or spec is None or spec.loader is None:
+        raise pytest.UsageError(
+            f"the built-in checks are missing: no pytest_llem.checks and no {source}; "
+            "reinstall pytest-llem"
+        )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["pytest_llem.checks"] = module
+    spec.loader.exec_module(module)
+    return source
 
 
 class ChecksDirectory(pytest.Directory):

@@ -18,13 +18,14 @@ def main(seconds: float) -> int:
         print(f"no CUDA driver library: {error}", flush=True)
         return 1
     device, context, memory = ctypes.c_int(), ctypes.c_void_p(), ctypes.c_uint64()
-    for name, call in (
-        ("cuInit", lambda: cuda.cuInit(0)),
-        ("cuDeviceGet", lambda: cuda.cuDeviceGet(ctypes.byref(device), 0)),
-        ("cuCtxCreate", lambda: cuda.cuCtxCreate_v2(ctypes.byref(context), 0, device)),
-        ("cuMemAlloc", lambda: cuda.cuMemAlloc_v2(ctypes.byref(memory), ctypes.c_size_t(1 << 30))),
-    ):
-        status = call()
+    steps = (
+        ("cuInit", cuda.cuInit, (0,)),
+        ("cuDeviceGet", cuda.cuDeviceGet, (ctypes.byref(device), 0)),
+        ("cuCtxCreate", cuda.cuCtxCreate_v2, (ctypes.byref(context), 0, device)),
+        ("cuMemAlloc", cuda.cuMemAlloc_v2, (ctypes.byref(memory), ctypes.c_size_t(1 << 30))),
+    )
+    for name, function, args in steps:
+        status = function(*args)
         if status != 0:
             print(f"{name} failed with CUDA error {status}", flush=True)
             return 1

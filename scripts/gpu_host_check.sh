@@ -9,6 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-$(mktemp -d)}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+cd "$out" || exit 1  # the installed llem, not a checkout's package beside this script
 py=${PYTHON:-python3}
 failures=0
 
@@ -47,8 +48,8 @@ assert failure["fix"] and failure["url"].startswith("https://"), failure
 PY
 expect "busy GPU: the JSON report has gpu_busy with the PID, a fix and a link" 0 $?
 
-(cd "$out" && "$py" -m pytest --llem-preflight --llem-measurement-only -q -p no:cacheprovider \
-    --junitxml=busy-junit.xml >pytest.txt 2>&1)
+"$py" -m pytest --llem-preflight --llem-measurement-only -q -p no:cacheprovider \
+    --junitxml=busy-junit.xml >pytest.txt 2>&1
 expect "busy GPU: pytest --llem-preflight --llem-measurement-only fails" 1 $?
 grep -q 'name="llem_cause" value="gpu_busy"' "$out/busy-junit.xml"
 expect "busy GPU: the JUnit XML names gpu_busy" 0 $?
