@@ -17,7 +17,11 @@ interleave the cases, and the medians are compared:
   (g) engine     the probe's `docker run` from a shell, once and eight at a time: what the engine
                  itself takes for eight (a reference for (e), not a target)
 
-Usage: python bench/preflight_bench.py [--rounds N] [--hook-delay S]
+Every case runs in a new virtual environment with this checkout installed (`pip install .`):
+what a user's interpreter pays at start-up, no more (no editable-install hook, no other
+package's start-up files).
+
+Usage: python bench/preflight_bench.py [--rounds N] [--hook-delay S] [--python PY]
 """
 
 from __future__ import annotations
@@ -64,6 +68,18 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     return elapsed
 
 
+def user_install(venv: Path) -> str:
+    """A virtual environment with this checkout installed as a user installs it (no editable
+    hook, none of this interpreter's site-packages); its Python."""
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(ROOT)],
+        check=True, timeout=900,
+    )  # fmt: skip
+    return python
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -73,6 +89,11 @@ def main() -> int:
         type=float,
         default=0.5,
         help="pause before each case (s), so none pays for another's cleanup",
+    )
+    parser.add_argument(
+        "--python",
+        help="a Python with this checkout's pytest-llem installed (default: a new virtual "
+        "environment with it installed as a user would, `pip install .`)",
     )
     args = parser.parse_args()
 
@@ -85,16 +106,10 @@ def main() -> int:
             engine.build_image(image, IMAGE_ENV)
         tools = HostTools(work / "host")
         env = tools.env(engine)
-        # As a user runs it: the installed llem, no search path of the test bed's (checked to
-        # be this checkout's, so that the figures are of this tree).
+        # As a user runs it: llem installed from this checkout into a virtual environment of
+        # its own, no search path of the test bed's.
         env.pop("PYTHONPATH", None)
-        installed = subprocess.run(
-            [sys.executable, "-c", "import pytest_llem; print(pytest_llem.__file__)"],
-            env=env, cwd=work, capture_output=True, text=True,
-        ).stdout.strip()  # fmt: skip
-        if not installed.startswith(str(ROOT)):
-            raise SystemExit(f"pytest_llem is installed from {installed}: pip install -e {ROOT}")
-        py = sys.executable
+        py = args.python or user_install(work / "venv")
         study = work / "study.yaml"
         study.write_text(
             "name: bench\nrunners:\n  vllm: docker:" + images[0] + "\n"

@@ -20,6 +20,7 @@ from pytest_llem.cli import main
 from pytest_llem.domain.report import CheckResult, Finding, Report
 from pytest_llem.errors import DockerPreFlightError
 
+DATA = Path(__file__).parent.parent / "data"
 LOCAL_STUDY = "name: s\nexperiments: [{model: gpt2, backend: pytorch, command: [python, w.py]}]\n"
 DOCKER_STUDY = (
     "name: s\n"
@@ -46,6 +47,20 @@ if mode == "sleep":
 if mode != "no-result":
     json.dump({"energy_j": 1.5, "cwd": os.getcwd()}, open(config["result_path"], "w"))
 """
+
+
+@pytest.fixture
+def idle_gpu_host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An `nvidia-smi` on PATH that answers with the real capture of an idle H200: the
+    measurement tier passes, so `llem run` prints nothing for the pre-flight."""
+    capture = (DATA / "captured" / "h200-580.159.04_smi-q.txt").read_text()
+    answer = tmp_path / "smi-q.txt"
+    answer.write_text(capture.split("# ---- verbatim output below ----\n", 1)[1])
+    tool = tmp_path / "bin" / "nvidia-smi"
+    tool.parent.mkdir()
+    tool.write_text(f"#!/bin/sh\nexec cat {answer}\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}")
 
 
 @pytest.fixture(autouse=True)
@@ -341,6 +356,7 @@ def exp(mode: str, **extra: str) -> str:
     )
 
 
+@pytest.mark.usefixtures("idle_gpu_host")
 def test_a_failure_does_not_stop_the_others(capsys: pytest.CaptureFixture[str]) -> None:
     code, err, manifest = run_local(capsys, exp("fail") + exp("ok"))
     assert code == 1
@@ -399,11 +415,13 @@ def test_local_run_contract(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     assert "workload 001 in" in (run_dir / "001.log").read_text()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert set(manifest) == {"study", "host", "skipped_checks", "experiments"}
-    # No nvidia-smi here: the measurement checks ran (no Docker check) and could judge nothing.
+    # No nvidia-smi here: the measurement checks ran (no Docker check) and could judge nothing;
+    # gpu-idle says why (no host-driver check does for local experiments).
     assert [(m["id"], m["outcome"]) for m in manifest["host"]["measurement"]] == [
-        (cid, "skipped")
+        (cid, "warning" if cid == "gpu-idle" else "skipped")
         for cid in ("clock-events", "energy-counter", "gpu-idle", "mig-mode", "persistence-mode")
     ]
+    assert "[gpu-idle] the GPUs to measure cannot be judged: nvidia-smi not found" in err
     assert manifest["skipped_checks"] == []
     assert {"id", "backend", "model", "runner", "image", "status", "exit_status", "duration_s",
             "result", "cause", "message"} <= set(manifest["experiments"][0])  # fmt: skip
@@ -497,6 +515,7 @@ def test_a_json_write_that_fails_after_the_run_exits_1_with_one_line(
     )
 
 
+@pytest.mark.usefixtures("idle_gpu_host")
 def test_a_study_from_a_pipe_is_read_once(tmp_path: Path) -> None:
     """`llem run /dev/stdin` (or `<(...)`): the bytes read are the bytes validated."""
     result = subprocess.run(
