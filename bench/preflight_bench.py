@@ -73,10 +73,10 @@ def user_install(venv: Path) -> str:
     hook, none of this interpreter's site-packages); its Python."""
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
-    subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(ROOT)],
-        check=True, timeout=900,
-    )  # fmt: skip
+    install = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(ROOT)]
+    result = subprocess.run(install, capture_output=True, text=True, timeout=900)
+    if result.returncode != 0:
+        raise SystemExit(f"could not install this checkout:\n{result.stdout}{result.stderr}")
     return python
 
 
