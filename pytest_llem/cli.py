@@ -476,6 +476,7 @@ def _print_checks(report: Report, *, verbose: bool, out: TextIO, indent: str = "
     from .domain.text import printable
 
     marks = _marks(out)
+    shown: dict[str, tuple[object, str]] = {}  # detail -> its value and the check that showed it
     for check in report.checks:
         line = f"{indent}{marks[check.outcome]} {check.id}"
         note = _note(check)
@@ -486,7 +487,14 @@ def _print_checks(report: Report, *, verbose: bool, out: TextIO, indent: str = "
         out.write(printable(line) + "\n")
         if verbose:
             for key, value in sorted(check.details.items()):
-                out.write(printable(f"{indent}    {key}: {value}") + "\n")
+                earlier = shown.setdefault(key, (value, check.id))
+                # The measurement checks share one GPU listing: shown once, then named.
+                text = (
+                    f"as for {earlier[1]}"
+                    if earlier[1] != check.id and earlier[0] == value
+                    else value
+                )
+                out.write(printable(f"{indent}    {key}: {text}") + "\n")
 
 
 def _note(check: CheckResult) -> str:

@@ -300,6 +300,29 @@ def test_preflight_verbose(capsys: pytest.CaptureFixture[str], preflight: FakePr
     assert out.endswith(WARNED.render() + "\n")
 
 
+def test_preflight_verbose_shows_a_shared_detail_once(
+    capsys: pytest.CaptureFixture[str], preflight: FakePreflight
+) -> None:
+    gpus = [{"index": 0, "name": "NVIDIA H200"}]
+    preflight.report = Report(
+        checks=[
+            CheckResult("clock-events", 3, "passed", reason="ok", details={"gpus": gpus}),
+            CheckResult("gpu-idle", 3, "passed", reason="idle", details={"gpus": gpus}),
+            CheckResult("mig-mode", 3, "passed", details={"gpus": [{"index": 1}]}),
+        ]
+    )
+    code, out, _ = llem(capsys, "preflight", "-v")
+    assert code == 0
+    assert out.splitlines()[:6] == [
+        "✓ clock-events: ok (0.00s)",
+        "    gpus: [{'index': 0, 'name': 'NVIDIA H200'}]",
+        "✓ gpu-idle: idle (0.00s)",
+        "    gpus: as for clock-events",
+        "✓ mig-mode (0.00s)",
+        "    gpus: [{'index': 1}]",
+    ]
+
+
 def test_preflight_passed(capsys: pytest.CaptureFixture[str], preflight: FakePreflight) -> None:
     code, out, _ = llem(capsys, "preflight", "--image", "a/b:1", "--json", "r.json")
     assert (code, out) == (0, "✓ docker-cli: docker 28.2.2\nDocker pre-flight passed: 1 checks\n")
