@@ -1172,7 +1172,12 @@ def _shows_error(output: str, low: str) -> bool:
     output, in the middle that the window leaves out."""
     if next(_error_lines(low), None) is not None:
         return True
-    middle = output[_HEAD:-_TAIL] if len(output) > _HEAD + _TAIL else ""
+    if len(output) <= _HEAD + _TAIL:
+        return False
+    # Whole lines: a line cut by the window's edges is read here in full.
+    start = output.rfind("\n", 0, _HEAD) + 1
+    stop = output.find("\n", len(output) - _TAIL)
+    middle = output[start : len(output) if stop < 0 else stop]
     return next(_error_lines(_lower(_normalise(middle))), None) is not None
 
 

@@ -15,6 +15,8 @@ from pytest_llem.domain.diagnosis import (
     _BENIGN_LINE,
     _ERROR_CLUES,
     _ERROR_WORDS,
+    _HEAD,
+    _TAIL,
     _error_lines,
     diagnose,
 )
@@ -158,6 +160,18 @@ def test_an_error_line_in_the_middle_of_a_long_success_is_never_ok(line: str, fi
     """The classified window is the head and the tail; the rest is still read for errors."""
     step = "step 100 loss 0.25 tokens/s 5210.7\n"
     text = step * filler + line + "\n" + step * filler
+    assert diagnose(text, None).cause != "ok"
+
+
+@pytest.mark.parametrize("edge", ["head", "tail"])
+@pytest.mark.parametrize("offset", [1, 3, 7, 12])
+def test_an_error_line_cut_by_the_windows_edge_is_read_whole(edge: str, offset: int) -> None:
+    """Hypothesis found " Error weights" cut in two at the tail's edge: neither half reads as
+    an error. The line is read whole."""
+    line, size = " Error weights", 100 * 1024
+    at = (_HEAD if edge == "head" else size - _TAIL) - offset
+    text = "x" * (at - 1) + "\n" + line + "\n"
+    text += "x" * (size - len(text) - 1) + "\n"
     assert diagnose(text, None).cause != "ok"
 
 
