@@ -468,10 +468,19 @@ _TYPOGRAPHIC_QUOTES = "“”‘’"
 _TYPOGRAPHIC = str.maketrans(dict(zip(_TYPOGRAPHIC_QUOTES, "\"\"''", strict=True)))
 
 
+_LINE_REACH = 4 * 1024  # how far the window's edges move to keep a line whole
+
+
 def _window(text: str) -> str:
+    """The head and the tail of a long text, each edge moved to a line's end (a line of
+    more than _LINE_REACH is cut)."""
     if len(text) <= _HEAD + _TAIL:
         return text
-    return text[:_HEAD] + "\n" + text[-_TAIL:]
+    end = text.find("\n", _HEAD, _HEAD + _LINE_REACH)
+    start = text.rfind("\n", len(text) - _TAIL - _LINE_REACH, len(text) - _TAIL) + 1
+    head = text[: end if end >= 0 else _HEAD]
+    tail = text[start:] if start > 0 else text[-_TAIL:]
+    return head + "\n" + tail
 
 
 def _normalise(text: str) -> str:

@@ -253,3 +253,17 @@ def test_an_error_word_alone_is_found() -> None:
         assert (next(_error_lines(low), None) is not None) == bool(
             _ERROR_WORDS.search(low) and not _BENIGN_LINE.match(low)
         ), words
+
+
+@pytest.mark.parametrize("edge", ["head", "tail"])
+@pytest.mark.parametrize("offset", [5, 20, 40])
+def test_a_message_at_the_windows_edge_is_classified_whole(edge: str, offset: int) -> None:
+    message = (
+        'docker: Error response from daemon: could not select device driver "" with '
+        "capabilities: [[gpu]]."
+    )
+    size = 100 * 1024
+    at = (_HEAD if edge == "head" else size - _TAIL) - offset
+    text = "x" * (at - 1) + "\n" + message + "\n"
+    text += "x" * (size - len(text) - 1) + "\n"
+    assert diagnose(text, 125).cause == "gpu_driver_not_configured"
