@@ -471,16 +471,20 @@ _TYPOGRAPHIC = str.maketrans(dict(zip(_TYPOGRAPHIC_QUOTES, "\"\"''", strict=True
 _LINE_REACH = 4 * 1024  # how far the window's edges move to keep a line whole
 
 
-def _window(text: str) -> str:
-    """The head and the tail of a long text, each edge moved to a line's end (a line of
-    more than _LINE_REACH is cut)."""
-    if len(text) <= _HEAD + _TAIL:
-        return text
+def _edges(text: str) -> tuple[int, int]:
+    """Where a long text's classified head ends and its tail begins: at a line's end, moved
+    up to _LINE_REACH to get there (a longer line is cut)."""
     end = text.find("\n", _HEAD, _HEAD + _LINE_REACH)
     start = text.rfind("\n", len(text) - _TAIL - _LINE_REACH, len(text) - _TAIL) + 1
-    head = text[: end if end >= 0 else _HEAD]
-    tail = text[start:] if start > 0 else text[-_TAIL:]
-    return head + "\n" + tail
+    return (end if end >= 0 else _HEAD), (start if start > 0 else len(text) - _TAIL)
+
+
+def _window(text: str) -> str:
+    """The head and the tail of a long text, whole lines where they can be."""
+    if len(text) <= _HEAD + _TAIL:
+        return text
+    head_end, tail_start = _edges(text)
+    return text[:head_end] + "\n" + text[tail_start:]
 
 
 def _normalise(text: str) -> str:
@@ -1183,10 +1187,11 @@ def _shows_error(output: str, low: str) -> bool:
         return True
     if len(output) <= _HEAD + _TAIL:
         return False
-    # Whole lines: a line cut by the window's edges is read here in full.
-    start = output.rfind("\n", 0, _HEAD) + 1
-    stop = output.find("\n", len(output) - _TAIL)
-    middle = output[start : len(output) if stop < 0 else stop]
+    # Between the window's edges, with the lines at the edges whole (one the window had to cut
+    # is read here in full).
+    head_end, tail_start = _edges(output)
+    stop = output.find("\n", tail_start)
+    middle = output[output.rfind("\n", 0, head_end) + 1 : len(output) if stop < 0 else stop]
     return next(_error_lines(_lower(_normalise(middle))), None) is not None
 
 
