@@ -20,12 +20,12 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
 from .forward import Forwarder
 from .hook import DELAY_ENV, HOOK_LOG_ENV, SCENARIO_ENV, HookCall
 from .scenario import GpuScenario
+from .service import Service
 
 DOCKER_CLI = "/usr/bin/docker"  # the engine's own CLI (20.10)
 HOOK_NAME = "nvidia-container-runtime-hook"
@@ -140,7 +140,7 @@ class _TcpForwarder(Forwarder):
         super().__init__(listener, unix_socket)
 
 
-class Engine:
+class Engine(Service):
     """One private dockerd under its own short directory in /tmp.
 
     With `gpu=True` the fake `nvidia-container-runtime-hook` is first on the daemon's PATH, so
@@ -348,17 +348,6 @@ class Engine:
         libc = ctypes.CDLL(None, use_errno=True)
         for point in sorted(self.mounts(), key=len, reverse=True):
             libc.umount2(point.encode(), 2)  # MNT_DETACH
-
-    def __enter__(self) -> Engine:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- clients ------------------------------------------------------------------------------
 

@@ -8,10 +8,11 @@ import socket
 import tempfile
 import threading
 from pathlib import Path
-from types import TracebackType
+
+from .service import Service
 
 
-class HangingSocket:
+class HangingSocket(Service):
     """A unix socket listener that accepts every connection and never writes a byte.
 
     Without `path` the socket lives in a short directory of its own under /tmp (a unix socket
@@ -53,14 +54,3 @@ class HangingSocket:
         self.path.unlink(missing_ok=True)
         if self._own_dir is not None:
             shutil.rmtree(self._own_dir, ignore_errors=True)
-
-    def __enter__(self) -> HangingSocket:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -17,10 +17,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 from .engine import SYSTEM_PATH
 from .forward import Forwarder, tcp_target
+from .service import Service
 
 REGISTRY_PACKAGE = "docker-registry"
 
@@ -38,7 +38,7 @@ def _free_port() -> int:
         return port
 
 
-class Registry:
+class Registry(Service):
     """`docker-registry serve` on 127.0.0.1:PORT, storing under its own directory."""
 
     def __init__(self) -> None:
@@ -93,17 +93,6 @@ class Registry:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> Registry:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class SlowLink(Forwarder):

@@ -17,7 +17,8 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
+
+from .service import Service
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -43,7 +44,7 @@ def free_port() -> int:
     return port
 
 
-class Sshd:
+class Sshd(Service):
     """`sshd -D` on 127.0.0.1:PORT with generated keys; `client_config` logs in as root."""
 
     def __init__(self, env: Mapping[str, str], start_timeout: float = 15.0) -> None:
@@ -148,14 +149,3 @@ class Sshd:
                 proc.kill()
                 proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> Sshd:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
