@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from testbed.captures import verbatim
 
 from pytest_llem import diagnose
 from pytest_llem.domain.nvidia_smi import (
@@ -24,8 +25,7 @@ UUID = "GPU-00000000-1111-2222-3333-444444444444"
 
 
 def _output(name: str) -> str:
-    text = (DATA / f"h200-580.159.04_{name}.txt").read_text()
-    return text.split("# ---- verbatim output below ----\n", 1)[1]
+    return verbatim(DATA / f"h200-580.159.04_{name}.txt")
 
 
 def test_q_gives_driver_cuda_brand_and_architecture() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from testbed.captures import verbatim
 
 from pytest_llem.domain.diagnosis import (
     _BENIGN_LINE,
@@ -23,7 +24,6 @@ from pytest_llem.domain.diagnosis import (
 
 DATA = Path(__file__).parent.parent / "data"
 REFERENCE = DATA / "reference"
-VERBATIM = "# ---- verbatim output below ----\n"
 # Word boundaries are not generated; every match of the words is a match of this too.
 _ERROR_WORDS_WITHOUT_BOUNDARIES = _ERROR_WORDS.pattern.replace(r"\b", "")
 
@@ -45,12 +45,8 @@ CAPTURED_FAILURES = {
 # Real healthy outputs: the reference's and the ones captured on an H200 host.
 SUCCESSES = sorted(
     {_transcript(m) for m in MESSAGES if m["category"] == "ok"}
-    | {p.read_text().split(VERBATIM, 1)[1] for p in REFERENCE.glob("*.txt")}
-    | {
-        p.read_text().split(VERBATIM, 1)[1]
-        for p in (DATA / "captured").glob("*.txt")
-        if p.name not in CAPTURED_FAILURES
-    }
+    | {verbatim(p) for p in REFERENCE.glob("*.txt")}
+    | {verbatim(p) for p in (DATA / "captured").glob("*.txt") if p.name not in CAPTURED_FAILURES}
 )
 # What the issue calls error-ish: any of these words or phrases on a line.
 ERROR_PHRASES = (
@@ -236,7 +232,7 @@ def test_a_nonzero_exit_without_error_words_stays_unknown() -> None:
 
 def test_the_capture_of_an_unknown_field_is_a_failure() -> None:
     [name] = CAPTURED_FAILURES
-    text = (DATA / "captured" / name).read_text().split(VERBATIM, 1)[1]
+    text = verbatim(DATA / "captured" / name)
     assert diagnose(text, None).cause == "unknown"
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testbed.captures import verbatim
 from testbed.preflight import with_default_sigint
 
 from pytest_llem import __version__
@@ -20,7 +21,6 @@ from pytest_llem.cli import main
 from pytest_llem.domain.report import CheckResult, Finding, Report
 from pytest_llem.errors import DockerPreFlightError
 
-DATA = Path(__file__).parent.parent / "data"
 LOCAL_STUDY = "name: s\nexperiments: [{model: gpt2, backend: pytorch, command: [python, w.py]}]\n"
 DOCKER_STUDY = (
     "name: s\n"
@@ -53,9 +53,8 @@ if mode != "no-result":
 def idle_gpu_host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """An `nvidia-smi` on PATH that answers with the real capture of an idle H200: the
     measurement tier passes, so `llem run` prints nothing for the pre-flight."""
-    capture = (DATA / "captured" / "h200-580.159.04_smi-q.txt").read_text()
     answer = tmp_path / "smi-q.txt"
-    answer.write_text(capture.split("# ---- verbatim output below ----\n", 1)[1])
+    answer.write_text(verbatim("captured/h200-580.159.04_smi-q.txt"))
     tool = tmp_path / "bin" / "nvidia-smi"
     tool.parent.mkdir()
     tool.write_text(f"#!/bin/sh\nexec cat {answer}\n")

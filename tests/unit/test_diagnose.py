@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testbed.captures import verbatim as captured_output
 
 from pytest_llem.domain.causes import CAUSES
 from pytest_llem.domain.diagnosis import Diagnosis, diagnose
@@ -33,8 +34,7 @@ def transcript(message: dict[str, Any]) -> str:
 
 def verbatim(name: str) -> str:
     """A real-output file without its ``# source`` header."""
-    text = (REFERENCE / name).read_text()
-    return text.split("# ---- verbatim output below ----\n", 1)[1]
+    return captured_output(REFERENCE / name)
 
 
 def check_shape(d: Diagnosis) -> None:

@@ -3,18 +3,11 @@ drivers 470, 535 and 550 (labels from NVIDIA's own binaries)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from testbed.captures import verbatim
 
 from pytest_llem.domain.gpu_state import ClockReasons, GpuProcess, GpuState, parse_states
 from pytest_llem.domain.measurement import architecture_of
-
-DATA = Path(__file__).parent.parent / "data"
-
-
-def verbatim(path: str) -> str:
-    return (DATA / path).read_text().split("# ---- verbatim output below ----\n", 1)[1]
 
 
 def test_h200_capture_driver_580() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from testbed.captures import verbatim
 
 from pytest_llem.domain import measurement
 from pytest_llem.domain.records import CommandResult, Endpoint, HostFacts
 from pytest_llem.domain.report import CheckResult
 
-DATA = Path(__file__).parent.parent / "data"
 H200 = "captured/h200-580.159.04_smi-q.txt"
 H200_BUSY = "captured/h200-580.159.04_smi-q_busy.txt"
 H200_CONTEXT = "captured/h200-580.159.04_smi-q_context.txt"
@@ -27,17 +27,13 @@ CHECKS = {
 }
 
 
-def q_output(path: str) -> str:
-    return (DATA / path).read_text().split("# ---- verbatim output below ----\n", 1)[1]
-
-
 def host(
     path: str | None = H200,
     url: str = "unix:///var/run/docker.sock",
     smi: CommandResult | None = None,
 ) -> HostFacts:
     if smi is None and path is not None:
-        smi = CommandResult(("nvidia-smi", "-q"), 0, q_output(path))
+        smi = CommandResult(("nvidia-smi", "-q"), 0, verbatim(path))
     return HostFacts(Endpoint(url), "/usr/bin/docker", None, {}, smi, None)
 
 
@@ -146,7 +142,7 @@ def test_graphics_processes_and_load_only_warn() -> None:
 
 @pytest.mark.parametrize("utilization, outcome", [("9 %", "passed"), ("10 %", "warning")])
 def test_utilisation_threshold(utilization: str, outcome: str) -> None:
-    text = q_output(H200).replace(
+    text = verbatim(H200).replace(
         "        GPU                                            : 0 %",
         f"        GPU                                            : {utilization}",
     )
@@ -193,7 +189,7 @@ def test_local_experiments_read_this_machines_gpus_even_with_a_remote_daemon(
     from pytest_llem.settings import PreflightSettings
 
     capture = tmp_path / "q.txt"
-    capture.write_text(q_output(H200_BUSY))
+    capture.write_text(verbatim(H200_BUSY))
     smi = tmp_path / "nvidia-smi"
     smi.write_text(f"#!/bin/sh\necho called >> {tmp_path}/calls\nexec /bin/cat {capture}\n")
     smi.chmod(0o755)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from testbed.captures import verbatim as captured_output
 
 from pytest_llem.domain.nvidia_smi import (
     GpuInfo,
@@ -24,8 +25,7 @@ REFERENCE = Path(__file__).parent.parent / "data" / "reference"
 
 
 def verbatim(name: str) -> str:
-    text = (REFERENCE / name).read_text()
-    return text.split("# ---- verbatim output below ----\n", 1)[1]
+    return captured_output(REFERENCE / name)
 
 
 # -- banner -----------------------------------------------------------------------------------
