@@ -21,7 +21,7 @@ Every case runs in a new virtual environment with this checkout installed (`pip 
 what a user's interpreter pays at start-up, no more (no editable-install hook, no other
 package's start-up files).
 
-Usage: python bench/preflight_bench.py [--rounds N] [--hook-delay S] [--python PY]
+Usage: python bench/preflight_bench.py [--rounds N] [--hook-delay S] [--python PY] [--cases A,B]
 """
 
 from __future__ import annotations
@@ -94,6 +94,11 @@ def main() -> int:
         "--python",
         help="a Python with this checkout's pytest-llem installed (default: a new virtual "
         "environment with it installed as a user would, `pip install .`)",
+    )
+    parser.add_argument(
+        "--cases",
+        help="only these cases, comma-separated (a quicker look at one figure; ratios whose "
+        "cases did not run are left out)",
     )
     args = parser.parse_args()
 
@@ -199,8 +204,15 @@ def main() -> int:
                 work,
             ),
         }
-        cases["warm"]()  # fill the warm cache once
-        cases["cold"]()  # and the plan a study run before has
+        if args.cases:
+            wanted = [name.strip() for name in args.cases.split(",")]
+            unknown = sorted(set(wanted) - set(cases))
+            if unknown:
+                known = ", ".join(cases)
+                raise SystemExit(f"unknown case(s): {', '.join(unknown)}; known: {known}")
+            cases = {name: case for name, case in cases.items() if name in wanted}
+        cases.get("warm", lambda: 0.0)()  # fill the warm cache once
+        cases.get("cold", lambda: 0.0)()  # and the plan a study run before has
         samples: dict[str, list[float]] = {name: [] for name in cases}
         # The suite pair is short and noisy: it runs several times per round.
         repeat = {"200 tests, plugin off": 5, "200 tests, -p no:llem": 5}
@@ -217,21 +229,28 @@ def main() -> int:
         for name, value in med.items():
             spread = f"{min(samples[name]):.3f}-{max(samples[name]):.3f}"
             print(f"  {name:24s} {value:7.3f} s   (range {spread})")
-        ratios = {
-            "warm / python": med["warm"] / med["python"],
-            "cold / python": med["cold"] / med["python"],
-            "first run / python": med["first run"] / med["python"],
-            "cold / python, def. net": med["cold"] / med["python, default network"],
-            "8 images / 1 image": med["8 images"] / med["1 image"],
-            "engine: 8 probes / 1": med["engine: 8 probes"] / med["engine: 1 probe"],
-            "plugin off / no:llem": med["200 tests, plugin off"] / med["200 tests, -p no:llem"],
-            "python / shell": med["python"] / med["shell"],
+        pairs = {
+            "warm / python": ("warm", "python"),
+            "cold / python": ("cold", "python"),
+            "first run / python": ("first run", "python"),
+            "cold / python, def. net": ("cold", "python, default network"),
+            "8 images / 1 image": ("8 images", "1 image"),
+            "engine: 8 probes / 1": ("engine: 8 probes", "engine: 1 probe"),
+            "plugin off / no:llem": ("200 tests, plugin off", "200 tests, -p no:llem"),
+            "python / shell": ("python", "shell"),
         }
-        # What the pre-flight itself adds for seven more images, beyond the engine's own time.
-        added = (med["8 images"] - med["1 image"]) - (
-            med["engine: 8 probes"] - med["engine: 1 probe"]
-        )
-        print(f"  {'7 more images, less the engine':24s} {added:7.3f} s")
+        ratios = {
+            name: med[top] / med[bottom]
+            for name, (top, bottom) in pairs.items()
+            if top in med and bottom in med
+        }
+        engine_cases = ("8 images", "1 image", "engine: 8 probes", "engine: 1 probe")
+        if all(name in med for name in engine_cases):
+            # What the pre-flight itself adds for seven more images, beyond the engine's own.
+            added = (med["8 images"] - med["1 image"]) - (
+                med["engine: 8 probes"] - med["engine: 1 probe"]
+            )
+            print(f"  {'7 more images, less the engine':24s} {added:7.3f} s")
         print("ratios:")
         failed = False
         for name, ratio in ratios.items():

@@ -18,10 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
-
-from .settings import option_dest, setting_fields
 
 if TYPE_CHECKING:
     import dataclasses
@@ -42,6 +39,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .settings import option_dest, setting_fields
 
     parser = _Parser(prog="llem", description="Pre-flight and run LLM energy experiments.")
     parser.add_argument("--version", action="version", version=f"llem {__version__}")
@@ -126,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _field(name: str) -> dataclasses.Field[Any]:
+    from .settings import setting_fields
+
     return next(f for f in setting_fields() if f.name == name)
 
 
@@ -153,6 +153,11 @@ def run() -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .signals import sigterm_interrupts
+
+    sys.setswitchinterval(0.0005)
+    import gc
+
+    gc.set_threshold(100_000, 50, 100)
 
     with sigterm_interrupts() as signals:  # before anything starts: every exit path cleans up
         facts: Facts | None = None
@@ -235,6 +240,8 @@ def _study(config: str | None, data: bytes | None = None) -> StudyConfig:
 
 
 def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | None) -> int:
+    from pathlib import Path
+
     from .errors import ConfigError, DockerPreFlightError
 
     if (args.model is None) != (args.backend is None):
@@ -357,6 +364,8 @@ def _remember_plan(
 
 
 def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
+    from pathlib import Path
+
     from .errors import ConfigError, DockerPreFlightError
     from .host.jsonfile import unwritable_reason, write_json, write_text
     from .preflight import run_docker_preflight
@@ -411,6 +420,8 @@ def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
 
 def _fleet_hosts(args: argparse.Namespace) -> list[str] | None:
     """The ``--tx`` specs of `llem preflight --host`/``--hosts-file``; None without hosts."""
+    from pathlib import Path
+
     from .errors import ConfigError
     from .fleet import read_hosts_file, specs_for_hosts
 
@@ -449,6 +460,8 @@ def _fleet_hosts(args: argparse.Namespace) -> list[str] | None:
 def _fleet_preflight(
     hosts: list[str], settings: PreflightSettings, json_path: str | None, *, verbose: bool
 ) -> int:
+    from pathlib import Path
+
     from .domain.text import printable
     from .host.jsonfile import write_json
     from .preflight import run_fleet_preflight

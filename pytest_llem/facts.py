@@ -9,20 +9,24 @@ starts exactly what the built-in checks would start, a little sooner.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from .domain.records import CommandResult, HostFacts, ImageFacts, ImageInfo, ProbeFacts
 from .host import docker, nvidia
-from .host.proc import kill_all, result_of
-from .settings import HOST_COMMAND_TIMEOUT_S, PreflightSettings
+from .host.proc import HOST_COMMAND_TIMEOUT_S, Started, kill_all, result_of, start
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from .domain.records import HostFacts, ImageFacts, ImageInfo, ProbeFacts
+    from .host.probe_cache import ProbeCache
     from .progress import Progress
+    from .settings import PreflightSettings
+
+# (Nothing heavier than the host adapters loads before the first queries have started: the
+# records, the settings and the thread pool follow while `docker version` runs.)
 
 TIER1_IDS = ("docker-cli", "docker-daemon", "nvidia-toolkit")
 
@@ -33,11 +37,9 @@ class Facts:
     def __init__(
         self, settings: PreflightSettings | None = None, env: Mapping[str, str] | None = None
     ) -> None:
-        self.settings = settings or PreflightSettings()
+        self._settings = settings
         self.env = dict(os.environ if env is None else env)
-        # Threads that wait on commands: enough that no probe ever queues behind another
-        # (each image may hold one for its facts and one for its probe at once).
-        self._pool = ThreadPoolExecutor(max_workers=48, thread_name_prefix="llem")
+        self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._docker: Future[HostFacts] | None = None
         self._host: Future[HostFacts] | None = None
@@ -52,9 +54,33 @@ class Facts:
         self._settled: Future[HostFacts] | None = None  # the host after `--wait`
         self._identity_after_wait: Future[dict[str, str]] | None = None
         self._closing = threading.Event()
+        self._probe_begun = threading.Event()  # a probe container started, or none will
+        self._cache: ProbeCache | None = None
         self.progress: Progress | None = None  # where long work shows signs of life
         self.cache_lookup: Callable[[HostFacts, ImageFacts], ProbeFacts | None] | None = None
         self.cache_store: Callable[[HostFacts, ImageFacts, ProbeFacts], None] | None = None
+
+    @property
+    def settings(self) -> PreflightSettings:
+        if self._settings is None:
+            from .settings import PreflightSettings
+
+            self._settings = PreflightSettings()
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: PreflightSettings) -> None:
+        self._settings = settings
+
+    @property
+    def _pool(self) -> ThreadPoolExecutor:
+        """Threads that wait on commands: enough that no probe ever queues behind another
+        (each image may hold one for its facts and one for its probe at once)."""
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max_workers=48, thread_name_prefix="llem")
+        return self._executor
 
     # --- before the settings are known: read-only host queries ---------------------------
 
@@ -62,14 +88,22 @@ class Facts:
         """Start the read-only host queries now (once); nothing here changes the host.
 
         What decides the checks goes first: the daemon's version (all that tier 1's gate
-        needs) and the host driver, side by side; what only keys the probe cache (the
-        daemon's id, the toolkit's version) follows once the daemon has answered.
+        needs) and the host driver, started side by side in this thread; what only keys the
+        probe cache (the daemon's id, the toolkit's version) follows once the daemon has
+        answered.
         """
         with self._lock:
             if self._host is not None:
                 return
-            self._docker = self._pool.submit(self._gather_docker)
-            self._host = self._pool.submit(self._gather_host, self._docker)
+            version = (
+                start(docker.VERSION_ARGV, env=self.env) if docker.docker_path(self.env) else None
+            )
+            remote = docker.daemon_is_remote(self.env)
+            smi = None if remote else start(nvidia.SMI_ARGV, env=self.env)
+            self._docker = self._pool.submit(self._gather_docker, HOST_COMMAND_TIMEOUT_S, version)
+            self._host = self._pool.submit(
+                self._gather_host, self._docker, HOST_COMMAND_TIMEOUT_S, smi
+            )
             self._identity = self._pool.submit(self._gather_identity, self._docker)
 
     def adopt(self, settings: PreflightSettings) -> Facts:
@@ -87,8 +121,10 @@ class Facts:
             from .host.probe_cache import ProbeCache
 
             cache = ProbeCache(settings.cache_s, identify=self.identity)
+            self._cache = cache
             self.cache_lookup, self.cache_store = cache.lookup, cache.store
         else:
+            self._cache = None
             self.cache_lookup = self.cache_store = None
         return self
 
@@ -139,24 +175,43 @@ class Facts:
             return result_of(future)
         return result_of(self._identity)
 
-    def _gather_docker(self, timeout: float = HOST_COMMAND_TIMEOUT_S) -> HostFacts:
+    def _gather_docker(
+        self, timeout: float = HOST_COMMAND_TIMEOUT_S, version: Started | None = None
+    ) -> HostFacts:
+        """The daemon's facts; ``version`` is a `docker version` started already, if any."""
+        from .domain.records import HostFacts
+
         endpoint = docker.daemon_endpoint(self.env)
         docker_path = docker.docker_path(self.env)
-        version = docker.docker_version(timeout, self.env) if docker_path else None
+        result = None
+        if version is not None:
+            result = version.finish(timeout)
+        elif docker_path:
+            result = docker.docker_version(timeout, self.env)
         return HostFacts(
             endpoint=endpoint,
             docker_path=docker_path,
-            version=version,
+            version=result,
             toolkit=nvidia.toolkit_tools(self.env),
             smi=None,
             smi_info=None,
         )
 
     def _gather_host(
-        self, docker_facts: Future[HostFacts], timeout: float = HOST_COMMAND_TIMEOUT_S
+        self,
+        docker_facts: Future[HostFacts],
+        timeout: float = HOST_COMMAND_TIMEOUT_S,
+        started: Started | None = None,
     ) -> HostFacts:
+        """The host's facts; ``started`` is an `nvidia-smi -q` started already, if any."""
+        import dataclasses
+
+        from .domain.records import CommandResult
+
         smi: CommandResult | None = None
-        if not docker.daemon_endpoint(self.env).remote:
+        if started is not None:
+            smi = started.finish(timeout)
+        elif not docker.daemon_is_remote(self.env):
             smi = nvidia.nvidia_smi_query(timeout, self.env)
         smi_info = None
         if smi is not None and smi.ok:
@@ -232,20 +287,31 @@ class Facts:
         self._pool.submit(self._image_work_when_tier1_passes)
 
     def _image_work_when_tier1_passes(self) -> None:
+        probes = 0
+        try:
+            probes = self._start_image_work_now()
+        finally:
+            if not probes:  # no probe will start: nothing to wait for
+                self._probe_begun.set()
+
+    def _start_image_work_now(self) -> int:
+        """The images gathered, and the probes started, that the checks would start; how
+        many probes that is."""
         from .domain import verdicts
 
         skip = self.settings.skip
         if "all" in skip or self.settings.measurement_only:
-            return
+            return 0
         # Tier 1's verdicts need no more than the daemon's answer (after `--wait`, the host's).
         gate = self.host() if self.settings.wait_s > 0 else self.docker_facts()
         judges = (verdicts.docker_cli, verdicts.docker_daemon, verdicts.nvidia_toolkit)
         for check_id, judge in zip(TIER1_IDS, judges, strict=True):
             if check_id not in skip and judge(gate).outcome == "failed":
-                return
+                return 0
         names = self._wanted_images()
         self._start_images()  # while the host driver is still being asked
         host = self.host()
+        probes = 0
         for name in names:
             image = self.image(name)
             if image.info is None or _skipped(skip, "gpu-in-container", name):
@@ -254,6 +320,22 @@ class Facts:
             if verdict.outcome == "passed":  # failed, or not judgeable yet: the checks decide
                 with self._lock:
                     self._start_probe(name)
+                probes += 1
+        return probes
+
+    def await_probe_start(self, limit_s: float) -> None:
+        """Wait, at most ``limit_s``, until the image work has started its first probe
+        container or found it needs none; only when no remembered probe could stand in.
+
+        For `llem` before it imports pytest: on a machine of few cores that import (a
+        quarter of a second of CPU) would otherwise delay the probe, the pre-flight's
+        longest step, by about as much; once the probe runs, the import costs nothing.
+        """
+        with self._lock:
+            began = self._image_work
+        if not began or (self._cache is not None and self._cache.remembers_any()):
+            return
+        self._probe_begun.wait(limit_s)
 
     def _wanted_images(self) -> list[str]:
         """The images some check will ask about (not every check of theirs is skipped)."""
@@ -281,6 +363,8 @@ class Facts:
         return result_of(future)
 
     def _gather_image(self, image: str) -> ImageFacts:
+        from .domain.records import ImageFacts
+
         info, inspect = docker.image_inspect(image, HOST_COMMAND_TIMEOUT_S, self.env)
         if info is not None:
             return ImageFacts(image, info, inspect)
@@ -350,7 +434,14 @@ class Facts:
         return None
 
     def _run_probe(self, image: str) -> ProbeFacts:
+        try:
+            return self._probe_now(image)
+        finally:  # (a remembered answer, or a failure before the container started)
+            self._probe_begun.set()
+
+    def _probe_now(self, image: str) -> ProbeFacts:
         from .domain.nvidia_smi import parse_query_csv
+        from .domain.records import ProbeFacts
 
         facts = self.image(image)
         host = self.host()
@@ -366,7 +457,9 @@ class Facts:
         limit = self.settings.timeout_s
         check = f"gpu-in-container[{image}]"
         task = self.progress.probe(check, limit) if self.progress else None
-        result = docker.probe(image, name, limit, self.env)
+        started = docker.start_probe(image, name, self.env)
+        self._probe_begun.set()
+        result = started.finish(limit)
         if task is not None:
             task.end()
         if result.timed_out:

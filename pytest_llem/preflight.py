@@ -59,6 +59,9 @@ _UNNEEDED_PLUGINS = [
 ]
 
 
+# How long `llem` may let a probe that will surely run start before pytest is imported.
+PROBE_HEAD_START_S = 0.5
+
 # pytest's own marker (`pytest.hookimpl`), without importing pytest before the work has begun.
 _hookimpl = HookimplMarker("pytest")
 
@@ -214,6 +217,7 @@ def run_docker_preflight(
 
     facts = (facts or Facts()).adopt(settings)
     facts.start_image_work()  # the settings are valid: what the checks will start starts now
+    facts.await_probe_start(PROBE_HEAD_START_S)
     import pytest  # (while that work runs)
 
     handoff = _Handoff(facts)

@@ -16,9 +16,6 @@ from typing import Any, Literal
 
 Kind = Literal["seconds", "seconds_or_0", "image", "images", "ids", "indices", "flag", "path"]
 
-# The quick host commands (docker version/info/inspect, nvidia-smi): not a user setting.
-HOST_COMMAND_TIMEOUT_S = 10.0
-
 
 def _setting(
     default: Any,

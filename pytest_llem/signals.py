@@ -11,7 +11,6 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import FrameType
 
 
@@ -19,12 +18,12 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the main thread is, so it unwinds like Ctrl-C."""
 
 
-@dataclass
 class Signals:
     """The SIGTERM seen inside `sigterm_interrupts()` (code that turns a KeyboardInterrupt
     into its own exception, as pytest does, loses the kind)."""
 
-    received: int | None = None
+    def __init__(self, received: int | None = None) -> None:
+        self.received = received
 
     def exit_status(self, exc: BaseException) -> int:
         """128 + the signal: 143 for SIGTERM, 130 for Ctrl-C."""

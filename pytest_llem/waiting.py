@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 from .domain import verdicts
 from .domain.records import HostFacts
-from .settings import HOST_COMMAND_TIMEOUT_S
+from .host.proc import HOST_COMMAND_TIMEOUT_S
 
 FIRST_DELAY_S = 0.5
 MAX_DELAY_S = 5.0

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..domain.records import CommandResult, Endpoint, ImageInfo
-from .proc import run, run_streaming, spawn_detached
+from .proc import Started, run, run_streaming, spawn_detached, start
+
+if TYPE_CHECKING:
+    from ..domain.records import CommandResult, Endpoint, ImageInfo
+
+# (json, hashlib and the records load only where needed: `docker version` starts first.)
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
+# Schemes of a daemon on another machine (as `Endpoint.remote` has them).
+REMOTE_SCHEMES = ("tcp://", "ssh://", "http://", "https://")
 PROBE_FIELDS = ("index", "name", "uuid", "driver_version")
 
 
@@ -23,10 +25,10 @@ def docker_path(env: Mapping[str, str] | None = None) -> str | None:
     return shutil.which("docker", path=env.get("PATH", os.defpath))
 
 
-def _docker_config_dir(env: Mapping[str, str]) -> Path:
+def _docker_config_dir(env: Mapping[str, str]) -> str:
     if env.get("DOCKER_CONFIG"):
-        return Path(env["DOCKER_CONFIG"])
-    return Path(env.get("HOME", str(Path.home()))) / ".docker"
+        return env["DOCKER_CONFIG"]
+    return os.path.join(env.get("HOME") or os.path.expanduser("~"), ".docker")
 
 
 def daemon_endpoint(env: Mapping[str, str] | None = None) -> Endpoint:
@@ -34,32 +36,48 @@ def daemon_endpoint(env: Mapping[str, str] | None = None) -> Endpoint:
 
     Reads the CLI's own files instead of running `docker context inspect` (one process less).
     """
-    env = os.environ if env is None else env
+    from ..domain.records import Endpoint
+
+    return Endpoint(*_endpoint_parts(os.environ if env is None else env))
+
+
+def daemon_is_remote(env: Mapping[str, str] | None = None) -> bool:
+    """`daemon_endpoint(env).remote`, without loading the records (asked before they are)."""
+    url = _endpoint_parts(os.environ if env is None else env)[0]
+    return url.startswith(REMOTE_SCHEMES)
+
+
+def _endpoint_parts(env: Mapping[str, str]) -> tuple[str, str | None, str]:
+    """The endpoint's URL, context and where it was found."""
     if env.get("DOCKER_HOST"):
-        return Endpoint(env["DOCKER_HOST"], source="DOCKER_HOST")
+        return env["DOCKER_HOST"], None, "DOCKER_HOST"
     config_dir = _docker_config_dir(env)
     context = env.get("DOCKER_CONTEXT")
     source = "DOCKER_CONTEXT"
     if not context:
-        data = _json_file(config_dir / "config.json")
+        data = _json_file(os.path.join(config_dir, "config.json"))
         current = data.get("currentContext") if data else None
         context = current if isinstance(current, str) else None  # damaged: the CLI's default
         source = "docker context"
     if not context or context == "default":
-        return Endpoint(DEFAULT_HOST)
+        return DEFAULT_HOST, None, "default"
+    import hashlib
+
     digest = hashlib.sha256(context.encode()).hexdigest()
-    meta = _json_file(config_dir / "contexts" / "meta" / digest / "meta.json")
+    meta = _json_file(os.path.join(config_dir, "contexts", "meta", digest, "meta.json"))
     try:
         host = meta["Endpoints"]["docker"]["Host"]  # type: ignore[index]
     except (KeyError, TypeError):
         host = None
     if not isinstance(host, str) or not host:
-        return Endpoint(DEFAULT_HOST, context=context, source=source)
-    return Endpoint(host, context=context, source=source)
+        return DEFAULT_HOST, context, source
+    return host, context, source
 
 
-def _json_file(path: Path, limit: int = 1024 * 1024) -> dict[str, Any] | None:
+def _json_file(path: str, limit: int = 1024 * 1024) -> dict[str, Any] | None:
     """A small JSON object file of the docker CLI's, None when absent, too big or damaged."""
+    import json
+
     try:
         with open(path, "rb") as handle:
             raw = handle.read(limit + 1)
@@ -88,6 +106,8 @@ def docker_info(timeout: float, env: Mapping[str, str] | None = None) -> Command
 
 def daemon_id(timeout: float, env: Mapping[str, str] | None = None) -> str:
     """The engine's ID from `docker info` ("" when it cannot tell)."""
+    import json
+
     result = docker_info(timeout, env)
     if result.ok:
         try:
@@ -106,6 +126,10 @@ def inspect_argv(image: str) -> tuple[str, ...]:
 def image_inspect(
     image: str, timeout: float, env: Mapping[str, str] | None = None
 ) -> tuple[ImageInfo | None, CommandResult]:
+    import json
+
+    from ..domain.records import ImageInfo
+
     result = run(inspect_argv(image), timeout=timeout, env=env)
     if not result.ok:
         return None, result
@@ -133,6 +157,8 @@ def pull(
     standard output, a terminal's redraws included; the result keeps it as plain lines)."""
     if on_output is None:
         return run(["docker", "pull", "--quiet", "--", image], timeout=timeout, env=env)
+    import dataclasses
+
     from ..domain.pulls import plain_text
 
     result = run_streaming(
@@ -166,10 +192,9 @@ def probe_argv(image: str, name: str, fields: Sequence[str] = PROBE_FIELDS) -> l
     ]
 
 
-def probe(
-    image: str, name: str, timeout: float, env: Mapping[str, str] | None = None
-) -> CommandResult:
-    return run(probe_argv(image, name), timeout=timeout, env=env)
+def start_probe(image: str, name: str, env: Mapping[str, str] | None = None) -> Started:
+    """Start the probe container; `Started.finish(timeout)` waits for its answer."""
+    return start(probe_argv(image, name), env=env)
 
 
 def remove_container(name: str, env: Mapping[str, str] | None = None, wait: bool = False) -> None:

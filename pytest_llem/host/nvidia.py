@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections.abc import Mapping
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..domain.records import CommandResult
 from .proc import run
+
+if TYPE_CHECKING:
+    from ..domain.records import CommandResult
 
 TOOLKIT_TOOLS = ("nvidia-ctk", "nvidia-container-runtime", "nvidia-container-cli")
 HOOK_TOOL = "nvidia-container-runtime-hook"
-TOOLKIT_CONFIG = Path("/etc/nvidia-container-runtime/config.toml")
+TOOLKIT_CONFIG = "/etc/nvidia-container-runtime/config.toml"
 SMI_ARGV = ("nvidia-smi", "-q")
 # `-q` names the architecture (Hopper), but NVIDIA_REQUIRE_* `arch` compares compute capability.
 CAPS_ARGV = ("nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader")
@@ -43,9 +44,12 @@ def toolkit_version_argv(tools: Mapping[str, str]) -> tuple[str, ...] | None:
     return (tools[name], "--version") if name else None
 
 
-def toolkit_config_digest(path: Path = TOOLKIT_CONFIG) -> str:
+def toolkit_config_digest(path: str = TOOLKIT_CONFIG) -> str:
+    import hashlib
+
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        with open(path, "rb") as config:
+            return hashlib.sha256(config.read()).hexdigest()[:16]
     except OSError:
         return ""
 

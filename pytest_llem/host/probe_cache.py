@@ -64,6 +64,10 @@ class ProbeCache:
         entries = data.get("entries")
         return entries if isinstance(entries, dict) else {}
 
+    def remembers_any(self) -> bool:
+        """Whether the file holds any probe at all (a lookup could find one)."""
+        return bool(self._read())
+
     def lookup(self, host: HostFacts, image: ImageFacts) -> ProbeFacts | None:
         entries = self._read()
         if not entries:  # nothing to find: don't wait for the engine's identity

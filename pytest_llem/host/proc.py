@@ -11,17 +11,25 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
-from typing import IO, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
-from ..domain.records import CommandResult
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from ..domain.records import CommandResult
+
+# (The records, and the dataclasses behind them, load once a command has started: the
+# first host queries start before any of that is imported.)
 
 T = TypeVar("T")
 
 # Processes started by run() and not yet ended, so that an interrupt can kill them all.
 _LIVE: set[subprocess.Popen[bytes]] = set()
 _LIVE_LOCK = threading.Lock()
+
+# The limit of the quick host commands (docker version/info/inspect, nvidia-smi): not a
+# user setting.
+HOST_COMMAND_TIMEOUT_S = 10.0
 
 # Waits in the main thread wake this often: a signal the kernel hands to another thread is
 # only acted on when the main thread runs Python code, so a Ctrl-C must never wait on a lock
@@ -79,6 +87,64 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+class Started:
+    """A command that `start()` started; `finish()` collects its result."""
+
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str] | None) -> None:
+        self.argv = tuple(argv)
+        self.started = time.monotonic()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.missing = ""  # why the executable could not be started
+        try:
+            self.proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=_environ(env),
+                start_new_session=True,
+            )
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+            self.missing = f"{argv[0]}: {exc.strerror}"
+            return
+        with _LIVE_LOCK:
+            _LIVE.add(self.proc)
+
+    def finish(self, timeout: float) -> CommandResult:
+        """The result, the command killed (its process group) once ``timeout`` seconds have
+        passed since it started, or on an interrupt."""
+        from ..domain.records import CommandResult
+
+        proc, argv, start = self.proc, self.argv, self.started
+        if proc is None:
+            return CommandResult(argv, 127, stderr=self.missing, missing=True)
+        out, err = _Kept(), _Kept()
+        try:
+            _collect(proc, {proc.stdout: out, proc.stderr: err}, start + timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            deadline = time.monotonic() + _DRAIN_S
+            _collect(proc, {proc.stdout: out, proc.stderr: err}, deadline, kill=True)
+            return CommandResult(
+                argv, None, out.text(), err.text(), time.monotonic() - start, timed_out=True
+            )
+        except BaseException:
+            _kill_group(proc)
+            _close(proc)
+            proc.wait()
+            raise
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(proc)
+        took = time.monotonic() - start
+        return CommandResult(argv, proc.returncode, out.text(), err.text(), took)
+
+
+def start(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Started:
+    """Start ``argv`` in its own process group; its output is read by `Started.finish`."""
+    return Started(argv, env)
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -86,40 +152,7 @@ def run(
     env: Mapping[str, str] | None = None,
 ) -> CommandResult:
     """Run ``argv`` with a wall-clock limit; on expiry or interrupt kill its process group."""
-    start = time.monotonic()
-    try:
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_environ(env),
-            start_new_session=True,
-        )
-    except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
-        return CommandResult(tuple(argv), 127, stderr=f"{argv[0]}: {exc.strerror}", missing=True)
-    with _LIVE_LOCK:
-        _LIVE.add(proc)
-    out, err = _Kept(), _Kept()
-    try:
-        _collect(proc, {proc.stdout: out, proc.stderr: err}, time.monotonic() + timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        _collect(proc, {proc.stdout: out, proc.stderr: err}, time.monotonic() + _DRAIN_S, kill=True)
-        return CommandResult(
-            tuple(argv), None, out.text(), err.text(), time.monotonic() - start, timed_out=True
-        )
-    except BaseException:
-        _kill_group(proc)
-        _close(proc)
-        proc.wait()
-        raise
-    finally:
-        with _LIVE_LOCK:
-            _LIVE.discard(proc)
-    return CommandResult(
-        tuple(argv), proc.returncode, out.text(), err.text(), time.monotonic() - start
-    )
+    return start(argv, env=env).finish(timeout)
 
 
 def run_streaming(
@@ -134,6 +167,8 @@ def run_streaming(
     That output is a pseudo-terminal where one can be had, so that the command shows the
     progress it shows a person (`docker pull` does only then); its error output stays a pipe.
     """
+    from ..domain.records import CommandResult
+
     start = time.monotonic()
     try:
         reader, writer = os.openpty()
@@ -298,6 +333,8 @@ def wait_process(proc: subprocess.Popen[bytes]) -> int:
 
 def result_of(future: Future[T]) -> T:
     """`future.result()` that lets a Ctrl-C through however the signal was delivered."""
+    from concurrent.futures import TimeoutError as FutureTimeout
+
     while True:
         try:
             return future.result(timeout=SLICE_S)

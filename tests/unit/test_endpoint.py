@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from pytest_llem.host.docker import DEFAULT_HOST, daemon_endpoint
+from pytest_llem.host.docker import DEFAULT_HOST, daemon_endpoint, daemon_is_remote
 
 
 def _context(config: Path, name: str, host: str) -> None:
@@ -73,3 +73,33 @@ def test_a_damaged_context_falls_back(tmp_path: Path) -> None:
         (folder / "meta.json").write_text(json.dumps(meta))
         endpoint = daemon_endpoint({"DOCKER_CONFIG": str(tmp_path), "DOCKER_CONTEXT": name})
         assert endpoint.url == DEFAULT_HOST and endpoint.context == name, meta
+
+
+def test_the_early_remote_check_agrees_with_the_endpoint(tmp_path: Path) -> None:
+    """`daemon_is_remote` decides whether `nvidia-smi -q` starts before the records load: it
+    must say what `daemon_endpoint(...).remote` says, for every way of naming a daemon."""
+    _context(tmp_path, "far", "ssh://user@gpu-box")
+    _context(tmp_path, "rootless", "unix:///run/user/1000/docker.sock")
+    envs = [
+        {"DOCKER_CONFIG": str(tmp_path)},
+        {"DOCKER_CONFIG": str(tmp_path), "DOCKER_CONTEXT": "far"},
+        {"DOCKER_CONFIG": str(tmp_path), "DOCKER_CONTEXT": "rootless"},
+        *(
+            {"DOCKER_CONFIG": str(tmp_path), "DOCKER_HOST": url}
+            for url in (
+                "tcp://10.0.0.5:2376",
+                "ssh://gpu-box",
+                "http://gpu-box:2375",
+                "https://gpu-box:2376",
+                "unix:///var/run/docker.sock",
+                "npipe:////./pipe/docker_engine",
+                "fd://",
+            )
+        ),
+    ]
+    seen = set()
+    for env in envs:
+        remote = daemon_endpoint(env).remote
+        assert daemon_is_remote(env) is remote, env
+        seen.add(remote)
+    assert seen == {True, False}
