@@ -54,6 +54,8 @@ _UNNEEDED_PLUGINS = [
         "recwarn",
         "unittest",
         "assertion",
+        "skipping",  # (the checks skip with pytest.skip(), which needs no plugin; no markers)
+        "subtests",
     )
     for arg in ("-p", f"no:{name}")
 ]

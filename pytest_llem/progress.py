@@ -16,8 +16,6 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from .domain.pulls import PullProgress
-
 PROBE_SHOWN_AFTER_S = 2.0
 REFRESH_S = 0.25
 _CLEAR = "\r\x1b[K"
@@ -48,6 +46,8 @@ class PullTask(Task):
     """A pull, fed the CLI's output as it comes."""
 
     def __init__(self, progress: Progress, check: str, image: str, limit_s: float) -> None:
+        from .domain.pulls import PullProgress  # (only a pull needs its parser)
+
         super().__init__(progress, check, "pulling", 0.0)
         self.image = image
         self.limit_s = limit_s
