@@ -214,13 +214,22 @@ def main() -> int:
         cases.get("warm", lambda: 0.0)()  # fill the warm cache once
         cases.get("cold", lambda: 0.0)()  # and the plan a study run before has
         samples: dict[str, list[float]] = {name: [] for name in cases}
-        # The suite pair is short and noisy: it runs several times per round.
-        repeat = {"200 tests, plugin off": 5, "200 tests, -p no:llem": 5}
-        for _ in range(args.rounds):
-            for name, case in cases.items():
-                for _ in range(repeat.get(name, 1)):
-                    time.sleep(args.settle)  # let the engine finish the last case's cleanup
-                    samples[name].append(case())
+        # The suite pair is short and noisy: five alternations of the two per round, so that
+        # neither always follows the engine's cases (whose cleanup outlives their commands).
+        suite_cases = ("200 tests, plugin off", "200 tests, -p no:llem")
+        pair = [name for name in suite_cases if name in cases]
+
+        def sample(name: str) -> None:
+            time.sleep(args.settle)  # let the engine finish the last case's cleanup
+            samples[name].append(cases[name]())
+
+        for round_ in range(args.rounds):
+            for name in cases:
+                if name not in pair:
+                    sample(name)
+            for _ in range(5):
+                for name in pair[:: 1 if round_ % 2 else -1]:  # who goes first alternates too
+                    sample(name)
         med = {name: statistics.median(values) for name, values in samples.items()}
         print(
             f"pre-flight benchmark: {args.rounds} interleaved rounds, hook delay "

@@ -7,8 +7,9 @@ import signal
 import sys
 import time
 import tracemalloc
+from pathlib import Path
 
-from pytest_llem.host.proc import MAX_OUTPUT, run
+from pytest_llem.host.proc import MAX_OUTPUT, run, start
 
 FLOOD = (
     "import sys\n"
@@ -70,3 +71,35 @@ def test_a_grandchild_holding_the_pipe_does_not_block_a_timeout() -> None:
     os.kill(int(result.stdout.split()[0]), signal.SIGKILL)
     assert result.timed_out
     assert took < 6
+
+
+def test_a_started_command_runs_while_the_caller_goes_on(tmp_path: Path) -> None:
+    """`start()` returns once the command runs (the early host queries rely on it), and
+    `finish()` collects what it printed, however much later."""
+    gate = tmp_path / "gate"
+    waits = (
+        f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.01)\n"
+        "print('done')"
+    )
+    started = start([sys.executable, "-c", waits])
+    assert started.proc is not None and started.proc.poll() is None  # running, not waited for
+    gate.touch()
+    result = started.finish(60)
+    assert result.ok and result.stdout == "done\n" and not result.missing
+
+
+def test_a_started_commands_limit_counts_from_its_start() -> None:
+    """Time spent before `finish()` is part of the limit: a query started early cannot take
+    longer than a query started late."""
+    started = start([sys.executable, "-c", "import time; time.sleep(60)"])
+    time.sleep(1.0)
+    begin = time.monotonic()
+    result = started.finish(1.0)
+    assert result.timed_out and result.returncode is None
+    assert time.monotonic() - begin < 0.9  # the limit had passed: no second wait
+
+
+def test_a_missing_executable_is_a_result_not_an_error(tmp_path: Path) -> None:
+    started = start([str(tmp_path / "no-such-tool"), "--version"])
+    result = started.finish(10)
+    assert result.missing and result.returncode == 127 and "no-such-tool" in result.stderr
