@@ -21,7 +21,7 @@ Every case runs in a new virtual environment with this checkout installed (`pip 
 what a user's interpreter pays at start-up, no more (no editable-install hook, no other
 package's start-up files).
 
-Usage: python bench/preflight_bench.py [--rounds N] [--hook-delay S] [--python PY] [--cases A,B]
+Usage: python bench/preflight_bench.py [--rounds N] [--hook-delay S] [--python PY] [--case NAME ...]
 """
 
 from __future__ import annotations
@@ -96,9 +96,12 @@ def main() -> int:
         "environment with it installed as a user would, `pip install .`)",
     )
     parser.add_argument(
-        "--cases",
-        help="only these cases, comma-separated (a quicker look at one figure; ratios whose "
-        "cases did not run are left out)",
+        "--case",
+        action="append",
+        dest="cases",
+        metavar="NAME",
+        help="only this case (repeatable; a quicker look at one figure: ratios whose cases "
+        "did not run are left out)",
     )
     args = parser.parse_args()
 
@@ -205,7 +208,7 @@ def main() -> int:
             ),
         }
         if args.cases:
-            wanted = [name.strip() for name in args.cases.split(",")]
+            wanted = [name.strip() for name in args.cases]
             unknown = sorted(set(wanted) - set(cases))
             if unknown:
                 known = ", ".join(cases)
