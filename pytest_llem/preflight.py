@@ -120,10 +120,8 @@ def preflight_args(settings: PreflightSettings) -> list[str]:
     from .collect import checks_dir
 
     package_dir = str(Path(__file__).resolve().parent)
-    return [
+    return [  # (the plugin itself is handed to pytest.main: `-p` would scan every entry point)
         "--llem-preflight",
-        "-p",
-        "pytest_llem.plugin",
         "-c",
         os.devnull,
         f"--rootdir={package_dir}",
@@ -222,10 +220,12 @@ def run_docker_preflight(
     facts.await_probe_start(PROBE_HEAD_START_S)
     import pytest  # (while that work runs)
 
+    from . import plugin
+
     handoff = _Handoff(facts)
     try:
         with _isolated_environ():
-            code = pytest.main(preflight_args(settings), plugins=[handoff])
+            code = pytest.main(preflight_args(settings), plugins=[plugin, handoff])
     finally:
         handoff.facts.close()
     if code in (pytest.ExitCode.INTERRUPTED, 130, 143):
