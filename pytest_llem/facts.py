@@ -40,6 +40,7 @@ class Facts:
         self._settings = settings
         self.env = dict(os.environ if env is None else env)
         self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
         self._lock = threading.Lock()
         self._docker: Future[HostFacts] | None = None
         self._host: Future[HostFacts] | None = None
@@ -76,11 +77,12 @@ class Facts:
     def _pool(self) -> ThreadPoolExecutor:
         """Threads that wait on commands: enough that no probe ever queues behind another
         (each image may hold one for its facts and one for its probe at once)."""
-        if self._executor is None:
-            from concurrent.futures import ThreadPoolExecutor
+        with self._executor_lock:  # (taken alone: callers may hold self._lock)
+            if self._executor is None:
+                from concurrent.futures import ThreadPoolExecutor
 
-            self._executor = ThreadPoolExecutor(max_workers=48, thread_name_prefix="llem")
-        return self._executor
+                self._executor = ThreadPoolExecutor(max_workers=48, thread_name_prefix="llem")
+            return self._executor
 
     # --- before the settings are known: read-only host queries ---------------------------
 
@@ -487,7 +489,8 @@ class Facts:
         # Work nobody waits for any more (a pull after a tier-1 failure, say) must not keep
         # the interpreter alive at exit: kill its commands.
         kill_all()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _skipped(skip: frozenset[str], base: str, image: str) -> bool:

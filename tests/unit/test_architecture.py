@@ -136,3 +136,29 @@ def test_a_setting_default_is_defined_once() -> None:
     """The probe image's name, a default, stands in `settings.py` alone."""
     holders = {n for n, p in MODULES.items() if "nvidia/cuda:12.0.0-base" in p.read_text()}
     assert holders == {"pytest_llem.settings"}
+
+
+def test_the_first_host_queries_start_before_the_heavy_modules_load() -> None:
+    """`llem` starts `docker version` and `nvidia-smi -q` from `Facts.start_host` right after
+    the interpreter starts: what that takes may not pull in the records (dataclasses and
+    `inspect`), the settings, the thread pool, pathlib or pytest, which load while the
+    queries run. A top-level import of any of them here costs every pre-flight its time."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import pytest_llem.cli, pytest_llem.signals, pytest_llem.facts\n"
+        "heavy = ['dataclasses', 'pathlib', 'concurrent.futures', 'pytest', 'pydantic',\n"
+        "         'yaml', 'pytest_llem.domain.records', 'pytest_llem.settings', 'json']\n"
+        "print(' '.join(m for m in heavy if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(PACKAGE.parent)},
+        check=True,
+    )
+    assert result.stdout.split() == []
