@@ -78,8 +78,7 @@ def test_a_started_command_runs_while_the_caller_goes_on(tmp_path: Path) -> None
     `finish()` collects what it printed, however much later."""
     gate = tmp_path / "gate"
     waits = (
-        f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.01)\n"
-        "print('done')"
+        f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.01)\nprint('done')"
     )
     started = start([sys.executable, "-c", waits])
     assert started.proc is not None and started.proc.poll() is None  # running, not waited for
