@@ -82,6 +82,25 @@ def _environ(env: Mapping[str, str] | None) -> dict[str, str]:
     return dict(os.environ if env is None else env)
 
 
+# What start() and run_streaming() report as a missing tool (exit 127), not as an error.
+_MISSING = (FileNotFoundError, PermissionError, NotADirectoryError)
+
+
+def _spawn(
+    argv: Sequence[str], env: Mapping[str, str] | None, *, stdout: int, stderr: int
+) -> subprocess.Popen[bytes]:
+    """``argv`` started the one way llem starts commands: never through a shell, no standard
+    input, its own session (so its whole group can be killed), the environment copied now."""
+    return subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        env=_environ(env),
+        start_new_session=True,
+    )
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -96,15 +115,8 @@ class Started:
         self.proc: subprocess.Popen[bytes] | None = None
         self.missing = ""  # why the executable could not be started
         try:
-            self.proc = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=_environ(env),
-                start_new_session=True,
-            )
-        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+            self.proc = _spawn(argv, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except _MISSING as exc:
             self.missing = f"{argv[0]}: {exc.strerror}"
             return
         with _LIVE_LOCK:
@@ -175,15 +187,8 @@ def run_streaming(
     except OSError:  # no pseudo-terminal here: a pipe, and the command's plainer output
         reader, writer = os.pipe()
     try:
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=writer,
-            stderr=subprocess.PIPE,
-            env=_environ(env),
-            start_new_session=True,
-        )
-    except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+        proc = _spawn(argv, env, stdout=writer, stderr=subprocess.PIPE)
+    except _MISSING as exc:
         os.close(reader)
         return CommandResult(tuple(argv), 127, stderr=f"{argv[0]}: {exc.strerror}", missing=True)
     finally:
@@ -251,14 +256,7 @@ def _pump(
 def spawn_detached(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> None:
     """Start ``argv`` in its own session and do not wait for it (reaped by a daemon thread)."""
     try:
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=_environ(env),
-            start_new_session=True,
-        )
+        proc = _spawn(argv, env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError:
         return
     threading.Thread(target=proc.wait, daemon=True).start()
