@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from ..domain.records import CommandResult
-from .proc import SLICE_S
+from .proc import SLICE_S, spawn
 
 # One file brought back, and everything one copy brings back (the stream, headers included).
 FILE_CAP = 64 * 1024 * 1024
@@ -50,13 +50,8 @@ def copy_in(
     """
     argv = ("docker", "cp", "-", f"{name}:/")
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(os.environ if env is None else env),
-            start_new_session=True,
+        proc = spawn(
+            argv, env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
     except OSError as exc:
         return CommandResult(argv, 127, stderr=f"docker: {exc.strerror or exc}", missing=True)
@@ -134,13 +129,11 @@ def copy_out(
     """
     back = CopyBack()
     try:
-        proc = subprocess.Popen(
+        proc = spawn(
             ["docker", "cp", f"{name}:{directory.rstrip('/')}/.", "-"],
-            stdin=subprocess.DEVNULL,
+            env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=dict(os.environ if env is None else env),
-            start_new_session=True,
         )
     except OSError as exc:
         back.error = f"docker: {exc.strerror or exc}"

@@ -86,14 +86,22 @@ def _environ(env: Mapping[str, str] | None) -> dict[str, str]:
 _MISSING = (FileNotFoundError, PermissionError, NotADirectoryError)
 
 
-def _spawn(
-    argv: Sequence[str], env: Mapping[str, str] | None, *, stdout: int, stderr: int
+def spawn(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None,
+    *,
+    stdout: int | IO[bytes],
+    stderr: int,
+    stdin: int = subprocess.DEVNULL,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """``argv`` started the one way llem starts commands: never through a shell, no standard
-    input, its own session (so its whole group can be killed), the environment copied now."""
+    """``argv`` started the one way llem starts commands: never through a shell, its own
+    session (so its whole group can be killed), the environment copied now; no standard input
+    unless ``stdin`` says otherwise."""
     return subprocess.Popen(
         list(argv),
-        stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        stdin=stdin,
         stdout=stdout,
         stderr=stderr,
         env=_environ(env),
@@ -115,7 +123,7 @@ class Started:
         self.proc: subprocess.Popen[bytes] | None = None
         self.missing = ""  # why the executable could not be started
         try:
-            self.proc = _spawn(argv, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            self.proc = spawn(argv, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except _MISSING as exc:
             self.missing = f"{argv[0]}: {exc.strerror}"
             return
@@ -187,7 +195,7 @@ def run_streaming(
     except OSError:  # no pseudo-terminal here: a pipe, and the command's plainer output
         reader, writer = os.pipe()
     try:
-        proc = _spawn(argv, env, stdout=writer, stderr=subprocess.PIPE)
+        proc = spawn(argv, env, stdout=writer, stderr=subprocess.PIPE)
     except _MISSING as exc:
         os.close(reader)
         return CommandResult(tuple(argv), 127, stderr=f"{argv[0]}: {exc.strerror}", missing=True)
@@ -256,7 +264,7 @@ def _pump(
 def spawn_detached(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> None:
     """Start ``argv`` in its own session and do not wait for it (reaped by a daemon thread)."""
     try:
-        proc = _spawn(argv, env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = spawn(argv, env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError:
         return
     threading.Thread(target=proc.wait, daemon=True).start()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..signals import shielded
 from . import docker, runfiles
-from .proc import wait_process
+from .proc import spawn, wait_process
 
 TAIL_BYTES = 64 * 1024
 STOP_GRACE_S = 10.0
@@ -69,15 +69,8 @@ def _run(
     start = time.monotonic()
     with runfiles.create(log_path) as log:  # a new file, never a link planted as the log
         try:
-            proc = subprocess.Popen(
-                list(argv),
-                cwd=cwd,
-                env=dict(os.environ if env is None else env),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches llem, which decides how to stop
-            )
+            # (its own session: Ctrl-C reaches llem, which decides how to stop it)
+            proc = spawn(argv, env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
         except OSError as exc:
             message = f"{argv[0]}: {exc.strerror or exc}"
             log.write(message.encode() + b"\n")
