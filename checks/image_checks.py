@@ -17,11 +17,15 @@ def check_cuda_compat(llem: CheckContext, llem_image: str) -> None:
 
 
 @check(tier=2, id="gpu-in-container")
-def check_gpu_in_container(llem: CheckContext, llem_image: str) -> None:
-    """`docker run --gpus all IMAGE nvidia-smi` sees the host's GPUs."""
-    image = llem.image(llem_image)
-    compat_failed = llem.failed(f"cuda-compat[{llem_image}]")
-    probe = None if compat_failed or image.info is None else llem.probe(llem_image)
+def check_gpu_in_container(llem: CheckContext, llem_request: tuple[str, str]) -> None:
+    """`docker run --gpus REQUEST IMAGE nvidia-smi`, with the experiment's own GPU request,
+    sees exactly the GPUs it asks for."""
+    name, request = llem_request
+    image = llem.image(name)
+    compat_failed = llem.failed(f"cuda-compat[{name}]")
+    probe = None if compat_failed or image.info is None else llem.probe(name, request)
     llem.expect(
-        verdicts.gpu_in_container(image, probe, llem.host, compat_failed, llem.settings.timeout_s)
+        verdicts.gpu_in_container(
+            image, probe, llem.host, compat_failed, llem.settings.timeout_s, request
+        )
     )

@@ -15,7 +15,6 @@ import pytest
 # (check id, base id, tier) and the place in the run of every kept item.
 ITEM_KEY = pytest.StashKey[tuple[str, str, int]]()
 ORDER_KEY = pytest.StashKey[int]()
-MEASUREMENT_TIER = 3
 
 
 @cache

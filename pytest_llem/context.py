@@ -42,14 +42,17 @@ class CheckContext:
 
     @property
     def local(self) -> bool:
-        """Whether only local experiments run: this machine's GPUs are the ones measured."""
-        return self._session.settings.measurement_only
+        """Whether some experiments run as processes here: this machine's GPUs are measured
+        even when the daemon is remote."""
+        settings = self._session.settings
+        return settings.measurement_only or settings.local_runs
 
     def image(self, image: str) -> ImageFacts:
         return self._session.facts.image(image)
 
-    def probe(self, image: str) -> ProbeFacts | None:
-        return self._session.facts.probe(image, self._session.probe_eligible)
+    def probe(self, image: str, request: str = "all") -> ProbeFacts | None:
+        """The probe of ``image`` making GPU request ``request`` (`domain.gpu_request`)."""
+        return self._session.facts.probe(image, request, self._session.probe_eligible)
 
     def probed_driver(self, judged: str) -> str | None:
         """The driver a probe of another image saw, for a daemon whose host driver is unknown."""

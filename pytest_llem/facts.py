@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 # (Nothing heavier than the host adapters loads before the first queries have started: the
 # records, the settings and the thread pool follow while `docker version` runs.)
 
-TIER1_IDS = ("docker-cli", "docker-daemon", "nvidia-toolkit")
-
 
 class Facts:
     """Lazily started, memoised fact gathering shared by every check of a session."""
@@ -46,7 +44,7 @@ class Facts:
         self._host: Future[HostFacts] | None = None
         self._identity: Future[dict[str, str]] | None = None
         self._images: dict[str, Future[ImageFacts]] = {}
-        self._probes: dict[str, Future[ProbeFacts]] = {}
+        self._probes: dict[tuple[str, str], Future[ProbeFacts]] = {}  # by (image, request)
         self._probes_started = False
         self._image_work = False
         self._caps: Future[list[str]] | None = None
@@ -230,7 +228,8 @@ class Facts:
         """`host()`, with this machine's `nvidia-smi -q` asked for if it was not (a remote
         daemon) and the settings say only local experiments run; asked once."""
         host = self.host()
-        if host.smi is not None or not self.settings.measurement_only:
+        settings = self.settings
+        if host.smi is not None or not (settings.measurement_only or settings.local_runs):
             return host
         with self._lock:
             if self._measured is None:
@@ -300,15 +299,19 @@ class Facts:
         """The images gathered, and the probes started, that the checks would start; how
         many probes that is."""
         from .domain import verdicts
+        from .domain.check_ids import gating_ids, is_skipped
 
-        skip = self.settings.skip
-        if "all" in skip or self.settings.measurement_only:
+        settings = self.settings
+        skip = settings.skip
+        if "all" in skip or settings.measurement_only or settings.skipped_by:
             return 0
         # Tier 1's verdicts need no more than the daemon's answer (after `--wait`, the host's).
-        gate = self.host() if self.settings.wait_s > 0 else self.docker_facts()
-        judges = (verdicts.docker_cli, verdicts.docker_daemon, verdicts.nvidia_toolkit)
-        for check_id, judge in zip(TIER1_IDS, judges, strict=True):
-            if check_id not in skip and judge(gate).outcome == "failed":
+        gate = self.host() if settings.wait_s > 0 else self.docker_facts()
+        for check_id in gating_ids():
+            if (
+                not is_skipped(skip, check_id)
+                and verdicts.judge(check_id)(gate).outcome == "failed"
+            ):
                 return 0
         names = self._wanted_images()
         self._start_images()  # while the host driver is still being asked
@@ -316,14 +319,29 @@ class Facts:
         probes = 0
         for name in names:
             image = self.image(name)
-            if image.info is None or _skipped(skip, "gpu-in-container", name):
+            if image.info is None:
                 continue
             verdict = verdicts.cuda_compat(image, host, lambda: None, self.compute_capability)
-            if verdict.outcome == "passed":  # failed, or not judgeable yet: the checks decide
+            if verdict.outcome != "passed":  # failed, or not judgeable yet: the checks decide
+                continue
+            for request in self._requests_of(name):
                 with self._lock:
-                    self._start_probe(name)
+                    self._start_probe(name, request)
                 probes += 1
         return probes
+
+    def _requests_of(self, image: str) -> list[str]:
+        """The GPU requests of ``image`` whose gpu-in-container check is not skipped."""
+        from .domain.check_ids import BY_ID, is_skipped, param_ids
+
+        pairs = [pair for pair in self.settings.launch_requests if pair[0] == image]
+        ids = param_ids(BY_ID["gpu-in-container"], (), self.settings.launch_requests)
+        wanted = {
+            pair
+            for pair, cid in zip(self.settings.launch_requests, ids, strict=True)
+            if not is_skipped(self.settings.skip, cid)
+        }
+        return [request for pair in pairs if pair in wanted for request in pair[1:]]
 
     def await_probe_start(self, limit_s: float) -> None:
         """Wait, at most ``limit_s``, until the image work has started its first probe
@@ -391,8 +409,9 @@ class Facts:
             f"cuda-compat[{image}]",
         )
 
-    def probe(self, image: str, eligible: Callable[[str], bool]) -> ProbeFacts | None:
-        """The probe of ``image``; the first call starts every eligible image's probe at once."""
+    def probe(self, image: str, request: str, eligible: Callable[[str], bool]) -> ProbeFacts | None:
+        """The probe of ``image`` making GPU request ``request``; the first call starts every
+        eligible image's probes at once."""
         if not self._probes_started:
             # eligible() may gather image facts itself: decide before taking the lock.
             chosen = [name for name in self.settings.images_to_check if eligible(name)]
@@ -400,16 +419,22 @@ class Facts:
                 if not self._probes_started:
                     self._probes_started = True
                     for name in chosen:
-                        self._start_probe(name)
+                        for wanted in self._requests_of(name):
+                            self._start_probe(name, wanted)
         with self._lock:
-            future = self._probes.get(image)
+            future = self._probes.get((image, request))
+        if future is None and eligible(image):  # (a request no check asked for before)
+            with self._lock:
+                future = self._start_probe(image, request)
         return result_of(future) if future else None
 
-    def _start_probe(self, image: str) -> Future[ProbeFacts]:
-        """Start (once) the probe of ``image``; call with the lock held."""
-        if image not in self._probes:
-            self._probes[image] = self._pool.submit(self._run_probe, image)
-        return self._probes[image]
+    def _start_probe(self, image: str, request: str) -> Future[ProbeFacts]:
+        """Start (once) the probe of ``image`` with GPU request ``request``; call with the
+        lock held."""
+        key = (image, request)
+        if key not in self._probes:
+            self._probes[key] = self._pool.submit(self._run_probe, image, request)
+        return self._probes[key]
 
     def probe_driver(self, judged: str) -> str | None:
         """The driver version a probe saw (for a daemon whose host driver is unknown).
@@ -428,20 +453,21 @@ class Facts:
             key=lambda f: _demands_cuda(f.info) if f.info else False,
         )
         for facts in candidates:
+            requests = self._requests_of(facts.image) or [ALL_GPUS]
             with self._lock:
-                future = self._start_probe(facts.image)
+                future = self._start_probe(facts.image, requests[0])
             probe = result_of(future)
             if probe.result.ok and probe.gpus and probe.gpus[0].get("driver_version"):
                 return probe.gpus[0]["driver_version"]
         return None
 
-    def _run_probe(self, image: str) -> ProbeFacts:
+    def _run_probe(self, image: str, request: str) -> ProbeFacts:
         try:
-            return self._probe_now(image)
+            return self._probe_now(image, request)
         finally:  # (a remembered answer, or a failure before the container started)
             self._probe_begun.set()
 
-    def _probe_now(self, image: str) -> ProbeFacts:
+    def _probe_now(self, image: str, request: str) -> ProbeFacts:
         from .domain.nvidia_smi import parse_query_csv
         from .domain.records import ProbeFacts
 
@@ -459,7 +485,7 @@ class Facts:
         limit = self.settings.timeout_s
         check = f"gpu-in-container[{image}]"
         task = self.progress.probe(check, limit) if self.progress else None
-        started = docker.start_probe(image, name, self.env)
+        started = docker.start_probe(image, name, request, self.env)
         self._probe_begun.set()
         result = started.finish(limit)
         if task is not None:
@@ -470,7 +496,7 @@ class Facts:
         with self._lock:
             self._live.discard(name)
         gpus = parse_query_csv(result.stdout, docker.PROBE_FIELDS) if result.ok else []
-        probe = ProbeFacts(image, name, result, gpus)
+        probe = ProbeFacts(image, name, result, gpus, request=request)
         if result.ok and gpus and self.cache_store is not None:
             self.cache_store(host, facts, probe)
         return probe
@@ -495,6 +521,9 @@ class Facts:
 
 def _skipped(skip: frozenset[str], base: str, image: str) -> bool:
     return bool({"all", base, f"{base}[{image}]"} & skip)
+
+
+ALL_GPUS = "all"  # the GPU request of every GPU (`domain.gpu_request`)
 
 
 def _demands_cuda(info: ImageInfo) -> bool:

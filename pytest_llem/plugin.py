@@ -86,10 +86,12 @@ def settings_of(config: pytest.Config) -> PreflightSettings:
     """
     from .settings import PreflightSettings, SettingError
 
+    handed = config.stash.get(SETTINGS_KEY, None)
+    if handed is not None:  # from llem (or another caller of pytest.main), as an object
+        return handed
     given = getattr(config, "workerinput", {}).get(WORKER_SETTINGS)
     if given is not None:  # an xdist worker, maybe on another host: the controller's settings
-        known = {f.name for f in setting_fields()}  # (those this version knows)
-        return PreflightSettings(**{k: v for k, v in given.items() if k in known})
+        return settings_from_plain(given)
     below = PreflightSettings()
     path = config.option.llem_config
     if path:
@@ -174,9 +176,17 @@ class PreflightHooks:
         return True if ignored(collection_path, self.user_paths) else None
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        settings = self.session.settings
         if "llem_image" in metafunc.fixturenames:
-            images = list(self.session.settings.images_to_check)
+            images = list(settings.images_to_check)
             metafunc.parametrize("llem_image", images, ids=images)
+        if "llem_request" in metafunc.fixturenames:  # one per (image, GPU request)
+            from .domain.check_ids import BY_ID, param_ids
+
+            requests = list(settings.launch_requests)
+            labels = param_ids(BY_ID["gpu-in-container"], (), requests)
+            ids = [label.partition("[")[2][:-1] for label in labels]
+            metafunc.parametrize("llem_request", requests, ids=ids)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_collection_modifyitems(
@@ -186,6 +196,8 @@ class PreflightHooks:
 
         yield  # after every other reordering plugin: keep the checks, in a stable order
         dropped = order_checks(items, tiers=self._tiers())
+        if self.session.settings.skipped_by:  # the study skips the whole pre-flight
+            dropped, items[:] = dropped + items, []
         if self.fleet is not None:  # (collected here only when no host could be reached)
             dropped, items[:] = dropped + items, []
         if dropped:
@@ -195,7 +207,7 @@ class PreflightHooks:
     def _tiers(self) -> frozenset[int] | None:
         """The tiers this session runs (None: all); only the measurement tier for a study
         whose experiments all run locally."""
-        from .collect import MEASUREMENT_TIER
+        from .domain.check_ids import MEASUREMENT_TIER
 
         return frozenset({MEASUREMENT_TIER}) if self.session.settings.measurement_only else None
 
@@ -325,6 +337,35 @@ def _fleet(config: pytest.Config, session: Session) -> Fleet | None:
     return fleet
 
 
+def settings_to_plain(settings: PreflightSettings) -> dict[str, Any]:
+    """The settings as plain lists and values (what crosses to an xdist worker)."""
+    from dataclasses import fields
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, frozenset):
+            return sorted(value)
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return {f.name: plain(getattr(settings, f.name)) for f in fields(settings)}
+
+
+def settings_from_plain(given: dict[str, Any]) -> PreflightSettings:
+    """`settings_to_plain`'s settings back (the fields this version knows)."""
+    from dataclasses import fields
+
+    from .settings import PreflightSettings
+
+    known = {f.name for f in fields(PreflightSettings)}
+    values = {k: v for k, v in given.items() if k in known}
+    if "requests" in values:
+        values["requests"] = tuple(tuple(pair) for pair in values["requests"])
+    return PreflightSettings(**values)
+
+
+# Settings a caller of pytest.main hands the session as an object (llem does).
+SETTINGS_KEY = pytest.StashKey["PreflightSettings"]()
 JSON_ERROR_KEY = pytest.StashKey[str]()
 FLEET_KEY = pytest.StashKey["Fleet"]()
 # What the controller hands each xdist worker (`workerinput`), which may be on another host.
@@ -351,14 +392,8 @@ class XdistHooks:
         self.preflight = preflight
 
     def pytest_configure_node(self, node: Any) -> None:
-        from dataclasses import fields
-
         settings = self.preflight.session.settings.replace(json_path=None)
-        data = {f.name: getattr(settings, f.name) for f in fields(settings)}
-        node.workerinput[WORKER_SETTINGS] = {
-            k: sorted(v) if isinstance(v, frozenset) else list(v) if isinstance(v, tuple) else v
-            for k, v in data.items()
-        }
+        node.workerinput[WORKER_SETTINGS] = settings_to_plain(settings)
 
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
         if self.preflight.fleet is not None:

@@ -71,16 +71,19 @@ _hookimpl = HookimplMarker("pytest")
 class _Handoff:
     """Hands the facts gathered so far to the session, and takes its report back."""
 
-    def __init__(self, facts: Facts) -> None:
+    def __init__(self, facts: Facts, settings: PreflightSettings) -> None:
         self.facts = facts
+        self.settings = settings
         self.report: Report | None = None
         self.fleet_report: FleetReport | None = None
 
     @_hookimpl(tryfirst=True)  # before the plugin's own, which takes them
     def pytest_configure(self, config: pytest.Config) -> None:
+        from .plugin import SETTINGS_KEY
         from .session import FACTS_KEY
 
         config.stash[FACTS_KEY] = self.facts
+        config.stash[SETTINGS_KEY] = self.settings
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from .session import SESSION_KEY
@@ -115,8 +118,9 @@ def _isolated_environ(**more: str | None) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def preflight_args(settings: PreflightSettings) -> list[str]:
-    """pytest arguments of an isolated pre-flight: no user ini, conftest, cache or plugins."""
+def preflight_args() -> list[str]:
+    """pytest arguments of an isolated pre-flight: no user ini, conftest, cache or plugins.
+    (The settings are handed to the session as an object.)"""
     from .collect import checks_dir
 
     package_dir = str(Path(__file__).resolve().parent)
@@ -127,13 +131,12 @@ def preflight_args(settings: PreflightSettings) -> list[str]:
         f"--rootdir={package_dir}",
         f"--confcutdir={package_dir}",
         *_UNNEEDED_PLUGINS,
-        *settings.to_args(),
         # A path argument: without one pytest would look for conftest.py in the current directory.
         str(checks_dir()),
     ]
 
 
-def fleet_args(settings: PreflightSettings, hosts: Sequence[str], workdir: Path) -> list[str]:
+def fleet_args(hosts: Sequence[str], workdir: Path) -> list[str]:
     """pytest arguments of an isolated pre-flight on every host of ``hosts`` (``--tx``
     specs), run from ``workdir``, an empty private directory.
 
@@ -154,7 +157,6 @@ def fleet_args(settings: PreflightSettings, hosts: Sequence[str], workdir: Path)
         "--rootdir=/",
         f"--confcutdir={workdir}",
         *_UNNEEDED_PLUGINS,
-        *settings.to_args(),
     ]
 
 
@@ -213,6 +215,8 @@ def run_docker_preflight(
             no_cache=no_cache,
             json_path=None if json_path is None else str(json_path),
         )
+    if settings.skipped_by:  # (a study's execution.skip_preflight): nothing runs
+        return Report(skipped_by=settings.skipped_by)
     from .facts import Facts
 
     facts = (facts or Facts()).adopt(settings)
@@ -222,10 +226,10 @@ def run_docker_preflight(
 
     from . import plugin
 
-    handoff = _Handoff(facts)
+    handoff = _Handoff(facts, settings)
     try:
         with _isolated_environ():
-            code = pytest.main(preflight_args(settings), plugins=[plugin, handoff])
+            code = pytest.main(preflight_args(), plugins=[plugin, handoff])
     finally:
         handoff.facts.close()
     if code in (pytest.ExitCode.INTERRUPTED, 130, 143):
@@ -262,10 +266,10 @@ def run_fleet_preflight(hosts: Sequence[str], *, settings: PreflightSettings) ->
 
     from .facts import Facts
 
-    handoff = _Handoff(Facts(settings))  # (the checks gather their facts on the hosts)
+    handoff = _Handoff(Facts(settings), settings)  # (the checks gather facts on the hosts)
     # Local workers inherit this environment: a DOCKER_HOST would win over their context.
     with _isolated_environ(DOCKER_HOST=None), _in_empty_directory() as workdir:
-        code = pytest.main(fleet_args(settings, hosts, workdir), plugins=[handoff])
+        code = pytest.main(fleet_args(hosts, workdir), plugins=[handoff])
     if code in (pytest.ExitCode.INTERRUPTED, 130, 143):
         raise KeyboardInterrupt
     report = handoff.fleet_report

@@ -64,7 +64,10 @@ class Session:
     def report(self) -> Report:
         checks = sorted(self._results.values(), key=lambda r: self._order[r.id])
         return Report(
-            checks=checks, host=host_summary(checks), interrupted=self.interrupted_by is not None
+            checks=checks,
+            host=host_summary(checks),
+            interrupted=self.interrupted_by is not None,
+            skipped_by=self.settings.skipped_by,
         )
 
 

@@ -1,9 +1,10 @@
 """PreflightSettings: every setting of a pre-flight, its default, limits and names, in one place.
 
 A setting is one field below; its metadata says how pytest (``--llem-...``), a study file
-(``docker.<key>``) and `llem preflight` name it, and what values it accepts. Everything else,
-the pytest options, the study's ``docker:`` keys and the round trip through pytest's command
-line, is derived from these fields. No heavy imports: the plugin loads this in every session.
+(``docker.<key>``) and `llem preflight` name it, and what values it accepts (a field with no
+option comes from a study's launches alone). The pytest options and the study's ``docker:``
+keys are derived from these fields; a session gets the settings as this object. No heavy
+imports: the plugin loads this in every session.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Kind = Literal["seconds", "seconds_or_0", "image", "images", "ids", "indices", "flag", "path"]
+Kind = Literal[
+    "seconds", "seconds_or_0", "image", "images", "ids", "indices", "flag", "path", "requests"
+]
 
 
 def _setting(
     default: Any,
     *,
     kind: Kind,
-    option: str,
+    option: str | None,
     help: str,
     study: str | None = None,
     cli: str | None = None,
@@ -72,6 +75,7 @@ class PreflightSettings:
         frozenset(),
         kind="ids",
         option="--llem-skip",
+        cli="--skip-check",
         metavar="ID",
         help="check ids not to run, repeatable or comma-separated; 'all' skips all",
     )
@@ -124,6 +128,7 @@ class PreflightSettings:
         (),
         kind="indices",
         option="--llem-gpus",
+        cli="--gpus",
         metavar="INDEX",
         help="GPU indices the measurement checks judge, repeatable or comma-separated "
         "(default: all; a study's gpus: lists)",
@@ -135,6 +140,28 @@ class PreflightSettings:
         cli="--measurement-only",
         help="run only the measurement-readiness checks (tier 3), as for a study whose "
         "experiments all run locally",
+    )
+    # What a study's launches make of it (run/runners.py), never typed by a person: they reach
+    # the session as this object (llem, --llem-config) or an xdist worker's copy of it.
+    requests: tuple[tuple[str, str], ...] = _setting(
+        (),
+        kind="requests",
+        option=None,
+        help="(image, GPU request) of each container the study starts (default: each image "
+        "with the GPUs of --llem-gpus, else all)",
+    )
+    local_runs: bool = _setting(
+        False,
+        kind="flag",
+        option=None,
+        help="some experiments run as processes on this machine: its GPUs are measured even "
+        "when the daemon is remote",
+    )
+    skipped_by: str | None = _setting(
+        None,
+        kind="path",
+        option=None,
+        help="where a skip of the whole pre-flight comes from (execution.skip_preflight)",
     )
     json_path: str | None = _setting(
         None,
@@ -154,28 +181,38 @@ class PreflightSettings:
         """The images tier 2 checks: the named ones, else the probe image."""
         return self.images or (self.probe_image,)
 
+    @property
+    def launch_requests(self) -> tuple[tuple[str, str], ...]:
+        """(image, GPU request label) of every container the probes stand in for: a study's,
+        else each image checked with the GPUs of ``gpus`` (all when none)."""
+        if self.requests:
+            return self.requests
+        from .domain.gpu_request import label_of
+
+        label = label_of(self.gpus or None)
+        return tuple((image, label) for image in self.images_to_check)
+
+    @property
+    def runner_kinds(self) -> frozenset[str]:
+        """The runner kinds whose checks this session runs."""
+        if self.measurement_only:
+            return frozenset({"local"})
+        return frozenset({"docker", "local"} if self.local_runs else {"docker"})
+
+    def required_ids(self) -> list[str]:
+        """Every built-in check these settings require, less the ones skipped."""
+        from .domain.check_ids import required_ids
+
+        if self.skipped_by:
+            return []
+        images = () if self.measurement_only else self.images_to_check
+        requests = () if self.measurement_only else self.launch_requests
+        return required_ids(self.runner_kinds, images, requests, self.skip)
+
     def replace(self, **changes: Any) -> PreflightSettings:
         return dataclasses.replace(self, **changes)
 
-    # --- pytest's command line, both ways ----------------------------------------------------
-
-    def to_args(self) -> list[str]:
-        """The pytest options that give these settings back through `from_options`."""
-        args: list[str] = []
-        for f, value in self._items():
-            if value == f.default:
-                continue
-            option, kind = f.metadata["option"], f.metadata["kind"]
-            if kind == "flag":
-                args.append(option)
-            elif kind in ("images", "ids"):
-                for item in sorted(value) if kind == "ids" else value:
-                    args += [option, item]
-            elif kind == "indices":
-                args += [option, ",".join(str(i) for i in value)]
-            else:
-                args += [option, repr(value) if isinstance(value, float) else str(value)]
-        return args
+    # --- option values ------------------------------------------------------------------
 
     @classmethod
     def from_options(
@@ -191,11 +228,17 @@ class PreflightSettings:
         base = below or cls()
         changes: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
+            if f.metadata["option"] is None:
+                continue
             value = values.get(option_dest(f.metadata["option"]))
             if value is None or value == [] or value is False:
                 continue
             kind = f.metadata["kind"]
-            if kind in ("ids", "indices"):
+            if kind == "ids":
+                from .domain.check_ids import split_ids
+
+                value = split_ids(value)
+            elif kind == "indices":
                 value = [part.strip() for v in value for part in v.split(",") if part.strip()]
             name = f.metadata[named_by] or f.metadata["option"]
             changes[f.name] = parse_value(f, value, name)
@@ -221,7 +264,8 @@ def option_dest(option: str) -> str:
 
 
 def setting_fields() -> tuple[dataclasses.Field[Any], ...]:
-    return dataclasses.fields(PreflightSettings)
+    """The settings a person sets by an option (the others come from a study)."""
+    return tuple(f for f in dataclasses.fields(PreflightSettings) if f.metadata["option"])
 
 
 def study_fields() -> Iterator[tuple[str, dataclasses.Field[Any]]]:
@@ -249,7 +293,7 @@ def _checked(
 ) -> Any:
     from .domain.imageref import image_ref_error
 
-    name = name or f.metadata["option"]
+    name = name or f.metadata["option"] or f.name
     kind, maximum = f.metadata["kind"], f.metadata["maximum"]
     if kind in ("seconds", "seconds_or_0"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -286,6 +330,8 @@ def _checked(
         return _indices(value, name)
     if kind == "flag":
         return bool(value)
+    if kind == "requests":
+        return _requests(value, name)
     if value is not None and (not isinstance(value, str) or not value or "\0" in value):
         raise SettingError(f"{name}: expected a path, got {value!r}")
     return value
@@ -304,6 +350,29 @@ def _indices(value: Any, name: str) -> tuple[int, ...]:
             raise SettingError(f"{name}: expected GPU indices (0, 1, ...), got {item!r}")
         found.add(number)
     return tuple(sorted(found))
+
+
+def _requests(value: Any, name: str) -> tuple[tuple[str, str], ...]:
+    """(image, GPU request label) pairs, each once, in order."""
+    from .domain.gpu_request import devices_of
+    from .domain.imageref import image_ref_error
+
+    pairs: list[tuple[str, str]] = []
+    for item in value if isinstance(value, (list, tuple)) else [value]:
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise SettingError(f"{name}: expected (image, GPU request) pairs, got {item!r}")
+        image, label = item
+        if not isinstance(image, str) or not isinstance(label, str):
+            raise SettingError(f"{name}: expected (image, GPU request) pairs, got {item!r}")
+        error = image_ref_error(image)
+        if error:
+            raise SettingError(f"{name}: {error}")
+        try:
+            devices_of(label)
+        except ValueError as exc:
+            raise SettingError(f"{name}: {exc}") from None
+        pairs.append((image, label))
+    return tuple(dict.fromkeys(pairs))
 
 
 def _short(value: Any) -> str:

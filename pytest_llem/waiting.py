@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from .domain import verdicts
+from .domain.check_ids import waiting_ids
 from .domain.records import HostFacts
 from .host.proc import HOST_COMMAND_TIMEOUT_S
 
@@ -28,14 +29,6 @@ MIN_ATTEMPT_S = 2.0
 _NVML_NOT_READY = re.compile(r"Failed to initialize NVML: (Uninitialized|Unknown Error)")
 # Said while the driver is loaded: a device file's mode or owner does not change by itself.
 _NOT_TRANSIENT = re.compile(r"Insufficient Permissions|blocked by the operating system")
-
-Judge = Callable[[HostFacts], verdicts.Verdict]
-TIER1: tuple[tuple[str, Judge], ...] = (
-    ("docker-cli", verdicts.docker_cli),
-    ("docker-daemon", verdicts.docker_daemon),
-    ("nvidia-toolkit", verdicts.nvidia_toolkit),
-    ("host-driver", verdicts.host_driver),
-)
 
 
 def delays() -> Iterator[float]:
@@ -53,10 +46,10 @@ def pending(host: HostFacts, skip: frozenset[str] = frozenset()) -> list[tuple[s
     cannot clear by itself (the run fails whatever the rest does).
     """
     waiting: list[tuple[str, str]] = []
-    for check_id, judge in TIER1:
+    for check_id in waiting_ids():
         if {"all", check_id} & skip:
             continue
-        verdict = judge(host)
+        verdict = verdicts.judge(check_id)(host)
         if verdict.finding is None or verdict.outcome not in ("failed", "warning"):
             continue
         reason = transient_reason(check_id, verdict.finding.cause, host)

@@ -112,20 +112,21 @@ def _judged(
     missing = sorted(set(gpus) - {s.index for s in states})
     if missing:
         details["gpus_not_on_host"] = missing
-    if not chosen:
-        reason = (
-            f"none of the study's GPUs ({_indices(gpus)}) is on this host "
-            f"(it has {_indices(s.index for s in states)})"
-        )
-        if local and speaks:
-            return warned(
+        details["host_gpus"] = sorted(s.index for s in states)
+        if speaks:  # no experiment could get them: a failure, whatever runs them
+            return failed(
                 "no_devices",
-                reason,
-                fix="Name GPUs that `nvidia-smi -L` lists in the study's `gpus:`",
+                f"GPU {_indices(missing)} is not on this host (it has GPU "
+                f"{_indices(s.index for s in states)})",
+                fix="Name GPUs that `nvidia-smi -L` lists in the study's `gpus:` (or --gpus)",
                 url=NVIDIA_SMI_URL,
                 **details,
             )
-        return skipped(reason)
+    if not chosen:
+        return skipped(
+            f"none of the study's GPUs ({_indices(gpus)}) is on this host "
+            f"(it has {_indices(s.index for s in states)})"
+        )
     return chosen, details
 
 

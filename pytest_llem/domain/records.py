@@ -131,3 +131,4 @@ class ProbeFacts:
     result: CommandResult
     gpus: list[dict[str, str]] = field(default_factory=list)
     cached: bool = False
+    request: str = "all"  # the GPU request it made (`domain.gpu_request`)

@@ -58,6 +58,20 @@ def _as_diagnosis(cause: str, output: str) -> Diagnosis:
     return Diagnosis(cause, "", *remedy(cause), details={"output": output})
 
 
+def judge(check_id: str) -> Callable[[HostFacts], Verdict]:
+    """The host-only verdict a check's declaration names (the tier-1 checks: their verdict
+    needs nothing but the host facts)."""
+    import importlib
+
+    from .check_ids import BY_ID
+
+    module, _, name = BY_ID[check_id].verdict.partition(":")
+    found: Callable[[HostFacts], Verdict] = getattr(
+        importlib.import_module(f"{__package__}.{module}"), name
+    )
+    return found
+
+
 def first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
@@ -258,7 +272,14 @@ def gpu_in_container(
     host: HostFacts,
     compat_failed: bool,
     timeout_s: float,
+    request: str = "all",
 ) -> Verdict:
+    """The probe made the experiment's GPU request ``request`` and saw exactly the GPUs that
+    request names: every host GPU for ``all``, the named ones for ``device=...`` (by UUID when
+    the host's are known, else by count)."""
+    from .gpu_request import devices_of, shown
+
+    asked = shown(request)
     if image.info is None:
         pull = image.pull or image.inspect
         if pull.timed_out:
@@ -277,17 +298,24 @@ def gpu_in_container(
         )
     if compat_failed:
         return not_run(f"cuda-compat[{image.image}] failed: the probe would repeat it")
+    host_gpus = _host_gpus(host)
+    devices = devices_of(request)
+    if devices is not None and host_gpus is not None:
+        lacking = sorted(set(devices) - set(host_gpus))
+        if lacking:  # no container could get them: none is started for it
+            return _gpus_not_on_host(lacking, host_gpus, image=image.image, gpu_request=asked)
     if probe is None:
         return not_run("no probe was started")
     result = probe.result
+    where = {"image": image.image, "gpu_request": asked}
     if result.timed_out:
         return failed(
             "probe_timeout",
             f"GPU probe of {image.image} did not finish within {timeout_s:g}s "
             f"(container {probe.name} is being removed)",
-            image=image.image,
             container=probe.name,
             command=result.command,
+            **where,
         )
     if not result.ok:
         d = diagnose(result.output, result.returncode)
@@ -295,25 +323,68 @@ def gpu_in_container(
             d = diagnose(result.output, result.returncode or 1)
         return _from_diagnosis(
             d,
-            f"GPU probe of {image.image} failed: {d.message}",
-            image=image.image,
+            f"GPU probe of {image.image} ({asked}) failed: {d.message}",
             exit_status=result.returncode,
+            **where,
         )
     gpus: list[dict[str, Any]] = [
         {**g, "index": int(g["index"])} if g.get("index", "").isdigit() else dict(g)
         for g in probe.gpus
     ]
-    details: dict[str, Any] = {"image": image.image, "gpus": gpus, "cached": probe.cached}
+    details: dict[str, Any] = {**where, "gpus": gpus, "cached": probe.cached}
     if gpus:
         details["driver_version"] = gpus[0].get("driver_version", "")
-    host_count = len(host.smi_info.gpus) if host.smi_info and host.smi_info.gpus else None
     if not gpus:
-        return failed("no_devices", f"no GPU visible inside {image.image}", **details)
-    if host_count is not None and len(gpus) != host_count:
-        return failed(
-            "gpu_count_mismatch",
-            f"{len(gpus)} of the host's {host_count} GPU(s) visible inside {image.image}",
-            **details,
-        )
+        return failed("no_devices", f"no GPU visible inside {image.image} ({asked})", **details)
+    wrong = _not_as_asked(gpus, host_gpus, devices)
+    if wrong:
+        return failed("gpu_count_mismatch", f"{wrong} inside {image.image} ({asked})", **details)
     names = ", ".join(sorted({g.get("name", "?") for g in gpus}))
     return passed(f"{len(gpus)} GPU(s): {names}", **details)
+
+
+def _host_gpus(host: HostFacts) -> dict[int, str] | None:
+    """The host's GPUs (index -> UUID, "" when not printed); None when unknown (a remote
+    daemon, no host nvidia-smi)."""
+    if host.smi_info is None or not host.smi_info.gpus:
+        return None
+    return {gpu.index: gpu.uuid for gpu in host.smi_info.gpus}
+
+
+def _gpus_not_on_host(lacking: list[int], host_gpus: dict[int, str], **details: Any) -> Verdict:
+    have = ", ".join(str(i) for i in sorted(host_gpus)) or "none"
+    which = ", ".join(str(i) for i in lacking)
+    return failed(
+        "no_devices",
+        f"GPU {which} is not on this host (it has GPU {have})",
+        fix="Name GPUs that `nvidia-smi -L` lists in the study's `gpus:` (or --gpus)",
+        url="https://docs.nvidia.com/deploy/nvidia-smi/index.html",
+        gpus_not_on_host=lacking,
+        host_gpus=sorted(host_gpus),
+        **details,
+    )
+
+
+def _not_as_asked(
+    seen: list[dict[str, Any]], host_gpus: dict[int, str] | None, devices: tuple[int, ...] | None
+) -> str:
+    """What is wrong with the GPUs a probe saw (empty when they are the ones asked for)."""
+    if host_gpus is None:  # a remote daemon: only a device list says how many to expect
+        if devices is not None and len(seen) != len(devices):
+            return f"{len(seen)} GPU(s) visible where {len(devices)} were asked for"
+        return ""
+    wanted = sorted(host_gpus) if devices is None else list(devices)
+    if len(seen) != len(wanted):
+        if devices is None:
+            return f"{len(seen)} of the host's {len(wanted)} GPU(s) visible"
+        return f"{len(seen)} GPU(s) visible where {len(wanted)} were asked for"
+    expected = {host_gpus[i] for i in wanted if host_gpus.get(i)}
+    uuids = {str(g.get("uuid") or "") for g in seen}
+    if len(expected) == len(wanted) and all(uuids) and uuids != expected:
+        names = ", ".join(sorted(uuids - expected))
+        return (
+            f"other GPUs than asked for visible ({names} instead of GPU "
+            + ", ".join(str(i) for i in wanted)
+            + ")"
+        )
+    return ""

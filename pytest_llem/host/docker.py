@@ -167,16 +167,20 @@ def pull(
     return dataclasses.replace(result, stdout=plain_text(result.stdout))
 
 
-def probe_argv(image: str, name: str, fields: Sequence[str] = PROBE_FIELDS) -> list[str]:
-    """`docker run` of the image's nvidia-smi with every GPU, no network, no implicit pull."""
+def probe_argv(
+    image: str, name: str, request: str = "all", fields: Sequence[str] = PROBE_FIELDS
+) -> list[str]:
+    """`docker run` of the image's nvidia-smi with the GPU request ``request`` (the one the
+    experiment makes), no network, no implicit pull."""
+    from ..domain.gpu_request import docker_args
+
     return [
         "docker",
         "run",
         "--rm",
         "--name",
         name,
-        "--gpus",
-        "all",
+        *docker_args(request),
         "--network",
         "none",
         "--pull",
@@ -192,9 +196,11 @@ def probe_argv(image: str, name: str, fields: Sequence[str] = PROBE_FIELDS) -> l
     ]
 
 
-def start_probe(image: str, name: str, env: Mapping[str, str] | None = None) -> Started:
+def start_probe(
+    image: str, name: str, request: str = "all", env: Mapping[str, str] | None = None
+) -> Started:
     """Start the probe container; `Started.finish(timeout)` waits for its answer."""
-    return start(probe_argv(image, name), env=env)
+    return start(probe_argv(image, name, request), env=env)
 
 
 def remove_container(name: str, env: Mapping[str, str] | None = None, wait: bool = False) -> None:

@@ -11,7 +11,7 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -30,32 +30,16 @@ from ..errors import ConfigError
 from ..host.paths import user_config_path
 from ..host.study_file import read_bytes
 from ..settings import PreflightSettings, study_fields
+from .runner_kinds import parse_runner
 from .yaml_file import kind_of, one_line, parse_mapping
 
 BACKENDS: frozenset[str] = frozenset({"pytorch", "vllm", "tensorrt"})
 DEFAULT_STUDY_NAME = "llem"
-RUNNER_FORMS = "local, docker or docker:<image>"
-
-RunnerMode = Literal["local", "docker"]
+RunnerMode = str  # a runner kind's name (run/runner_kinds.py)
 
 
 def known_backends() -> str:
     return ", ".join(sorted(BACKENDS))
-
-
-def parse_runner(value: str) -> tuple[RunnerMode, str | None]:
-    """``local`` | ``docker`` | ``docker:<image>`` -> (mode, image); ValueError otherwise."""
-    if value == "local":
-        return "local", None
-    if value == "docker":
-        return "docker", None
-    if value.startswith("docker:"):
-        image = value.removeprefix("docker:")
-        error = image_ref_error(image)
-        if error is None:
-            return "docker", image
-        raise ValueError(error)
-    raise ValueError(f"invalid runner {value!r} (expected {RUNNER_FORMS})")
 
 
 def _backend(value: str) -> str:

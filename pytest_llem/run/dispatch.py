@@ -9,7 +9,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -17,16 +17,15 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ..domain.text import printable
 from ..errors import ConfigError
 from ..host import runfiles, workloads
-from ..host.docker import daemon_endpoint
 from ..signals import Terminated, sigterm_interrupts
 from .config import Experiment, StudyConfig
 from .manifest import MANIFEST, ExperimentRecord, Manifest
+from .runner_kinds import Started
 from .runners import RunnerSpec, check_runnable, experiment_image
 
 if TYPE_CHECKING:
     from ..domain.report import Report
 
-RUN_MOUNT = "/run/llem"
 RUNS_DIR = "llem-runs"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _STUDY_CHARS = 40  # of the study's name in a container name
@@ -109,28 +108,6 @@ def make_run_dir(path: Path, label: str, *, exclusive: bool) -> Path:
 # ---- one experiment -------------------------------------------------------------------------
 
 
-def gpus_option(gpus: Sequence[int] | None) -> str:
-    """``docker run --gpus`` value: ``all``, or ``"device=0,1"`` (quoted: the CLI reads the
-    value as CSV, where a bare comma would split it)."""
-    return "all" if gpus is None else f'"device={",".join(str(i) for i in gpus)}"'
-
-
-def docker_run_argv(
-    image: str,
-    name: str,
-    run_dir: Path,
-    exp_id: str,
-    command: list[str] | None,
-    gpus: Sequence[int] | None = None,
-) -> list[str]:
-    return [
-        "docker", "run", "--rm", "--gpus", gpus_option(gpus), "--name", name,
-        "-v", f"{run_dir}:{RUN_MOUNT}",
-        "-e", f"LLEM_CONFIG_PATH={RUN_MOUNT}/{exp_id}_config.json",
-        image, *(command or []),
-    ]  # fmt: skip
-
-
 def run_one(
     study: StudyConfig,
     experiment: Experiment,
@@ -150,7 +127,7 @@ def run_one(
     error_path = run_dir / f"{exp_id}_error.json"
     config_path = run_dir / f"{exp_id}_config.json"
     log_name = f"{exp_id}.log"
-    seen_dir = RUN_MOUNT if spec.mode == "docker" else str(run_dir)
+    seen_dir = spec.kind.seen_dir(run_dir)
     config = {
         "study": study.name,
         "id": exp_id,
@@ -172,28 +149,18 @@ def run_one(
             runfiles.remove(stale)
         config_bytes = (json.dumps(config, indent=2, default=str) + "\n").encode()
         runfiles.write(config_path, config_bytes)
-        gpus = study.gpus_of(experiment)
-        if image is not None and daemon_endpoint().remote:  # it cannot mount RUN_DIR
-            from .remote_dispatch import run_container_remote
-
-            outcome = run_container_remote(
-                image, container_name(study.name, exp_id, run_id or new_run_id()), exp_id,
-                experiment.command, gpus=gpus_option(gpus), config=config_bytes,
-                mount=RUN_MOUNT, run_dir=run_dir, log_path=run_dir / log_name,
-            )  # fmt: skip
-        elif image is not None:  # check_runnable(): a Docker experiment has an image
-            name = container_name(study.name, exp_id, run_id or new_run_id())
-            argv = docker_run_argv(image, name, run_dir, exp_id, experiment.command, gpus)
-            outcome = workloads.run_container(argv, name=name, log_path=run_dir / log_name)
-        else:
-            cwd = study.path.parent.absolute() if study.path else Path.cwd()
-            env = {**os.environ, "LLEM_CONFIG_PATH": str(config_path)}
-            if gpus is not None:  # numbered as nvidia-smi numbers them (PCI bus order)
-                env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-                env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpus)
-            outcome = workloads.run_local(
-                experiment.command or [], cwd=cwd, env=env, log_path=run_dir / log_name
-            )
+        launch = spec.kind.launch(exp_id, image, study.gpus_of(experiment), os.environ)
+        cwd = study.path.parent.absolute() if study.path else Path.cwd()
+        started = Started(
+            run_dir=run_dir,
+            name=container_name(study.name, exp_id, run_id or new_run_id()),
+            config_bytes=config_bytes,
+            config_path=config_path,
+            log_path=run_dir / log_name,
+            command=experiment.command,
+            cwd=cwd,
+        )
+        outcome = spec.kind.start(launch, started)
     except runfiles.UnsafeRunFile as exc:
         record.duration_s = round(time.monotonic() - start, 3)
         _unsafe(record, exc)

@@ -26,7 +26,7 @@ from ..host.jsonfile import read_trusted_json
 from ..host.paths import cache_dir, user_config_path
 from ..settings import PreflightSettings
 
-SCHEMA = 3
+SCHEMA = 4
 MAX_PLAN_BYTES = 256 * 1024
 
 

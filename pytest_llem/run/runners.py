@@ -6,22 +6,15 @@ The pre-flight and the dispatch both ask this module, so the images checked are 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
 from ..host.paths import user_config_path
 from ..settings import PreflightSettings
-from .config import (
-    BACKENDS,
-    Experiment,
-    RunnerMode,
-    StudyConfig,
-    known_backends,
-    load_study,
-    parse_runner,
-)
+from .config import BACKENDS, Experiment, RunnerMode, StudyConfig, known_backends, load_study
+from .runner_kinds import KINDS, Launch, RunnerKind, parse_runner
 
 DEFAULT_RUNNER = "local"
 ENV_PREFIX = "LLEM_RUNNER_"
@@ -35,8 +28,12 @@ class RunnerSpec:
     image: str | None
     source: str  # cli | env LLEM_RUNNER_X | study runners.x | user config | default
 
+    @property
+    def kind(self) -> RunnerKind:
+        return KINDS[self.mode]
+
     def __str__(self) -> str:
-        return f"docker:{self.image}" if self.mode == "docker" and self.image else self.mode
+        return f"{self.mode}:{self.image}" if self.kind.containers and self.image else self.mode
 
 
 def parse_runner_option(text: str) -> tuple[str, str]:
@@ -102,7 +99,7 @@ def resolve_runners(
             mode, image = parse_runner(value)
         except ValueError as exc:
             raise ConfigError(f"{field}: {exc}") from None
-        if mode == "docker" and image is None:
+        if KINDS[mode].containers and image is None:
             image = study.docker.images.get(backend)
         specs[backend] = RunnerSpec(mode, image, source)
     for exp_id, experiment in study.numbered():
@@ -111,22 +108,39 @@ def resolve_runners(
 
 
 def check_runnable(exp_id: str, experiment: Experiment, spec: RunnerSpec) -> None:
-    """A Docker experiment needs an image, a local one a command (ConfigError otherwise)."""
+    """The experiment has what its runner kind needs (ConfigError otherwise)."""
+    lacks = spec.kind.needs(experiment, experiment_image(experiment, spec))
+    if lacks is None:
+        return
     what = f"experiment {exp_id} ({experiment.model} on {experiment.backend})"
-    if spec.mode == "docker" and not (experiment.image or spec.image):
-        raise ConfigError(
-            f"{what}: the docker runner (from {spec.source}) needs an image: set the "
-            f"experiment's image, docker.images.{experiment.backend}, or use docker:<image>"
+    how = ""
+    if spec.kind.containers:
+        how = (
+            f": set the experiment's image, docker.images.{experiment.backend}, or use "
+            f"{spec.mode}:<image>"
         )
-    if spec.mode == "local" and not experiment.command:
-        raise ConfigError(f"{what}: the local runner (from {spec.source}) needs a command")
+    raise ConfigError(f"{what}: the {spec.mode} runner (from {spec.source}) needs {lacks}{how}")
 
 
 def experiment_image(experiment: Experiment, spec: RunnerSpec) -> str | None:
-    """The image a Docker experiment runs (its own ``image:`` first); None when run locally."""
-    if spec.mode != "docker":
+    """The image a container experiment runs (its own ``image:`` first); None for a process."""
+    if not spec.kind.containers:
         return None
     return experiment.image or spec.image
+
+
+def launches(
+    study: StudyConfig, runners: Mapping[str, RunnerSpec], env: Mapping[str, str] | None = None
+) -> list[Launch]:
+    """What every experiment will start, in order: the one description the pre-flight and the
+    dispatch share."""
+    env = os.environ if env is None else env
+    found = []
+    for exp_id, experiment in study.numbered():
+        spec = runners[experiment.backend]
+        image = experiment_image(experiment, spec)
+        found.append(spec.kind.launch(exp_id, image, study.gpus_of(experiment), env))
+    return found
 
 
 def docker_images(study: StudyConfig, runners: Mapping[str, RunnerSpec]) -> list[str]:
@@ -135,19 +149,46 @@ def docker_images(study: StudyConfig, runners: Mapping[str, RunnerSpec]) -> list
     return list(dict.fromkeys(i for i in images if i))
 
 
+def measured_gpus(found: list[Launch]) -> tuple[int, ...]:
+    """The GPUs of this machine the launches use (() for all of them): a local process's, and
+    a container's on a local engine."""
+    from ..domain.gpu_request import devices_of
+
+    here = [devices_of(launch.request) for launch in found if not launch.remote]
+    if not here or any(devices is None for devices in here):
+        return ()
+    return tuple(sorted({i for devices in here for i in devices or ()}))
+
+
 def preflight_settings(
-    study: StudyConfig, runners: Mapping[str, RunnerSpec] | None = None
+    study: StudyConfig,
+    runners: Mapping[str, RunnerSpec] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    skip_checks: Sequence[str] = (),
 ) -> PreflightSettings:
-    """The study's Docker images (else its probe image), its ``docker:`` limits, the GPUs its
-    experiments use and the checks ``execution.skip_checks`` names."""
-    runners = resolve_runners(study) if runners is None else runners
+    """What a pre-flight of ``study`` checks, derived from its launches, the same for `llem
+    preflight`, `llem run` and `pytest --llem-config`: the containers' images and GPU
+    requests (the Docker tiers only when some experiment runs in a container), the measurement
+    tier for the GPUs of this machine the experiments use, its ``docker:`` limits, the checks
+    ``execution.skip_checks`` and ``skip_checks`` name, and a study-level skip of it all."""
+    runners = resolve_runners(study, env) if runners is None else runners
+    found = launches(study, runners, env)
+    containers = [launch for launch in found if launch.image]
+    setting = study.skip_preflight_setting()
     return study.docker.preflight_settings().replace(
-        images=tuple(docker_images(study, runners)),
-        gpus=study.used_gpus(),
-        skip=frozenset(study.execution.skip_checks),
+        images=tuple(dict.fromkeys(launch.image for launch in containers if launch.image)),
+        requests=tuple(
+            dict.fromkeys((launch.image, launch.request) for launch in containers if launch.image)
+        ),
+        gpus=measured_gpus(found),
+        skip=frozenset(study.execution.skip_checks) | frozenset(skip_checks),
+        measurement_only=not containers,
+        local_runs=len(containers) < len(found),
+        skipped_by=setting[1] if setting and setting[0] else None,
     )
 
 
 def preflight_settings_from_study(path: str | Path) -> PreflightSettings:
-    """`pytest --llem-config PATH`: the same images and limits as `llem run PATH` uses."""
+    """`pytest --llem-config PATH`: the same checks and limits as `llem run PATH` uses."""
     return preflight_settings(load_study(path))

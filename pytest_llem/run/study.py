@@ -45,15 +45,16 @@ def study_preflight_settings(
     study: StudyConfig,
     runners: Mapping[str, RunnerSpec],
     skip_checks: Sequence[str] = (),
+    *,
+    skipped_by: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> PreflightSettings:
-    """What `llem run` checks for ``study``: the Docker tiers and the measurement tier when a
-    runner is Docker, else the measurement tier alone; the study's GPUs; the checks skipped
-    by ``execution.skip_checks`` and ``--skip-check`` (``skip_checks``)."""
-    settings = preflight_settings(study, runners)
-    return settings.replace(
-        skip=settings.skip | frozenset(skip_checks),
-        measurement_only=not any(spec.mode == "docker" for spec in runners.values()),
-    )
+    """What `llem run` checks for ``study`` (`runners.preflight_settings`, which `llem
+    preflight` and `pytest --llem-config` use too), with the checks ``--skip-check`` names
+    (``skip_checks``) and where a skip of it all comes from (``skipped_by``, which wins over
+    the study's own)."""
+    settings = preflight_settings(study, runners, env, skip_checks=skip_checks)
+    return settings.replace(skipped_by=skipped_by)
 
 
 def run_study_preflight(
@@ -83,7 +84,7 @@ def run_study_preflight(
         return Report(skipped_by=source)
     from .. import preflight
 
-    settings = study_preflight_settings(study, runners, skip_checks)
+    settings = study_preflight_settings(study, runners, skip_checks, skipped_by=source)
     if wait_s:
         settings = settings.replace(wait_s=wait_s)
     return preflight.run_docker_preflight(settings=settings, facts=facts)

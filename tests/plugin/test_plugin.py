@@ -348,16 +348,33 @@ def test_a_failed_json_write_fails_the_run_and_leaves_no_temporary_file(
         {"probe_image": "p/q:3", "timeout_s": 1e-3},
     ],
 )
-def test_settings_survive_the_trip_through_pytests_command_line(
-    pytester: pytest.Pytester, settings: dict[str, object]
-) -> None:
-    """What llem hands to pytest.main is what the session gets back: to_args, then options."""
-    from pytest_llem.plugin import settings_of
+def test_settings_survive_the_trip_to_a_worker(settings: dict[str, object]) -> None:
+    """What the controller hands an xdist worker (plain values) gives the same settings."""
+    from pytest_llem.plugin import settings_from_plain, settings_to_plain
     from pytest_llem.settings import PreflightSettings
 
-    given = PreflightSettings(**settings)  # type: ignore[arg-type]
-    config = pytester.parseconfig(*given.to_args())
-    assert settings_of(config) == given
+    given = PreflightSettings(
+        **settings,  # type: ignore[arg-type]
+        requests=(("a/b:1", "all"), ("a/b:1", "device=1,3")),
+        local_runs=True,
+        skipped_by="execution.skip_preflight in s.yaml",
+    )
+    plain = settings_to_plain(given)
+    import json
+
+    assert settings_from_plain(json.loads(json.dumps(plain))) == given
+
+
+def test_the_settings_llem_hands_over_are_the_sessions(pytester: pytest.Pytester) -> None:
+    """llem hands pytest.main its settings as an object: the session uses that very object,
+    whatever the command line says."""
+    from pytest_llem.plugin import SETTINGS_KEY, settings_of
+    from pytest_llem.settings import PreflightSettings
+
+    given = PreflightSettings(images=("a/b:1",), requests=(("a/b:1", "device=0"),))
+    config = pytester.parseconfig("--llem-image", "other/image:2")
+    config.stash[SETTINGS_KEY] = given
+    assert settings_of(config) is given
 
 
 def test_measurement_only_runs_and_reports_the_measurement_tier_alone(

@@ -242,9 +242,14 @@ def test_local_experiments_hear_why_their_gpus_cannot_be_judged(
     assert measurement.gpu_idle(facts, ()).outcome == "skipped"
 
 
-def test_local_experiments_on_gpus_the_host_does_not_have_warn() -> None:
-    verdict = measurement.gpu_idle(host(P100), (7,), local=True)
-    assert verdict.outcome == "warning" and verdict.finding is not None
-    assert verdict.finding.cause == "no_devices" and "(7)" in verdict.finding.message
+@pytest.mark.parametrize("local", [True, False])
+def test_gpus_the_host_does_not_have_fail_for_every_runner_kind(local: bool) -> None:
+    verdict = measurement.gpu_idle(host(P100), (0, 7), local=local)
+    assert verdict.outcome == "failed" and verdict.finding is not None
+    assert verdict.finding.cause == "no_devices"
+    assert verdict.finding.message == "GPU 7 is not on this host (it has GPU 0, 1)"
+    assert verdict.details["gpus_not_on_host"] == [7] and verdict.details["host_gpus"] == [0, 1]
     assert "nvidia-smi -L" in verdict.finding.fix
-    assert measurement.persistence_mode(host(P100), (7,), local=True).outcome == "skipped"
+    # the others judge the GPUs the host has, or skip when it has none of them
+    assert measurement.persistence_mode(host(P100), (0, 7), local=local).outcome != "skipped"
+    assert measurement.persistence_mode(host(P100), (7,), local=local).outcome == "skipped"

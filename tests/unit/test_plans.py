@@ -192,7 +192,9 @@ def test_a_remembered_plan_runs_the_very_preflight_the_study_asked_for(
     assert cli.main(["run", "study.yaml", "--dry-run"]) == 0  # validated
     assert cli.main(["run", "study.yaml", "--dry-run"]) == 0  # remembered
     assert capsys.readouterr().err.count("llem: dry run: 001 gpt2 (vllm, docker") == 2
-    expected = PreflightSettings(images=("org/img:1",), timeout_s=7)
+    expected = PreflightSettings(
+        images=("org/img:1",), requests=(("org/img:1", "all"),), timeout_s=7
+    )
     assert ran == [expected, expected]
 
 
@@ -216,7 +218,10 @@ def test_a_remembered_plan_of_a_local_study_keeps_its_gpus_and_skips(
     assert cli.main(args) == 0  # validated
     assert cli.main(args) == 0  # remembered
     expected = PreflightSettings(
-        gpus=(1,), skip=frozenset({"mig-mode", "gpu-idle"}), measurement_only=True
+        gpus=(1,),
+        skip=frozenset({"mig-mode", "gpu-idle"}),
+        measurement_only=True,
+        local_runs=True,
     )
     assert ran == [expected, expected]
     err = capsys.readouterr().err

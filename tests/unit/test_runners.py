@@ -251,7 +251,12 @@ def test_preflight_runs_with_the_study_images_and_limits(
     study = make_study(docker={"probe_timeout_s": 7, "probe_cache_s": 0}, **DOCKER_STUDY)
     assert isinstance(run_study_preflight(study), Report)
     assert preflight_calls == [
-        {"settings": PreflightSettings(images=("v/img:1",), timeout_s=7, cache_s=0), "facts": None}
+        {
+            "settings": PreflightSettings(
+                images=("v/img:1",), requests=(("v/img:1", "all"),), timeout_s=7, cache_s=0
+            ),
+            "facts": None,
+        }
     ]
     assert capsys.readouterr().err == ""
 
@@ -335,37 +340,24 @@ def test_env_override_reaches_the_preflight(
 # -- what a resolved runner turns into ---------------------------------------------------------
 
 
-def test_docker_run_argv_is_the_contract() -> None:
-    from pytest_llem.run.dispatch import docker_run_argv
-
-    argv = docker_run_argv("v/img:1", "llem-s-001", Path("/runs/x"), "001", ["serve", "--fast"])
+def test_docker_run_argv_is_the_contract(tmp_path: Path) -> None:
+    argv = _container_argv(tmp_path, None, ["serve", "--fast"])
     assert argv == [
         "docker", "run", "--rm", "--gpus", "all", "--name", "llem-s-001",
-        "-v", "/runs/x:/run/llem", "-e", "LLEM_CONFIG_PATH=/run/llem/001_config.json",
+        "-v", f"{tmp_path}:/run/llem", "-e", "LLEM_CONFIG_PATH=/run/llem/001_config.json",
         "v/img:1", "serve", "--fast",
     ]  # fmt: skip
-    assert docker_run_argv("v/img:1", "n", Path("/r"), "a", None)[-1] == "v/img:1"
 
 
-@pytest.mark.parametrize(
-    ("study", "exp_id", "name"),
-    [
-        ("e2e", "001", "llem-e2e-r1-001"),
-        ("my study/ü", "x.1", "llem-my-study-489a852d-r1-x.1"),
-        ("my study/é", "x.1", "llem-my-study-9675ab20-r1-x.1"),
-        ("$(id)", "a_b", "llem-id-{}-r1-a_b"),
-        ("---", "1", "llem-x-{}-r1-1"),
-        ("s" * 50, "1", "llem-" + "s" * 40 + "-{}-r1-1"),
-    ],
-)
-def test_container_name(study: str, exp_id: str, name: str) -> None:
-    """Unique per run; a study name changed to fit gets a hash of the full name."""
-    import hashlib
+def _container_argv(run_dir: Path, devices: list[int] | None, command: list[str]) -> list[str]:
+    """The argv the Docker runner kind starts for a launch on a local engine."""
+    from pytest_llem.run.runner_kinds import DockerRunner, Started
 
-    from pytest_llem.run.dispatch import container_name
-
-    digest = hashlib.sha256(study.encode()).hexdigest()[:8]
-    assert container_name(study, exp_id, "r1") == name.format(digest)
+    kind = DockerRunner()
+    launch = kind.launch("001", "v/img:1", devices, {"DOCKER_HOST": "unix:///x.sock"})
+    assert not launch.remote
+    started = Started(run_dir, "llem-s-001", b"{}", run_dir / "c", run_dir / "l", command, run_dir)
+    return kind.argv(launch, started)
 
 
 def test_run_ids_differ() -> None:
@@ -401,12 +393,12 @@ def test_run_dir_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert make_run_dir(tmp_path / "out", "--output", exclusive=False) == tmp_path / "out"
 
 
-def test_gpus_reach_the_container_and_local_runs() -> None:
-    from pytest_llem.run.dispatch import docker_run_argv, gpus_option
+def test_gpus_reach_the_container_and_local_runs(tmp_path: Path) -> None:
+    from pytest_llem.domain.gpu_request import docker_args, label_of
 
-    assert gpus_option(None) == "all"
-    assert gpus_option([0, 1]) == '"device=0,1"'  # docker run --gpus '"device=0,1"'
-    argv = docker_run_argv("v/img:1", "n", Path("/r"), "a", None, [1])
+    assert docker_args(label_of(None)) == ["--gpus", "all"]
+    assert docker_args(label_of([0, 1])) == ["--gpus", '"device=0,1"']  # the CLI reads CSV
+    argv = _container_argv(tmp_path, [1], [])
     assert argv[argv.index("--gpus") + 1] == '"device=1"'
 
 

@@ -14,7 +14,6 @@ def test_defaults() -> None:
     settings = PreflightSettings()
     assert settings.images_to_check == ("nvidia/cuda:12.0.0-base-ubuntu22.04",)
     assert (settings.timeout_s, settings.pull_timeout_s, settings.cache_s) == (30, 600, 900)
-    assert settings.to_args() == []
 
 
 def test_images_are_deduplicated_in_order() -> None:

@@ -143,11 +143,12 @@ def test_cuda_compat_unknown_driver_uses_probe_or_warns() -> None:
 def test_gpu_in_container_count_and_timeout() -> None:
     host = _host(gpus=2)
     ok = verdicts.gpu_in_container(
-        _image({}), _probe([("H100", "a"), ("H100", "b")]), host, False, 30
+        _image({}), _probe([("H100", "GPU-0"), ("H100", "GPU-1")]), host, False, 30
     )
-    assert ok.outcome == "passed"
-    fewer = verdicts.gpu_in_container(_image({}), _probe([("H100", "a")]), host, False, 30)
+    assert ok.outcome == "passed" and ok.details["gpu_request"] == "--gpus all"
+    fewer = verdicts.gpu_in_container(_image({}), _probe([("H100", "GPU-0")]), host, False, 30)
     assert fewer.finding is not None and fewer.finding.cause == "gpu_count_mismatch"
+    assert fewer.finding.message == "1 of the host's 2 GPU(s) visible inside img:1 (--gpus all)"
     timed = ProbeFacts(
         "img:1", "llem-probe-x", CommandResult(("docker", "run"), None, timed_out=True)
     )
@@ -178,3 +179,35 @@ def test_pull_failure_is_an_image_problem_not_a_gpu_one() -> None:
     v = verdicts.gpu_in_container(image, None, _host(), False, 30)
     assert v.finding is not None and v.finding.cause == "registry_unreachable"
     assert verdicts.cuda_compat(image, _host(), lambda: None).outcome == "not-run"
+
+
+def test_gpu_in_container_passes_only_for_the_gpus_it_asked_for() -> None:
+    host = _host(gpus=4)
+    one = _probe([("H100", "GPU-2")])  # inside the container the one GPU is index 0
+    v = verdicts.gpu_in_container(_image({}), one, host, False, 30, "device=2")
+    assert v.outcome == "passed" and v.details["gpu_request"] == "--gpus device=2"
+    wrong = verdicts.gpu_in_container(_image({}), one, host, False, 30, "device=1")
+    assert wrong.finding is not None and wrong.finding.cause == "gpu_count_mismatch"
+    assert "GPU-2 instead of GPU 1" in wrong.finding.message
+    two = verdicts.gpu_in_container(_image({}), one, host, False, 30, "device=1,2")
+    assert two.finding is not None and "1 GPU(s) visible where 2 were asked for" in str(
+        two.finding.message
+    )
+
+
+def test_a_gpu_request_the_host_cannot_meet_fails_without_a_probe() -> None:
+    v = verdicts.gpu_in_container(_image({}), None, _host(gpus=2), False, 30, "device=7")
+    assert v.outcome == "failed" and v.finding is not None
+    assert v.finding.cause == "no_devices"
+    assert v.finding.message == "GPU 7 is not on this host (it has GPU 0, 1)"
+    assert v.details["gpu_request"] == "--gpus device=7"
+
+
+def test_a_remote_daemon_counts_the_gpus_of_a_device_request() -> None:
+    remote = _host(driver=None, url="tcp://gpu:2376")
+    one = _probe([("H100", "GPU-x")])
+    assert verdicts.gpu_in_container(_image({}), one, remote, False, 30, "device=3").outcome == (
+        "passed"
+    )
+    v = verdicts.gpu_in_container(_image({}), one, remote, False, 30, "device=0,1")
+    assert v.finding is not None and v.finding.cause == "gpu_count_mismatch"

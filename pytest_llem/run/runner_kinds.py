@@ -1,0 +1,181 @@
+"""The runner kinds: one class each, behind one protocol.
+
+A runner kind says what an experiment of its kind will start (its `Launch`: engine endpoint,
+image, the exact GPU request), what such an experiment needs to be runnable, and how it is
+started. The pre-flight's checks and the dispatch are both derived from the launches, so the
+pre-flight proves the very request that the run makes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+from ..domain import gpu_request
+from ..domain.check_ids import DOCKER, LOCAL
+
+if TYPE_CHECKING:
+    from ..domain.records import Endpoint
+    from ..host.workloads import WorkloadResult
+    from .config import Experiment
+
+RUN_MOUNT = "/run/llem"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What one experiment will start: the single description of it that both the
+    pre-flight and the dispatch use."""
+
+    exp_id: str
+    runner: str  # the runner kind's name
+    image: str | None  # a container's image; None for a local process
+    request: str  # the GPU request's label (`domain.gpu_request`): all, device=1,3
+    endpoint: Endpoint | None  # the engine a container goes to; None for a local process
+
+    @property
+    def remote(self) -> bool:
+        """Whether its GPUs are another machine's (a remote engine's)."""
+        return self.endpoint is not None and self.endpoint.remote
+
+    @property
+    def gpu_args(self) -> list[str]:
+        return gpu_request.docker_args(self.request)
+
+
+@dataclass(frozen=True)
+class Started:
+    """What a launch needs from the dispatch to run: where its files are, its name."""
+
+    run_dir: Path
+    name: str  # the container's name (unused by a local process)
+    config_bytes: bytes
+    config_path: Path
+    log_path: Path
+    command: list[str] | None
+    cwd: Path  # a local process's working directory
+
+
+class RunnerKind(Protocol):
+    """A way to run an experiment."""
+
+    name: ClassVar[str]
+    # Whether its experiments are containers: their images go through the image checks.
+    containers: ClassVar[bool]
+
+    def needs(self, experiment: Experiment, image: str | None) -> str | None:
+        """What the experiment lacks to be runnable this way (a phrase), or None."""
+
+    def launch(
+        self, exp_id: str, image: str | None, devices: list[int] | None, env: Mapping[str, str]
+    ) -> Launch:
+        """The launch of one experiment (``devices``: its GPUs, None for all)."""
+
+    def seen_dir(self, run_dir: Path) -> str:
+        """RUN_DIR as the experiment sees it."""
+
+    def start(self, launch: Launch, run: Started) -> WorkloadResult:
+        """Run the launch to its end."""
+
+
+class LocalRunner:
+    """A process on this machine, in the study file's directory, its GPUs chosen by
+    ``CUDA_VISIBLE_DEVICES`` (numbered as nvidia-smi numbers them)."""
+
+    name: ClassVar[str] = LOCAL
+    containers: ClassVar[bool] = False
+
+    def needs(self, experiment: Experiment, image: str | None) -> str | None:
+        return None if experiment.command else "a command"
+
+    def launch(
+        self, exp_id: str, image: str | None, devices: list[int] | None, env: Mapping[str, str]
+    ) -> Launch:
+        return Launch(exp_id, self.name, None, gpu_request.label_of(devices), None)
+
+    def seen_dir(self, run_dir: Path) -> str:
+        return str(run_dir)
+
+    def start(self, launch: Launch, run: Started) -> WorkloadResult:
+        from ..host import workloads
+
+        env = {**os.environ, "LLEM_CONFIG_PATH": str(run.config_path)}
+        visible = gpu_request.cuda_visible_devices(launch.request)
+        if visible is not None:  # numbered as nvidia-smi numbers them (PCI bus order)
+            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+            env["CUDA_VISIBLE_DEVICES"] = visible
+        return workloads.run_local(run.command or [], cwd=run.cwd, env=env, log_path=run.log_path)
+
+
+class DockerRunner:
+    """A container on the Docker engine the docker CLI reaches; RUN_DIR is bind-mounted on
+    a local engine and copied in and out on a remote one."""
+
+    name: ClassVar[str] = DOCKER
+    containers: ClassVar[bool] = True
+
+    def needs(self, experiment: Experiment, image: str | None) -> str | None:
+        return None if image else "an image"
+
+    def launch(
+        self, exp_id: str, image: str | None, devices: list[int] | None, env: Mapping[str, str]
+    ) -> Launch:
+        from ..host.docker import daemon_endpoint
+
+        endpoint = daemon_endpoint(env)
+        return Launch(exp_id, self.name, image, gpu_request.label_of(devices), endpoint)
+
+    def seen_dir(self, run_dir: Path) -> str:
+        return RUN_MOUNT
+
+    def start(self, launch: Launch, run: Started) -> WorkloadResult:
+        from ..host import workloads
+
+        assert launch.image is not None  # (needs(): a Docker experiment has an image)
+        if launch.remote:  # a remote engine cannot mount RUN_DIR
+            from .remote_dispatch import run_container_remote
+
+            return run_container_remote(
+                launch.image, run.name, launch.exp_id, run.command,
+                gpus=launch.gpu_args[1], config=run.config_bytes, mount=RUN_MOUNT,
+                run_dir=run.run_dir, log_path=run.log_path,
+            )  # fmt: skip
+        argv = self.argv(launch, run)
+        return workloads.run_container(argv, name=run.name, log_path=run.log_path)
+
+    def argv(self, launch: Launch, run: Started) -> list[str]:
+        """`docker run` of the launch on a local engine, RUN_DIR mounted (DESIGN §6)."""
+        return [
+            "docker", "run", "--rm", *launch.gpu_args, "--name", run.name,
+            "-v", f"{run.run_dir}:{RUN_MOUNT}",
+            "-e", f"LLEM_CONFIG_PATH={RUN_MOUNT}/{launch.exp_id}_config.json",
+            str(launch.image), *(run.command or []),
+        ]  # fmt: skip
+
+
+KINDS: dict[str, RunnerKind] = {LOCAL: LocalRunner(), DOCKER: DockerRunner()}
+# How a study names a runner: a kind's name, and ``NAME:IMAGE`` for one that runs containers.
+RUNNER_FORMS = (
+    ", ".join(KINDS)
+    + " or "
+    + ", ".join(f"{name}:<image>" for name, kind in KINDS.items() if kind.containers)
+)
+
+
+def parse_runner(value: str) -> tuple[str, str | None]:
+    """``KIND`` | ``KIND:<image>`` -> (kind's name, image); ValueError otherwise."""
+    from ..domain.imageref import image_ref_error
+
+    name, colon, image = value.partition(":")
+    kind = KINDS.get(name)
+    if kind is None or (colon and not kind.containers):
+        raise ValueError(f"invalid runner {value!r} (expected {RUNNER_FORMS})")
+    if not colon:
+        return name, None
+    error = image_ref_error(image)
+    if error is not None:
+        raise ValueError(error)
+    return name, image
