@@ -284,6 +284,10 @@ class PreflightHooks:
             session.exitstatus = 128 + self.session.interrupted_by  # 130 Ctrl-C, 143 SIGTERM
         elif self._host_out_of_reach(session.exitstatus):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        elif self.session.settings.skipped_by and session.exitstatus == (
+            pytest.ExitCode.NO_TESTS_COLLECTED
+        ):  # the study skips the pre-flight: what llem does with it too
+            session.exitstatus = pytest.ExitCode.OK
         path = self.session.settings.json_path
         if path and not hasattr(self.config, "workerinput"):
             from .host.jsonfile import write_json
