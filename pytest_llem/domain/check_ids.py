@@ -180,7 +180,7 @@ def required_ids(
     kinds = set(kinds)
     skip = frozenset(skip)
     ids: list[str] = []
-    for decl in sorted(CHECKS, key=lambda d: d.tier):
+    for decl in sorted(CHECKS, key=lambda d: (d.tier, d.id)):  # the order they run in
         if not decl.runners & kinds:
             continue
         ids += [cid for cid in param_ids(decl, images, requests) if not is_skipped(skip, cid)]
