@@ -280,6 +280,7 @@ def gpu_in_container(
     from .gpu_request import devices_of, shown
 
     asked = shown(request)
+    which = "" if request == "all" else f" ({asked})"  # (all GPUs: what a probe asks unless told)
     if image.info is None:
         pull = image.pull or image.inspect
         if pull.timed_out:
@@ -323,7 +324,7 @@ def gpu_in_container(
             d = diagnose(result.output, result.returncode or 1)
         return _from_diagnosis(
             d,
-            f"GPU probe of {image.image} ({asked}) failed: {d.message}",
+            f"GPU probe of {image.image}{which} failed: {d.message}",
             exit_status=result.returncode,
             **where,
         )
@@ -335,10 +336,10 @@ def gpu_in_container(
     if gpus:
         details["driver_version"] = gpus[0].get("driver_version", "")
     if not gpus:
-        return failed("no_devices", f"no GPU visible inside {image.image} ({asked})", **details)
+        return failed("no_devices", f"no GPU visible inside {image.image}{which}", **details)
     wrong = _not_as_asked(gpus, host_gpus, devices)
     if wrong:
-        return failed("gpu_count_mismatch", f"{wrong} inside {image.image} ({asked})", **details)
+        return failed("gpu_count_mismatch", f"{wrong} inside {image.image}{which}", **details)
     names = ", ".join(sorted({g.get("name", "?") for g in gpus}))
     return passed(f"{len(gpus)} GPU(s): {names}", **details)
 

@@ -148,7 +148,7 @@ def test_gpu_in_container_count_and_timeout() -> None:
     assert ok.outcome == "passed" and ok.details["gpu_request"] == "--gpus all"
     fewer = verdicts.gpu_in_container(_image({}), _probe([("H100", "GPU-0")]), host, False, 30)
     assert fewer.finding is not None and fewer.finding.cause == "gpu_count_mismatch"
-    assert fewer.finding.message == "1 of the host's 2 GPU(s) visible inside img:1 (--gpus all)"
+    assert fewer.finding.message == "1 of the host's 2 GPU(s) visible inside img:1"
     timed = ProbeFacts(
         "img:1", "llem-probe-x", CommandResult(("docker", "run"), None, timed_out=True)
     )
