@@ -56,8 +56,9 @@ class Facts:
         self._probe_begun = threading.Event()  # a probe container started, or none will
         self._cache: ProbeCache | None = None
         self.progress: Progress | None = None  # where long work shows signs of life
-        self.cache_lookup: Callable[[HostFacts, ImageFacts], ProbeFacts | None] | None = None
-        self.cache_store: Callable[[HostFacts, ImageFacts, ProbeFacts], None] | None = None
+        # (host, image, GPU request) -> a remembered probe; (host, image, request, probe) -> None
+        self.cache_lookup: Callable[[HostFacts, ImageFacts, str], ProbeFacts | None] | None = None
+        self.cache_store: Callable[[HostFacts, ImageFacts, str, ProbeFacts], None] | None = None
 
     @property
     def settings(self) -> PreflightSettings:
@@ -161,7 +162,8 @@ class Facts:
         return result_of(self._docker)
 
     def identity(self) -> dict[str, str]:
-        """Daemon id, toolkit version and the hash of the toolkit's config file."""
+        """The engine's and the toolkit's side of a remembered probe's key
+        (`_gather_identity`)."""
         self.start_host()
         assert self._identity is not None
         if self.settings.wait_s > 0 and self.host().waited_s > 0:  # the daemon came up since
@@ -247,12 +249,22 @@ class Facts:
         return dataclasses.replace(host, smi=smi, smi_info=info)
 
     def _gather_identity(self, host: Future[HostFacts]) -> dict[str, str]:
+        """What keys a remembered probe on the engine's and the toolkit's side: the engine's
+        ID, runtimes, default runtime and CDI setup (one `docker info`), the toolkit's version
+        and config file."""
         facts = result_of(host)
-        daemon_id = ""
+        engine = None
         if facts.docker_path and facts.version is not None and facts.version.ok:
-            daemon_id = docker.daemon_id(HOST_COMMAND_TIMEOUT_S, self.env)
+            engine = docker.engine_config(HOST_COMMAND_TIMEOUT_S, self.env)
+        cdi_dirs = engine.cdi_spec_dirs if engine else None
+        # The spec files are read here only when they are this machine's.
+        local = not facts.endpoint.remote
         return {
-            "daemon_id": daemon_id,
+            "daemon_id": engine.id if engine else "",
+            "runtimes": engine.runtimes if engine else "",
+            "default_runtime": engine.default_runtime if engine else "",
+            "cdi_spec_dirs": "" if cdi_dirs is None else "\n".join(cdi_dirs),
+            "cdi_specs": nvidia.cdi_specs_digest(cdi_dirs) if cdi_dirs and local else "",
             "toolkit_version": nvidia.toolkit_version(
                 facts.toolkit, HOST_COMMAND_TIMEOUT_S, self.env
             ),
@@ -473,8 +485,11 @@ class Facts:
 
         facts = self.image(image)
         host = self.host()
+        # The probe's GPU request (what follows `--gpus` in docker.probe_argv): it keys the
+        # remembered answer.
+        request = "all"
         if self.cache_lookup is not None:
-            cached = self.cache_lookup(host, facts)
+            cached = self.cache_lookup(host, facts, request)
             if cached is not None:
                 return cached
         import secrets
@@ -498,7 +513,7 @@ class Facts:
         gpus = parse_query_csv(result.stdout, docker.PROBE_FIELDS) if result.ok else []
         probe = ProbeFacts(image, name, result, gpus, request=request)
         if result.ok and gpus and self.cache_store is not None:
-            self.cache_store(host, facts, probe)
+            self.cache_store(host, facts, request, probe)
         return probe
 
     # --- end --------------------------------------------------------------------------------

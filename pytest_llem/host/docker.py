@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .proc import Started, run, run_streaming, spawn_detached, start
 
@@ -88,12 +88,18 @@ def _json_file(path: str, limit: int = 1024 * 1024) -> dict[str, Any] | None:
 
 
 VERSION_ARGV = ("docker", "version", "--format", "{{json .}}")
-INFO_ARGV = (
-    "docker",
-    "info",
-    "--format",
-    '{"id":{{json .ID}},"default_runtime":{{json .DefaultRuntime}}}',
-)
+# All of `docker info` as JSON, once: a template naming the fields it needs would fail on a CLI
+# that lacks one of them (`CDISpecDirs` is unknown to a 20.10 CLI), whatever the engine.
+INFO_ARGV = ("docker", "info", "--format", "{{json .}}")
+
+
+class EngineConfig(NamedTuple):
+    """What `docker info` says of the engine that decides how a GPU container is made."""
+
+    id: str
+    runtimes: str  # the runtimes, as canonical JSON ("" when not shown)
+    default_runtime: str
+    cdi_spec_dirs: tuple[str, ...] | None  # where it reads CDI specs (None: not shown, no CDI)
 
 
 def docker_version(timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
@@ -104,19 +110,37 @@ def docker_info(timeout: float, env: Mapping[str, str] | None = None) -> Command
     return run(INFO_ARGV, timeout=timeout, env=env)
 
 
-def daemon_id(timeout: float, env: Mapping[str, str] | None = None) -> str:
-    """The engine's ID from `docker info` ("" when it cannot tell)."""
+def engine_config(timeout: float, env: Mapping[str, str] | None = None) -> EngineConfig | None:
+    """The engine's ID, runtimes, default runtime and CDI spec directories, from one
+    `docker info` (None when it cannot tell)."""
+    result = docker_info(timeout, env)
+    return parse_engine_config(result.stdout) if result.ok else None
+
+
+def parse_engine_config(text: str) -> EngineConfig | None:
+    """`EngineConfig` from the JSON of `docker info` (None when it is not that JSON)."""
     import json
 
-    result = docker_info(timeout, env)
-    if result.ok:
-        try:
-            data = json.loads(result.stdout)
-        except ValueError:
-            return ""
-        if isinstance(data, dict):
-            return str(data.get("id") or "")
-    return ""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    runtimes = data.get("Runtimes")
+    dirs = data.get("CDISpecDirs")
+    return EngineConfig(
+        id=str(data.get("ID") or ""),
+        runtimes=json.dumps(runtimes, sort_keys=True, separators=(",", ":")) if runtimes else "",
+        default_runtime=str(data.get("DefaultRuntime") or ""),
+        cdi_spec_dirs=tuple(str(d) for d in dirs) if isinstance(dirs, list) else None,
+    )
+
+
+def daemon_id(timeout: float, env: Mapping[str, str] | None = None) -> str:
+    """The engine's ID from `docker info` ("" when it cannot tell)."""
+    config = engine_config(timeout, env)
+    return config.id if config else ""
 
 
 def inspect_argv(image: str) -> tuple[str, ...]:

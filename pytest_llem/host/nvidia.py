@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .proc import run
@@ -52,6 +52,43 @@ def toolkit_config_digest(path: str = TOOLKIT_CONFIG) -> str:
             return hashlib.sha256(config.read()).hexdigest()[:16]
     except OSError:
         return ""
+
+
+CDI_SPEC_SUFFIXES = (".json", ".yaml", ".yml")
+MAX_CDI_SPEC_BYTES = 16 * 1024 * 1024
+
+
+def cdi_specs_digest(dirs: Sequence[str]) -> str:
+    """A digest of the CDI specs in ``dirs`` (each directory's own spec files, as the CDI
+    library reads them): a spec rewritten after a driver upgrade, or left stale, changes it.
+    "" when no directory is named."""
+    if not dirs:
+        return ""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for directory in dirs:
+        digest.update(f"dir {directory}\n".encode())
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError as exc:
+            digest.update(f"unreadable {exc.errno}\n".encode())
+            continue
+        for name in names:
+            if not name.endswith(CDI_SPEC_SUFFIXES):
+                continue
+            path = os.path.join(directory, name)
+            try:
+                with open(path, "rb") as spec:
+                    data = spec.read(MAX_CDI_SPEC_BYTES + 1)
+            except IsADirectoryError:
+                continue
+            except OSError as exc:
+                digest.update(f"spec {name} unreadable {exc.errno}\n".encode())
+                continue
+            digest.update(f"spec {name} {len(data)}\n".encode())
+            digest.update(data)
+    return digest.hexdigest()[:16]
 
 
 def nvidia_smi_query(timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:

@@ -129,7 +129,7 @@ def test_concurrent_preflights_share_the_cache(
     assert set(fourth.outcomes.values()) == {"passed"}
     assert fourth.check(PROBE)["cached"] is True
     data = json.loads(cache_file(host_tools).read_text())
-    assert data["schema"] == 1 and data["entries"], data
+    assert data["schema"] == 2 and data["entries"], data
 
 
 def test_garbage_from_the_hook_is_one_clean_failure(
@@ -166,7 +166,7 @@ def test_damaged_cache_is_ignored_and_rewritten(
     assert run.check(PROBE)["cached"] is False
     assert TRACEBACK not in run.output
     data = json.loads(path.read_text())
-    assert data["schema"] == 1 and len(data["entries"]) == 1, data
+    assert data["schema"] == 2 and len(data["entries"]) == 1, data
 
 
 def test_interrupt_while_the_probe_hangs(

@@ -435,6 +435,35 @@ class Engine(Service):
         partial.write_text(scenario.to_json())
         partial.replace(self.scenario_file)
 
+    def reconfigure(
+        self, runtimes: Mapping[str, str] | None = None, default_runtime: str = "runc"
+    ) -> None:
+        """Have dockerd reload its configuration (SIGHUP: no restart, containers and images
+        stay) with these runtimes (name → executable, beside `runc`) and this default runtime.
+
+        Both are always written: a reload keeps any setting the file does not name.
+        """
+        assert self._proc is not None, "the engine is not running"
+        config = {
+            "runtimes": {name: {"path": path} for name, path in (runtimes or {}).items()},
+            "default-runtime": default_runtime,
+        }
+        config_file = self.dir / "daemon.json"
+        partial = config_file.with_suffix(".tmp")
+        partial.write_text(json.dumps(config))
+        partial.replace(config_file)
+        self._proc.send_signal(signal.SIGHUP)
+        wanted = ({"runc", *(runtimes or {})}, default_runtime)
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            shown = self.docker("info", "--format", "{{json .Runtimes}}|{{.DefaultRuntime}}")
+            names, _, default = shown.stdout.strip().partition("|")
+            if (set(json.loads(names)), default) == wanted:
+                return
+            if time.monotonic() > deadline:
+                raise EngineError(f"dockerd did not reload {config}: {shown.stdout}")
+            time.sleep(0.05)
+
     def hook_calls(self, since: float = 0.0) -> list[HookCall]:
         """The hook's invocations ({time, id, mode, env}) from `since` on."""
         if not self.hook_log.exists():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_llem.domain.nvidia_smi import GpuInfo, SmiInfo
 from pytest_llem.domain.records import (
     CommandResult,
     Endpoint,
@@ -68,10 +69,11 @@ def test_a_remembered_probe_is_not_waited_for(
     cache_home: Path, hanging_docker: dict[str, str]
 ) -> None:
     """A probe cache with entries may answer without a container: no wait, the import goes on."""
-    host = HostFacts(Endpoint("unix:///x.sock"), "/usr/bin/docker", None, {}, None, None)
+    smi = SmiInfo("550.54.15", "12.4", [GpuInfo(0, "NVIDIA H100", "GPU-1")])
+    host = HostFacts(Endpoint("unix:///x.sock"), "/usr/bin/docker", None, {}, None, smi)
     image = ImageFacts(IMAGE, ImageInfo("sha256:aaa", {}), CommandResult(("docker",), 0))
     probe = ProbeFacts(IMAGE, "n", CommandResult(("docker",), 0), [{"index": "0"}])
-    ProbeCache(900, identify=lambda: {"daemon_id": "D1"}).store(host, image, probe)
+    ProbeCache(900, identify=lambda: {"daemon_id": "D1"}).store(host, image, "all", probe)
     assert (cache_home / "probes.json").is_file()
     assert _waited(_facts(hanging_docker), 30.0) < 5
 
