@@ -485,9 +485,6 @@ class Facts:
 
         facts = self.image(image)
         host = self.host()
-        # The probe's GPU request (what follows `--gpus` in docker.probe_argv): it keys the
-        # remembered answer.
-        request = "all"
         if self.cache_lookup is not None:
             cached = self.cache_lookup(host, facts, request)
             if cached is not None:

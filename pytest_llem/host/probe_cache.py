@@ -109,8 +109,8 @@ class ProbeCache:
         if not all(isinstance(gpu, dict) for gpu in remembered):
             return None
         gpus = [{str(k): str(v) for k, v in gpu.items()} for gpu in remembered]
-        result = CommandResult(tuple(docker.probe_argv(image.image, "cached")), 0)
-        return ProbeFacts(image.image, "cached", result, gpus, cached=True)
+        result = CommandResult(tuple(docker.probe_argv(image.image, "cached", request)), 0)
+        return ProbeFacts(image.image, "cached", result, gpus, cached=True, request=request)
 
     def store(self, host: HostFacts, image: ImageFacts, request: str, probe: ProbeFacts) -> None:
         key = self.key(host, image, request)

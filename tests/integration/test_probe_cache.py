@@ -155,34 +155,30 @@ def test_a_changed_engine_runtime_setup_is_probed_afresh(
     assert run.outcomes[PROBE] == outcome, run.describe()
 
 
+@pytest.mark.parametrize("other", ["device=0", "device=1", "device=0,1"])
 def test_another_gpu_request_is_not_answered_by_a_remembered_probe(
     run_product: ProductRunner,
     host_tools: HostTools,
     gpu_engine: Engine,
     images: None,
-    monkeypatch: pytest.MonkeyPatch,
+    other: str,
 ) -> None:
-    """What the engine remembers for `--gpus all` does not answer `--gpus device=0`.
-
-    (The pre-flight itself asks for `all` until the probe makes the experiment's request:
-    the host and image facts here are the real engine's, the lookup the one a probe makes.)
-    """
-    from pytest_llem.facts import Facts
-    from pytest_llem.settings import PreflightSettings
-
+    """What was remembered for `--gpus all` does not answer `--gpus device=...`: the study's
+    `gpus:` changed, and the probe makes the new request, in a container of its own."""
     remember(gpu_engine, lambda: preflight(run_product, host_tools))
-    env = host_tools.env(gpu_engine)
-    monkeypatch.setenv("XDG_CACHE_HOME", env["XDG_CACHE_HOME"])
-    facts = Facts(env=env).adopt(PreflightSettings(images=(IMAGE,)))
-    try:
-        lookup = facts.cache_lookup
-        assert lookup is not None
-        host, image = facts.host(), facts.image(IMAGE)
-        assert lookup(host, image, "all") is not None  # the request it was stored for
-        for other in ("device=0", "device=1", "device=0,1"):
-            assert lookup(host, image, other) is None, other
-    finally:
-        facts.close()
+    devices = other.removeprefix("device=")
+    run, started = probed(
+        gpu_engine,
+        lambda: run_preflight(
+            run_product, host_tools.work, "--llem-image", IMAGE, "--llem-gpus", devices
+        ),
+    )
+    assert run.returncode == 0, run.describe()
+    assert_probed_afresh(run, started)
+    probe = run.check(PROBE)["details"]
+    assert probe["gpu_request"] == f"--gpus {other}"
+    wanted = [DEFAULT_GPUS[int(i)].uuid for i in devices.split(",")]
+    assert [gpu["uuid"] for gpu in probe["gpus"]] == wanted
 
 
 @pytest.mark.parametrize(
