@@ -16,6 +16,9 @@ interleave the cases, and the medians are compared:
   (f) 200 tests  a 200-test suite with the plugin installed but not enabled, against -p no:llem
   (g) engine     the probe's `docker run` from a shell, once and eight at a time: what the engine
                  itself takes for eight (a reference for (e), not a target)
+  (h) 8 / 16 GPUs  (e)'s one image on hosts of 8 and 16 H200s (the host's and the container's
+                 `nvidia-smi` list them all, `-q` in the layout of the real capture), against
+                 the 2 GPUs of (e)
 
 Every case runs in a new virtual environment with this checkout installed (`pip install .`):
 what a user's interpreter pays at start-up, no more (no editable-install hook, no other
@@ -27,6 +30,7 @@ Usage: python bench/preflight_bench.py [--rounds N] [--hook-delay S] [--python P
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import shlex
 import shutil
@@ -42,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import sequential_preflight as baseline  # noqa: E402
-from testbed import Engine, GpuScenario, HookBehaviour, HostTools  # noqa: E402
+from testbed import Engine, GpuScenario, HookBehaviour, HostTools, server_gpus  # noqa: E402
 
 IMAGE_ENV = {
     "CUDA_VERSION": "12.4.1",
@@ -108,7 +112,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="llem-bench-"))
     engine = Engine(gpu=True).start()
     try:
-        engine.set_scenario(GpuScenario(hook=HookBehaviour(delay_s=args.hook_delay)))
+        healthy = GpuScenario(hook=HookBehaviour(delay_s=args.hook_delay))
+        engine.set_scenario(healthy)
         images = [f"bench/cuda-{n}:12.4.1" for n in range(8)]
         for image in images:
             engine.build_image(image, IMAGE_ENV)
@@ -159,6 +164,21 @@ def main() -> int:
             "-q",
         ]
 
+        large = {  # hosts of many GPUs: their own host tools, the engine's scenario per run
+            count: HostTools(work / f"host-{count}", scenario=GpuScenario(gpus=server_gpus(count)))
+            for count in (8, 16)
+        }
+
+        def on_gpus(count: int) -> float:
+            tools = large[count]
+            engine.set_scenario(dataclasses.replace(healthy, gpus=tools.scenario.gpus))
+            try:
+                env_large = tools.env(engine)
+                env_large.pop("PYTHONPATH", None)
+                return timed([*preflight, "--llem-image", images[0]], env_large, work)
+            finally:
+                engine.set_scenario(healthy)
+
         def dry_run(cache: str) -> float:
             return timed(
                 [py, "-m", "pytest_llem", "run", "--dry-run", str(study)],
@@ -196,6 +216,8 @@ def main() -> int:
             "8 images": lambda: timed(
                 [*preflight, *(a for i in images for a in ("--llem-image", i))], env, work
             ),
+            "1 image, 8 GPUs": lambda: on_gpus(8),
+            "1 image, 16 GPUs": lambda: on_gpus(16),
             "engine: 1 probe": lambda: timed(["/bin/sh", "-c", probes_at_once(1)], env, work),
             "engine: 8 probes": lambda: timed(["/bin/sh", "-c", probes_at_once(8)], env, work),
             "200 tests, plugin off": lambda: timed(
@@ -247,6 +269,7 @@ def main() -> int:
             "first run / python": ("first run", "python"),
             "cold / python, def. net": ("cold", "python, default network"),
             "8 images / 1 image": ("8 images", "1 image"),
+            "16 GPUs / 2 GPUs": ("1 image, 16 GPUs", "1 image"),
             "engine: 8 probes / 1": ("engine: 8 probes", "engine: 1 probe"),
             "plugin off / no:llem": ("200 tests, plugin off", "200 tests, -p no:llem"),
             "python / shell": ("python", "shell"),

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from .host import docker, nvidia
-from .host.proc import HOST_COMMAND_TIMEOUT_S, Started, kill_all, result_of, start
+from .host.proc import HOST_COMMAND_TIMEOUT_S, Started, kill_all, result_of
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -96,11 +96,9 @@ class Facts:
         with self._lock:
             if self._host is not None:
                 return
-            version = (
-                start(docker.VERSION_ARGV, env=self.env) if docker.docker_path(self.env) else None
-            )
+            version = docker.start_version(self.env) if docker.docker_path(self.env) else None
             remote = docker.daemon_is_remote(self.env)
-            smi = None if remote else start(nvidia.SMI_ARGV, env=self.env)
+            smi = None if remote else nvidia.start_smi_query(self.env)
             self._docker = self._pool.submit(self._gather_docker, HOST_COMMAND_TIMEOUT_S, version)
             self._host = self._pool.submit(
                 self._gather_host, self._docker, HOST_COMMAND_TIMEOUT_S, smi
@@ -398,7 +396,7 @@ class Facts:
         from .domain.records import ImageFacts
 
         info, inspect = docker.image_inspect(image, HOST_COMMAND_TIMEOUT_S, self.env)
-        if info is not None:
+        if info is not None or inspect.too_large:  # present, if unreadable: a pull cannot help
             return ImageFacts(image, info, inspect)
         limit = self.settings.pull_timeout_s
         task = self.progress.pull(self._check_of(image), image, limit) if self.progress else None

@@ -19,10 +19,12 @@ class CommandResult:
     duration_s: float = 0.0
     timed_out: bool = False
     missing: bool = False  # the executable itself was not found
+    # Its output passed the limit of output read whole: stopped, and no stdout (stderr says so).
+    too_large: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
+        return self.returncode == 0 and not self.timed_out and not self.too_large
 
     @property
     def output(self) -> str:

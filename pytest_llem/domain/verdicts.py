@@ -126,6 +126,9 @@ def docker_daemon(host: HostFacts) -> Verdict:
         )
     if result.ok and host.server_version:
         return passed(server_version=host.server_version, **where)
+    if result.too_large:  # an answer, unreadable: not a daemon out of reach
+        message = f"Docker daemon at {host.endpoint.url}: {first_line(result.stderr)}"
+        return failed("unknown", message, **where)
     d = diagnose(result.output, result.returncode)
     if d.cause in ("ok", "unknown"):
         d = _as_diagnosis("daemon_unreachable", result.output)
@@ -283,6 +286,13 @@ def gpu_in_container(
     which = "" if request == "all" else f" ({asked})"  # (all GPUs: what a probe asks unless told)
     if image.info is None:
         pull = image.pull or image.inspect
+        if pull.too_large:
+            return failed(
+                "unknown",
+                f"cannot read {image.image}: {first_line(pull.stderr)}",
+                fix="Use an image whose metadata (labels, environment) is smaller",
+                image=image.image,
+            )
         if pull.timed_out:
             return failed(
                 "probe_timeout",

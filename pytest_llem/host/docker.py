@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .proc import Started, run, run_streaming, spawn_detached, start
+from .proc import PARSED_OUTPUT_MAX, Started, run, run_streaming, spawn_detached, start
 
 if TYPE_CHECKING:
     from ..domain.records import CommandResult, Endpoint, ImageInfo
@@ -103,11 +103,16 @@ class EngineConfig(NamedTuple):
 
 
 def docker_version(timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
-    return run(VERSION_ARGV, timeout=timeout, env=env)
+    return run(VERSION_ARGV, timeout=timeout, env=env, limit=PARSED_OUTPUT_MAX)
+
+
+def start_version(env: Mapping[str, str] | None = None) -> Started:
+    """`docker_version()` started now; `Started.finish(timeout)` collects it."""
+    return start(VERSION_ARGV, env=env, limit=PARSED_OUTPUT_MAX)
 
 
 def docker_info(timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
-    return run(INFO_ARGV, timeout=timeout, env=env)
+    return run(INFO_ARGV, timeout=timeout, env=env, limit=PARSED_OUTPUT_MAX)
 
 
 def engine_config(timeout: float, env: Mapping[str, str] | None = None) -> EngineConfig | None:
@@ -154,7 +159,7 @@ def image_inspect(
 
     from ..domain.records import ImageInfo
 
-    result = run(inspect_argv(image), timeout=timeout, env=env)
+    result = run(inspect_argv(image), timeout=timeout, env=env, limit=PARSED_OUTPUT_MAX)
     if not result.ok:
         return None, result
     try:

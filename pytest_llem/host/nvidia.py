@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from .proc import run
+from .proc import PARSED_OUTPUT_MAX, Started, run, start
 
 if TYPE_CHECKING:
     from ..domain.records import CommandResult
@@ -93,12 +93,17 @@ def cdi_specs_digest(dirs: Sequence[str]) -> str:
 
 def nvidia_smi_query(timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
     """`nvidia-smi -q`: driver, CUDA version, and per GPU its name, brand, architecture, UUID."""
-    return run(SMI_ARGV, timeout=timeout, env=env)
+    return run(SMI_ARGV, timeout=timeout, env=env, limit=PARSED_OUTPUT_MAX)
+
+
+def start_smi_query(env: Mapping[str, str] | None = None) -> Started:
+    """`nvidia_smi_query()` started now; `Started.finish(timeout)` collects it."""
+    return start(SMI_ARGV, env=env, limit=PARSED_OUTPUT_MAX)
 
 
 def compute_capabilities(timeout: float, env: Mapping[str, str] | None = None) -> list[str]:
     """Compute capability of each GPU ("9.0"); empty when the driver cannot tell."""
-    result = run(CAPS_ARGV, timeout=timeout, env=env)
+    result = run(CAPS_ARGV, timeout=timeout, env=env, limit=PARSED_OUTPUT_MAX)
     if not result.ok:
         return []
     values = [line.strip() for line in result.stdout.splitlines() if line.strip()]

@@ -39,6 +39,11 @@ SLICE_S = 0.2
 # Output kept per stream: its first and its last half of this, enough for any real error.
 # What lies between is read and dropped, so memory stays bounded whatever a tool prints.
 MAX_OUTPUT = 64 * 1024
+# Output that llem parses (`nvidia-smi -q`, `docker image inspect`, `docker info`, `docker
+# version`) is read whole up to this (`limit=`): an 8-GPU host's `nvidia-smi -q` is about
+# 110 kB, an image's inspect grows with its labels. Past it the command is stopped and its
+# result is `too_large`, with no standard output: never parsed in part.
+PARSED_OUTPUT_MAX = 16 * 1024 * 1024
 _CHUNK = 64 * 1024
 # After a kill, how long output still in the pipes is read (a grandchild that left the process
 # group may keep them open for ever).
@@ -46,15 +51,26 @@ _DRAIN_S = 1.0
 
 
 class _Kept:
-    """The head and the tail of a stream, and how many bytes between them were dropped."""
+    """The head and the tail of a stream, and how many bytes between them were dropped; or,
+    with ``whole``, the stream whole up to that many bytes (past it: none, and `too_large`)."""
 
-    def __init__(self, limit: int = MAX_OUTPUT) -> None:
-        self._half = limit // 2
+    def __init__(self, whole: int | None = None) -> None:
+        self._whole = whole
+        self._half = MAX_OUTPUT // 2
         self.head = bytearray()
         self.tail = bytearray()
         self.dropped = 0
+        self.too_large = False
 
     def add(self, data: bytes) -> None:
+        if self._whole is not None:
+            if not self.too_large and len(self.head) + len(data) <= self._whole:
+                self.head += data
+                return
+            self.too_large = True  # nothing is kept: a part must never pass for the whole
+            self.dropped += len(self.head) + len(data)
+            self.head = bytearray()
+            return
         room = self._half - len(self.head)
         if room > 0:
             self.head += data[:room]
@@ -69,10 +85,10 @@ class _Kept:
         tail = self.tail[-self._half :]
         dropped = self.dropped + len(self.tail) - len(tail)
         middle = f"\n[... {dropped} bytes of output clipped ...]\n" if dropped else ""
-        return (
-            bytes(self.head).decode("utf-8", errors="replace")
+        return (  # decoded in place: a whole output is not copied once more
+            self.head.decode("utf-8", errors="replace")
             + middle
-            + bytes(tail).decode("utf-8", errors="replace")
+            + tail.decode("utf-8", errors="replace")
         )
 
 
@@ -117,8 +133,11 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 class Started:
     """A command that `start()` started; `finish()` collects its result."""
 
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str] | None) -> None:
+    def __init__(
+        self, argv: Sequence[str], env: Mapping[str, str] | None, limit: int | None = None
+    ) -> None:
         self.argv = tuple(argv)
+        self.limit = limit
         self.started = time.monotonic()
         self.proc: subprocess.Popen[bytes] | None = None
         self.missing = ""  # why the executable could not be started
@@ -138,15 +157,18 @@ class Started:
         proc, argv, start = self.proc, self.argv, self.started
         if proc is None:
             return CommandResult(argv, 127, stderr=self.missing, missing=True)
-        out, err = _Kept(), _Kept()
+        out, err = _Kept(self.limit), _Kept()
         try:
             _collect(proc, {proc.stdout: out, proc.stderr: err}, start + timeout)
-        except subprocess.TimeoutExpired:
+        except (subprocess.TimeoutExpired, _TooLarge) as stopped:
             _kill_group(proc)
             deadline = time.monotonic() + _DRAIN_S
             _collect(proc, {proc.stdout: out, proc.stderr: err}, deadline, kill=True)
+            if isinstance(stopped, _TooLarge):
+                return self._too_large(proc.returncode, err, time.monotonic() - start)
+            took = time.monotonic() - start
             return CommandResult(
-                argv, None, out.text(), err.text(), time.monotonic() - start, timed_out=True
+                argv, None, out.text(), err.text(), took, timed_out=True, too_large=out.too_large
             )
         except BaseException:
             _kill_group(proc)
@@ -159,10 +181,35 @@ class Started:
         took = time.monotonic() - start
         return CommandResult(argv, proc.returncode, out.text(), err.text(), took)
 
+    def _too_large(self, returncode: int | None, err: _Kept, took: float) -> CommandResult:
+        """The result of a command stopped for printing more than its limit: no output, and
+        an error that says why (`ok` is false)."""
+        from ..domain.records import CommandResult
 
-def start(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Started:
-    """Start ``argv`` in its own process group; its output is read by `Started.finish`."""
-    return Started(argv, env)
+        mib, rest = divmod(self.limit or 0, 1024 * 1024)
+        size = f"{mib} MiB" if mib and not rest else f"{self.limit} bytes"
+        note = (
+            f"`{' '.join(self.argv)}` printed more than {size}: too large to read, so it was "
+            "stopped and none of its output is used"
+        )
+        stderr = "\n".join(filter(None, (note, err.text().strip())))
+        return CommandResult(self.argv, returncode, "", stderr, took, too_large=True)
+
+
+class _TooLarge(Exception):
+    """Standard output passed the limit of a command whose output is read whole."""
+
+
+def start(
+    argv: Sequence[str], *, env: Mapping[str, str] | None = None, limit: int | None = None
+) -> Started:
+    """Start ``argv`` in its own process group; its output is read by `Started.finish`.
+
+    ``limit``: standard output is read whole up to that many bytes (output that llem parses:
+    `PARSED_OUTPUT_MAX`), and the command is stopped past it; None keeps the head and the tail
+    of `MAX_OUTPUT` (logs, experiment output). Standard error keeps its head and tail always.
+    """
+    return Started(argv, env, limit)
 
 
 def run(
@@ -170,9 +217,12 @@ def run(
     *,
     timeout: float,
     env: Mapping[str, str] | None = None,
+    limit: int | None = None,
 ) -> CommandResult:
-    """Run ``argv`` with a wall-clock limit; on expiry or interrupt kill its process group."""
-    return start(argv, env=env).finish(timeout)
+    """Run ``argv`` with a wall-clock limit; on expiry or interrupt kill its process group.
+
+    ``limit`` as for `start`."""
+    return start(argv, env=env, limit=limit).finish(timeout)
 
 
 def run_streaming(
@@ -287,8 +337,9 @@ def _collect(
 ) -> None:
     """Read ``streams`` into their buffers until both end, then reap ``proc``; in slices.
 
-    Raises TimeoutExpired at ``deadline``; with ``kill`` (the group was killed) it stops
-    reading there instead, closes the pipes and reaps the process.
+    Raises TimeoutExpired at ``deadline``, and _TooLarge when a buffer that reads its stream
+    whole passes its limit; with ``kill`` (the group was killed) it stops reading at
+    ``deadline`` instead, closes the pipes and reaps the process.
     """
     with selectors.DefaultSelector() as selector:
         for stream, kept in streams.items():
@@ -304,6 +355,8 @@ def _collect(
                 data = os.read(key.fd, _CHUNK)
                 if data:
                     key.data.add(data)
+                    if key.data.too_large and not kill:
+                        raise _TooLarge
                 else:
                     selector.unregister(key.fileobj)
     if kill:

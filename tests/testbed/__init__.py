@@ -30,6 +30,7 @@ from .scenario import (
     HookBehaviour,
     ScenarioSetter,
     nvidia_smi_script,
+    server_gpus,
     visible_gpus,
 )
 from .workload import WORKLOAD_PATH, build_workload_image
@@ -70,6 +71,7 @@ __all__ = [
     "registry_unavailable_reason",
     "rootfs_tar",
     "run",
+    "server_gpus",
     "unsatisfied_requirement",
     "user_command",
     "visible_gpus",

@@ -97,6 +97,29 @@ DEFAULT_GPUS = (
     Gpu("NVIDIA H100 80GB HBM3", "GPU-8f6b2c3a-1d4e-4b7a-9c2d-5e6f7a8b9c01", "00000000:19:00.0"),
     Gpu("NVIDIA H100 80GB HBM3", "GPU-3a9d7e21-6c5b-4f80-a1d2-e3f4a5b6c702", "00000000:3B:00.0"),
 )
+# PCI buses of the GPUs of real multi-GPU servers, in index order: an HGX H200 board (8), and
+# two boards behind NVSwitch (16, the DGX-2 layout).
+_HGX8_BUSES = ("18", "2A", "3A", "5D", "9A", "AB", "BA", "DB")
+_HGX16_BUSES = (
+    *("34", "36", "39", "3B", "57", "59", "5C", "5E"),
+    *("B7", "B9", "BC", "BE", "E0", "E2", "E5", "E7"),
+)
+
+
+def server_gpus(count: int, name: str = "NVIDIA H200", memory_mib: int = 143771) -> tuple[Gpu, ...]:
+    """``count`` (at most 16) GPUs of one server, each with its own bus id and UUID."""
+    buses = _HGX8_BUSES if count <= len(_HGX8_BUSES) else _HGX16_BUSES
+    if count > len(buses):
+        raise ValueError(f"at most {len(buses)} GPUs, not {count}")
+    return tuple(
+        Gpu(
+            name,
+            f"GPU-{index:08x}-5e1f-4c2a-9b3d-{0x7A0C00000000 + index * 0x1111:012x}",
+            f"00000000:{bus}:00.0",
+            memory_mib=memory_mib,
+        )
+        for index, bus in enumerate(buses[:count])
+    )
 
 
 @dataclass(frozen=True)
@@ -228,6 +251,7 @@ def _q_template() -> tuple[list[str], list[str]]:
 def _q_values(scenario: GpuScenario, gpu: Gpu, index: int) -> dict[tuple[str, ...], str]:
     """Section path -> value, for the lines of the template that this GPU changes."""
     on = {True: "Enabled", False: "Disabled"}
+    domain, bus, device = gpu.pci_bus_id.replace(".", ":").split(":")[:3]
     values = {
         ("Product Name",): gpu.name,
         ("Product Brand",): scenario.product_brand,
@@ -235,8 +259,15 @@ def _q_values(scenario: GpuScenario, gpu: Gpu, index: int) -> dict[tuple[str, ..
         ("Persistence Mode",): on[gpu.persistence],
         ("MIG Mode", "Current"): on[gpu.mig],
         ("MIG Mode", "Pending"): on[gpu.mig],
+        ("Serial Number",): f"{1654923000000 + index}",
         ("GPU UUID",): gpu.uuid,
+        ("GPU PDI",): f"0x{0x5A3C00000000 + index:016x}",
         ("Minor Number",): str(index),
+        ("Board ID",): f"0x{int(bus, 16) << 8 | int(device, 16):x}",
+        ("Platform Info", "Module Id"): str(index + 1),
+        ("PCI", "Bus"): f"0x{bus.upper()}",
+        ("PCI", "Device"): f"0x{device.upper()}",
+        ("PCI", "Domain"): f"0x{domain[-4:].upper()}",
         ("PCI", "Bus Id"): gpu.pci_bus_id,
         ("FB Memory Usage", "Total"): f"{gpu.memory_mib} MiB",
         ("FB Memory Usage", "Used"): f"{sum(p.used_mib for p in gpu.processes)} MiB",

@@ -9,7 +9,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from pytest_llem.host.proc import MAX_OUTPUT, run, start
+from pytest_llem.host.proc import MAX_OUTPUT, PARSED_OUTPUT_MAX, run, start
 
 FLOOD = (
     "import sys\n"
@@ -102,3 +102,49 @@ def test_a_missing_executable_is_a_result_not_an_error(tmp_path: Path) -> None:
     started = start([str(tmp_path / "no-such-tool"), "--version"])
     result = started.finish(10)
     assert result.missing and result.returncode == 127 and "no-such-tool" in result.stderr
+
+
+# `limit=`: output that llem parses, read whole up to the limit and never in part.
+BLOCKS = "import sys\nfor n in range({n}): sys.stdout.write(f'{{n:09}}' + 'x' * 1014 + '\\n')\n"
+
+
+def test_parsed_output_is_read_whole() -> None:
+    """200 kB, three times what the head and the tail of other output keep: all of it."""
+    result = run([sys.executable, "-c", BLOCKS.format(n=200)], timeout=30, limit=PARSED_OUTPUT_MAX)
+    assert result.ok and not result.too_large
+    lines = result.stdout.splitlines()
+    assert [int(line[:9]) for line in lines] == list(range(200))
+    assert len(result.stdout) == 200 * 1024 > MAX_OUTPUT
+
+
+def test_parsed_output_past_the_limit_is_too_large_not_partial() -> None:
+    """20 MiB against a 16 MiB limit: no output at all, an error that says why, and the
+    memory of the limit at most."""
+    tracemalloc.start()
+    try:
+        flood = BLOCKS.format(n=20 * 1024) + "sys.stderr.write('done\\n')\n"
+        result = run([sys.executable, "-c", flood], timeout=60, limit=PARSED_OUTPUT_MAX)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.too_large and not result.ok and not result.timed_out
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"`{sys.executable} -c import sys")
+    assert "printed more than 16 MiB: too large to read" in result.stderr
+    assert peak < PARSED_OUTPUT_MAX + 8 * 1024 * 1024, peak
+
+
+def test_endless_parsed_output_is_stopped_at_the_limit_not_the_timeout() -> None:
+    endless = "import sys\nwhile True: sys.stdout.write('y' * 65536)\n"
+    begin = time.monotonic()
+    result = run([sys.executable, "-c", endless], timeout=60, limit=1024 * 1024)
+    assert time.monotonic() - begin < 10
+    assert result.too_large and not result.timed_out and result.stdout == ""
+    assert "printed more than 1 MiB" in result.stderr
+
+
+def test_a_started_command_takes_its_limit() -> None:
+    code = "import sys; sys.stdout.write('z' * 5000); sys.stderr.write('e' * 5000)"
+    assert start([sys.executable, "-c", code], limit=4096).finish(30).too_large
+    whole = start([sys.executable, "-c", code], limit=5000).finish(30)
+    assert whole.ok and whole.stdout == "z" * 5000 and whole.stderr == "e" * 5000
