@@ -196,7 +196,7 @@ def run_experiment(
     record = run_one(study, experiment, exp_id, runners[experiment.backend], Path(run_dir))
     if record.status == "ok":
         return record
-    if record.runner == "docker":
+    if runners[experiment.backend].kind.containers:
         from ..domain.diagnosis import Diagnosis
 
         raise DockerError(

@@ -4,13 +4,15 @@ status, for every shape of study; and the GPU probe makes the experiment's own G
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from testbed import Engine, GpuScenario, HostTools, ProductRunner
+from testbed import Engine, GpuScenario, HostTools, ProductRunner, ScenarioSetter
+from testbed.scenario import GpuProcess
 
 IMAGE = "llem-test/verdict:1"
 TIER1 = ["docker-cli", "docker-daemon", "host-driver", "nvidia-toolkit"]
@@ -40,7 +42,10 @@ def study(*experiments: str, extra: str = "") -> str:
 
 
 def three_ways(
-    run_product: ProductRunner, host_tools: HostTools, body: str
+    run_product: ProductRunner,
+    host_tools: HostTools,
+    body: str,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, tuple[int, dict[str, Any] | None, str]]:
     """(exit status, JSON report, stderr) of each way of asking about the study."""
     path = host_tools.work / "study.yaml"
@@ -57,7 +62,7 @@ def three_ways(
     ):
         if json_path:
             (host_tools.work / json_path).unlink(missing_ok=True)
-        proc = run_product(args)
+        proc = run_product(args, env)
         report = None
         if json_path:
             report = json.loads((host_tools.work / json_path).read_text())
@@ -177,4 +182,30 @@ def test_llem_preflight_takes_skip_check_and_gpus(
     checks = {c["id"]: c for c in report["checks"]}
     assert checks["mig-mode"]["outcome"] == "skipped"
     assert checks[f"gpu-in-container[{IMAGE}]"]["details"]["gpu_request"] == "--gpus device=1"
+    assert [g["index"] for g in checks["gpu-idle"]["details"]["gpus"]] == [1]
+
+
+def test_a_mixed_study_on_a_remote_daemon_measures_its_local_gpus(
+    run_product: ProductRunner,
+    host_tools: HostTools,
+    gpu_engine: Engine,
+    scenario: ScenarioSetter,
+    images: None,
+) -> None:
+    """The containers go to a tcp:// daemon, the local experiment runs on this machine's GPU
+    1, which is busy: the measurement tier judges this machine's GPU 1 and fails."""
+    healthy = GpuScenario()
+    busy = dataclasses.replace(
+        healthy.gpus[1], processes=(GpuProcess(4242, "python3 train.py"),), utilization_pct=97
+    )
+    scenario(gpus=(healthy.gpus[0], busy))
+    env = host_tools.env(docker_host=gpu_engine.enable_tcp())
+    local_on_1 = "{model: gpt2, backend: pytorch, command: [python3, -c, 'pass'], gpus: [1]}"
+    report = agree(three_ways(run_product, host_tools, study(DOCKER, local_on_1), env))
+    checks = {c["id"]: c for c in report["checks"]}
+    assert checks["host-driver"]["outcome"] == "skipped"  # the remote daemon's host is far
+    assert checks[f"gpu-in-container[{IMAGE}]"]["outcome"] == "passed"
+    [failure] = report["failures"]
+    assert (failure["id"], failure["cause"]) == ("gpu-idle", "gpu_busy")
+    assert "PID 4242" in failure["message"]
     assert [g["index"] for g in checks["gpu-idle"]["details"]["gpus"]] == [1]
