@@ -7,13 +7,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .records import HostFacts, ImageFacts, ProbeFacts
-from .remedies import remedy
+from .remedies import DOCKER_CONTEXT_URL, remedy
 from .report import CheckResult, Finding
 
 if TYPE_CHECKING:
     from .diagnosis import Diagnosis
 
 DOCKER_INSTALL = ("Install Docker Engine", "https://docs.docker.com/engine/install/")
+DOCKER_ENV_URL = "https://docs.docker.com/reference/cli/docker/#environment-variables"
 
 
 Verdict = CheckResult  # a check's result before its id and tier are filled in
@@ -112,6 +113,8 @@ def docker_daemon(host: HostFacts) -> Verdict:
         )
     if result.ok and host.server_version:
         return passed(server_version=host.server_version, **where)
+    if host.endpoint.error:  # the CLI refused the address before it tried to connect
+        return _refused_endpoint(host, where)
     d = diagnose(result.output, result.returncode)
     if d.cause in ("ok", "unknown"):
         d = _as_diagnosis("daemon_unreachable", result.output)
@@ -120,6 +123,33 @@ def docker_daemon(host: HostFacts) -> Verdict:
         d.cause, "Cannot reach the Docker daemon"
     )
     return _from_diagnosis(d, f"{label} at {host.endpoint.url}: {line}", **where)
+
+
+def _refused_endpoint(host: HostFacts, where: dict[str, Any]) -> Verdict:
+    endpoint = host.endpoint
+    if endpoint.context is None:
+        message = (
+            f"{endpoint.source}={endpoint.url!r} is not a daemon address the docker CLI "
+            f"accepts: {endpoint.error}"
+        )
+        fix = (
+            f"Set {endpoint.source} to unix:///PATH, tcp://HOST:PORT (HOST:PORT alone means "
+            "tcp), ssh://[USER@]HOST or fd://, or unset it"
+        )
+        url = DOCKER_ENV_URL
+    else:
+        message = (
+            f'the docker context "{endpoint.context}" ({endpoint.source}) cannot be used: '
+            f"{endpoint.error}"
+        )
+        fix = (
+            "Select an existing context (`docker context ls`, then `docker context use NAME`), "
+            "or correct its host (`docker context update NAME --docker host=...`)"
+        )
+        url = DOCKER_CONTEXT_URL
+    return failed(
+        "daemon_unreachable", message, fix=fix, url=url, endpoint_error=endpoint.error, **where
+    )
 
 
 def nvidia_toolkit(host: HostFacts) -> Verdict:
