@@ -55,6 +55,11 @@ class CheckContext:
         """The driver a probe of another image saw, for a daemon whose host driver is unknown."""
         return self._session.facts.probe_driver(judged)
 
+    def driver_without_requirements(self, image: str) -> str | None:
+        """The driver a container of ``image`` sees with the NVIDIA hook's requirement check
+        off: the remote daemon's driver, when that hook refused the image's probe."""
+        return self._session.facts.driver_without_requirements(image)
+
     def compute_capability(self) -> str | None:
         """Compute capability of the host's first GPU ("9.0"), None when unknown."""
         return self._session.facts.compute_capability()

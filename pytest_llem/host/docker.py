@@ -324,8 +324,12 @@ def pull(
     return dataclasses.replace(result, stdout=plain_text(result.stdout))
 
 
-def probe_argv(image: str, name: str, fields: Sequence[str] = PROBE_FIELDS) -> list[str]:
-    """`docker run` of the image's nvidia-smi with every GPU, no network, no implicit pull."""
+def probe_argv(
+    image: str, name: str, fields: Sequence[str] = PROBE_FIELDS, check_requirements: bool = True
+) -> list[str]:
+    """`docker run` of the image's nvidia-smi with every GPU, no network, no implicit pull;
+    without ``check_requirements``, the NVIDIA hook ignores the image's NVIDIA_REQUIRE_*."""
+    unchecked = [] if check_requirements else ["-e", "NVIDIA_DISABLE_REQUIRE=1"]
     return [
         "docker",
         "run",
@@ -340,6 +344,7 @@ def probe_argv(image: str, name: str, fields: Sequence[str] = PROBE_FIELDS) -> l
         "never",
         "-e",
         "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
+        *unchecked,
         "--entrypoint",
         "nvidia-smi",
         "--",
@@ -349,9 +354,15 @@ def probe_argv(image: str, name: str, fields: Sequence[str] = PROBE_FIELDS) -> l
     ]
 
 
-def start_probe(image: str, name: str, env: Mapping[str, str] | None = None) -> Started:
+def start_probe(
+    image: str,
+    name: str,
+    env: Mapping[str, str] | None = None,
+    fields: Sequence[str] = PROBE_FIELDS,
+    check_requirements: bool = True,
+) -> Started:
     """Start the probe container; `Started.finish(timeout)` waits for its answer."""
-    return start(probe_argv(image, name), env=env)
+    return start(probe_argv(image, name, fields, check_requirements), env=env)
 
 
 def remove_container(name: str, env: Mapping[str, str] | None = None, wait: bool = False) -> None:
