@@ -7,11 +7,17 @@ from pytest_llem.domain import verdicts
 
 @check(tier=2, id="cuda-compat")
 def check_cuda_compat(llem: CheckContext, llem_image: str) -> None:
-    """The image's NVIDIA_REQUIRE_* holds for the host driver, judged before anything runs."""
+    """The image's NVIDIA_REQUIRE_* holds for the host driver, judged before anything runs
+    (on a remote daemon, by the image's own probe: the NVIDIA hook there checks it)."""
     image = llem.image(llem_image)
     llem.expect(
         verdicts.cuda_compat(
-            image, llem.host, lambda: llem.probed_driver(llem_image), llem.compute_capability
+            image,
+            llem.host,
+            lambda: llem.probed_driver(llem_image),
+            llem.compute_capability,
+            probe=lambda: llem.probe(llem_image),
+            driver_without_requirements=lambda: llem.driver_without_requirements(llem_image),
         )
     )
 

@@ -50,13 +50,22 @@ class CheckContext:
     def image(self, image: str) -> ImageFacts:
         return self._session.facts.image(image)
 
-    def probe(self, image: str, request: str = "all") -> ProbeFacts | None:
-        """The probe of ``image`` making GPU request ``request`` (`domain.gpu_request`)."""
+    def probe(self, image: str, request: str | None = None) -> ProbeFacts | None:
+        """The probe of ``image`` making GPU request ``request`` (`domain.gpu_request`; by
+        default the first one an experiment of that image makes)."""
+        if request is None:
+            requests = [r for i, r in self.settings.launch_requests if i == image]
+            request = requests[0] if requests else "all"
         return self._session.facts.probe(image, request, self._session.probe_eligible)
 
     def probed_driver(self, judged: str) -> str | None:
         """The driver a probe of another image saw, for a daemon whose host driver is unknown."""
         return self._session.facts.probe_driver(judged)
+
+    def driver_without_requirements(self, image: str) -> str | None:
+        """The driver a container of ``image`` sees with the NVIDIA hook's requirement check
+        off: the remote daemon's driver, when that hook refused the image's probe."""
+        return self._session.facts.driver_without_requirements(image)
 
     def compute_capability(self) -> str | None:
         """Compute capability of the host's first GPU ("9.0"), None when unknown."""

@@ -20,7 +20,7 @@ from .host.proc import HOST_COMMAND_TIMEOUT_S, Started, kill_all, result_of
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    from .domain.records import HostFacts, ImageFacts, ImageInfo, ProbeFacts
+    from .domain.records import CommandResult, HostFacts, ImageFacts, ImageInfo, ProbeFacts
     from .host.probe_cache import ProbeCache
     from .progress import Progress
     from .settings import PreflightSettings
@@ -45,6 +45,7 @@ class Facts:
         self._identity: Future[dict[str, str]] | None = None
         self._images: dict[str, Future[ImageFacts]] = {}
         self._probes: dict[tuple[str, str], Future[ProbeFacts]] = {}  # by (image, request)
+        self._unchecked: dict[str, Future[str | None]] = {}  # driver_without_requirements
         self._probes_started = False
         self._image_work = False
         self._caps: Future[list[str]] | None = None
@@ -206,8 +207,6 @@ class Facts:
         """The host's facts; ``started`` is an `nvidia-smi -q` started already, if any."""
         import dataclasses
 
-        from .domain.records import CommandResult
-
         smi: CommandResult | None = None
         if started is not None:
             smi = started.finish(timeout)
@@ -331,8 +330,11 @@ class Facts:
             image = self.image(name)
             if image.info is None:
                 continue
-            verdict = verdicts.cuda_compat(image, host, lambda: None, self.compute_capability)
-            if verdict.outcome != "passed":  # failed, or not judgeable yet: the checks decide
+            # A remote daemon's probe is what judges the image's requirement; otherwise only
+            # an image that passes is probed now (failed, or not judgeable yet: the checks decide).
+            if not (
+                verdicts.judged_by_probe(host) or _passes(image, host, self.compute_capability)
+            ):
                 continue
             for request in self._requests_of(name):
                 with self._lock:
@@ -487,15 +489,32 @@ class Facts:
             cached = self.cache_lookup(host, facts, request)
             if cached is not None:
                 return cached
+        check = f"gpu-in-container[{image}]"
+        name, result = self._probe_container(image, check, request)
+        gpus = parse_query_csv(result.stdout, docker.PROBE_FIELDS) if result.ok else []
+        probe = ProbeFacts(image, name, result, gpus, request=request)
+        if result.ok and gpus and self.cache_store is not None:
+            self.cache_store(host, facts, request, probe)
+        return probe
+
+    def _probe_container(
+        self,
+        image: str,
+        check: str,
+        request: str,
+        fields: tuple[str, ...] = docker.PROBE_FIELDS,
+        check_requirements: bool = True,
+    ) -> tuple[str, CommandResult]:
+        """Run a probe container of ``image`` (for ``check``) within the probe's limit: its
+        name and result; one that runs past the limit is removed."""
         import secrets
 
         name = f"llem-probe-{os.getpid()}-{secrets.token_hex(4)}"
         with self._lock:
             self._live.add(name)
         limit = self.settings.timeout_s
-        check = f"gpu-in-container[{image}]"
         task = self.progress.probe(check, limit) if self.progress else None
-        started = docker.start_probe(image, name, request, self.env)
+        started = docker.start_probe(image, name, request, self.env, fields, check_requirements)
         self._probe_begun.set()
         result = started.finish(limit)
         if task is not None:
@@ -505,11 +524,29 @@ class Facts:
             docker.remove_container(name, self.env)
         with self._lock:
             self._live.discard(name)
-        gpus = parse_query_csv(result.stdout, docker.PROBE_FIELDS) if result.ok else []
-        probe = ProbeFacts(image, name, result, gpus, request=request)
-        if result.ok and gpus and self.cache_store is not None:
-            self.cache_store(host, facts, request, probe)
-        return probe
+        return name, result
+
+    def driver_without_requirements(self, image: str) -> str | None:
+        """The driver version that a container of ``image`` sees with the NVIDIA hook's
+        requirement check turned off (NVIDIA_DISABLE_REQUIRE=1): the driver of the daemon's
+        host, once the hook refused the image's probe for its requirement. Asked once."""
+        with self._lock:
+            future = self._unchecked.get(image)
+            if future is None:
+                future = self._pool.submit(self._read_driver_without_requirements, image)
+                self._unchecked[image] = future
+        return result_of(future)
+
+    def _read_driver_without_requirements(self, image: str) -> str | None:
+        from .domain.nvidia_smi import parse_query_csv
+
+        fields = ("driver_version",)
+        request = (self._requests_of(image) or [ALL_GPUS])[0]
+        _, result = self._probe_container(
+            image, f"cuda-compat[{image}]", request, fields, check_requirements=False
+        )
+        rows = parse_query_csv(result.stdout, fields) if result.ok else []
+        return next((row["driver_version"] for row in rows if row.get("driver_version")), None)
 
     # --- end --------------------------------------------------------------------------------
 
@@ -527,6 +564,12 @@ class Facts:
         kill_all()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _passes(image: ImageFacts, host: HostFacts, capability: Callable[[], str | None]) -> bool:
+    from .domain import verdicts
+
+    return verdicts.cuda_compat(image, host, lambda: None, capability).outcome == "passed"
 
 
 def _skipped(skip: frozenset[str], base: str, image: str) -> bool:

@@ -39,13 +39,14 @@ class CommandResult:
 class Endpoint:
     """Where the docker CLI will connect, and whether that daemon runs on another machine."""
 
-    url: str
+    url: str  # as the docker CLI reads it ("127.0.0.1:2375" is tcp://127.0.0.1:2375)
     context: str | None = None
     source: str = "default"
+    error: str = ""  # why the docker CLI refuses this endpoint ("" when it takes it)
 
     @property
     def remote(self) -> bool:
-        return self.url.startswith(("tcp://", "ssh://", "http://", "https://"))
+        return not self.error and self.url.startswith(("tcp://", "ssh://", "http://", "https://"))
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .records import HostFacts, ImageFacts, ProbeFacts
-from .remedies import remedy
+from .remedies import DOCKER_CONTEXT_URL, remedy
 from .report import CheckResult, Finding
 
 if TYPE_CHECKING:
     from .diagnosis import Diagnosis
 
 DOCKER_INSTALL = ("Install Docker Engine", "https://docs.docker.com/engine/install/")
+DOCKER_ENV_URL = "https://docs.docker.com/reference/cli/docker/#environment-variables"
 
 
 Verdict = CheckResult  # a check's result before its id and tier are filled in
@@ -126,6 +127,8 @@ def docker_daemon(host: HostFacts) -> Verdict:
         )
     if result.ok and host.server_version:
         return passed(server_version=host.server_version, **where)
+    if host.endpoint.error:  # the CLI refused the address before it tried to connect
+        return _refused_endpoint(host, where)
     if result.too_large:  # an answer, unreadable: not a daemon out of reach
         message = f"Docker daemon at {host.endpoint.url}: {first_line(result.stderr)}"
         return failed("unknown", message, **where)
@@ -137,6 +140,33 @@ def docker_daemon(host: HostFacts) -> Verdict:
         d.cause, "Cannot reach the Docker daemon"
     )
     return _from_diagnosis(d, f"{label} at {host.endpoint.url}: {line}", **where)
+
+
+def _refused_endpoint(host: HostFacts, where: dict[str, Any]) -> Verdict:
+    endpoint = host.endpoint
+    if endpoint.context is None:
+        message = (
+            f"{endpoint.source}={endpoint.url!r} is not a daemon address the docker CLI "
+            f"accepts: {endpoint.error}"
+        )
+        fix = (
+            f"Set {endpoint.source} to unix:///PATH, tcp://HOST:PORT (HOST:PORT alone means "
+            "tcp), ssh://[USER@]HOST or fd://, or unset it"
+        )
+        url = DOCKER_ENV_URL
+    else:
+        message = (
+            f'the docker context "{endpoint.context}" ({endpoint.source}) cannot be used: '
+            f"{endpoint.error}"
+        )
+        fix = (
+            "Select an existing context (`docker context ls`, then `docker context use NAME`), "
+            "or correct its host (`docker context update NAME --docker host=...`)"
+        )
+        url = DOCKER_CONTEXT_URL
+    return failed(
+        "daemon_unreachable", message, fix=fix, url=url, endpoint_error=endpoint.error, **where
+    )
 
 
 def nvidia_toolkit(host: HostFacts) -> Verdict:
@@ -189,26 +219,40 @@ def host_driver(host: HostFacts) -> Verdict:
 # --- tier 2 ------------------------------------------------------------------------------
 
 
+def judged_by_probe(host: HostFacts) -> bool:
+    """Whether cuda-compat takes the probe of the image itself as its evidence: a remote
+    daemon, whose host's driver this machine cannot ask (the NVIDIA hook there enforces the
+    image's NVIDIA_REQUIRE_* when the probe starts)."""
+    return host.endpoint.remote and not (host.smi_info and host.smi_info.driver_version)
+
+
 def cuda_compat(
     image: ImageFacts,
     host: HostFacts,
     probed_driver: Callable[[], str | None],
     compute_capability: Callable[[], str | None] = lambda: None,
+    *,
+    probe: Callable[[], ProbeFacts | None] = lambda: None,
+    driver_without_requirements: Callable[[], str | None] = lambda: None,
 ) -> Verdict:
-    """Judge the image's requirements before any container of it starts.
+    """Judge the image's requirements: with a known host driver, before any container of it
+    starts; on a remote daemon, by the probe of the image itself (`judged_by_probe`).
 
-    ``probed_driver`` is asked only when the host's driver is unknown, ``compute_capability``
-    only when the image has an `arch` condition.
+    ``probed_driver`` is asked only when a local host's driver is unknown, ``compute_capability``
+    only when the image has an `arch` condition; ``probe`` only on a remote daemon, and
+    ``driver_without_requirements`` only when the NVIDIA hook there refused that probe.
     """
     from .requirements import evaluate_requirements
 
     if image.info is None:
         return not_run(f"image {image.image} is not available (see gpu-in-container)")
+    if judged_by_probe(host):
+        return _compat_by_probe(image, host, probe(), driver_without_requirements)
     driver = host.smi_info.driver_version if host.smi_info else None
     cuda = host.smi_info.cuda_version if host.smi_info else None
     source = "host nvidia-smi"
     if not driver:
-        driver, cuda, source = probed_driver(), None, "driver seen inside a container"
+        driver, cuda, source = probed_driver(), None, SEEN_INSIDE
     brand = host.brand()
     arch = compute_capability() if _has_arch_condition(image.info.env) else None
     if not driver:
@@ -263,6 +307,105 @@ def cuda_compat(
         url="https://docs.nvidia.com/deploy/cuda-compatibility/",
         **details,
     )
+
+
+SEEN_INSIDE = "driver seen inside a container"
+
+
+def _compat_by_probe(
+    image: ImageFacts,
+    host: HostFacts,
+    probe: ProbeFacts | None,
+    driver_without_requirements: Callable[[], str | None],
+) -> Verdict:
+    """cuda-compat on a remote daemon: the NVIDIA hook there checks the image's requirement
+    when a container of it starts, so the image's own probe decides. A probe that started and
+    listed GPUs proves the requirement; one that the hook refused for it disproves it (the
+    driver is then read by a container of the image with the check turned off)."""
+    assert image.info is not None
+    where = host.endpoint.url
+    check = f"gpu-in-container[{image.image}]"
+    if probe is None:
+        return warned(
+            "host_driver_unavailable",
+            f"could not judge the CUDA requirement of {image.image}: no GPU probe of it ran on "
+            f"the remote daemon ({where}), whose NVIDIA hook checks it",
+            fix=f"Let {check} run: its probe is what checks the requirement on that daemon",
+            image=image.image,
+        )
+    result = probe.result
+    driver = probe.gpus[0].get("driver_version", "") if probe.gpus else ""
+    if result.ok and probe.gpus:
+        return passed(
+            f"the NVIDIA hook of the remote daemon ({where}) started the image's GPU probe",
+            **_probe_details(image, driver or None),
+        )
+    d = None if result.timed_out or result.ok else diagnose(result.output, result.returncode)
+    if d is None or d.cause != "cuda_requirement_unsatisfied":
+        return not_run(
+            f"the GPU probe of {image.image} on the remote daemon ({where}) did not show "
+            f"whether its requirement holds: see {check}"
+        )
+    driver = driver_without_requirements() or ""
+    details = _probe_details(image, driver or None)
+    condition = _unsatisfied_condition(result.output)
+    required = details["required_cuda"] or d.details.get("required_cuda")
+    cuda = details["cuda_version"]
+    has = (
+        f"the remote daemon's driver {driver} supports CUDA {cuda or '?'}"
+        if driver
+        else "the remote daemon's driver version could not be read"
+    )
+    if required and (not condition or condition.startswith("cuda")):
+        message = f"{image.image} requires CUDA {required}"
+        message += f" ({condition}); {has}" if condition else f"; {has}"
+    else:
+        message = f"{image.image} requires {condition or 'what its NVIDIA_REQUIRE_* say'}; {has}"
+    message += f" (the NVIDIA hook of {where} refused its GPU probe)"
+    minimum = details["min_driver"] or d.details.get("min_driver")
+    if required and minimum and (not condition or condition.startswith("cuda")):
+        fix = (
+            f"Upgrade the NVIDIA driver of the daemon's host to {minimum} or newer (CUDA "
+            f"{required}), or use an image built for CUDA {cuda or 'an older release'} or older"
+        )
+    else:
+        fix = (
+            "Run the image on a daemon whose host meets its NVIDIA_REQUIRE_*, or use another image"
+        )
+    return failed(
+        "cuda_requirement_unsatisfied",
+        message,
+        fix=fix,
+        url="https://docs.nvidia.com/deploy/cuda-compatibility/",
+        **details,
+        unsatisfied=condition,
+        endpoint=where,
+    )
+
+
+def _probe_details(image: ImageFacts, driver: str | None) -> dict[str, Any]:
+    """The versions a judgement by the probe names: the driver a container saw, the CUDA it
+    supports (NVIDIA's table), the image's required CUDA and the driver that needs."""
+    from .requirements import evaluate_requirements
+
+    assert image.info is not None
+    v = evaluate_requirements(image.info.env, driver_version=driver)
+    return {
+        "image": image.image,
+        "driver_version": driver or "",
+        "cuda_version": v.cuda_version if driver else None,
+        "required_cuda": v.required_cuda,
+        "min_driver": v.min_driver,
+        "driver_source": SEEN_INSIDE,
+    }
+
+
+def _unsatisfied_condition(output: str) -> str:
+    """The condition that nvidia-container-cli names in "unsatisfied condition: cuda>=12.8,
+    please update your driver ..." ("" when the output names none)."""
+    _, found, rest = output.partition("unsatisfied condition:")
+    words = rest.split(",", 1)[0].split()
+    return words[0].strip("`'\"") if found and words else ""
 
 
 def _has_arch_condition(env: dict[str, str]) -> bool:

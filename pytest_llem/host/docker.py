@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 # (json, hashlib and the records load only where needed: `docker version` starts first.)
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
-# Schemes of a daemon on another machine (as `Endpoint.remote` has them).
+# Schemes of a daemon on another machine (as `Endpoint.remote` has them). A DOCKER_HOST is
+# normalised first (no scheme means tcp://), so only a context's host can be http(s)://.
 REMOTE_SCHEMES = ("tcp://", "ssh://", "http://", "https://")
 PROBE_FIELDS = ("index", "name", "uuid", "driver_version")
 
@@ -32,7 +33,7 @@ def _docker_config_dir(env: Mapping[str, str]) -> str:
 
 
 def daemon_endpoint(env: Mapping[str, str] | None = None) -> Endpoint:
-    """Resolve DOCKER_HOST, then DOCKER_CONTEXT, then the CLI config's current context.
+    """The daemon the docker CLI will talk to, decided as the CLI decides it.
 
     Reads the CLI's own files instead of running `docker context inspect` (one process less).
     """
@@ -43,14 +44,22 @@ def daemon_endpoint(env: Mapping[str, str] | None = None) -> Endpoint:
 
 def daemon_is_remote(env: Mapping[str, str] | None = None) -> bool:
     """`daemon_endpoint(env).remote`, without loading the records (asked before they are)."""
-    url = _endpoint_parts(os.environ if env is None else env)[0]
-    return url.startswith(REMOTE_SCHEMES)
+    url, _, _, error = _endpoint_parts(os.environ if env is None else env)
+    return not error and url.startswith(REMOTE_SCHEMES)
 
 
-def _endpoint_parts(env: Mapping[str, str]) -> tuple[str, str | None, str]:
-    """The endpoint's URL, context and where it was found."""
-    if env.get("DOCKER_HOST"):
-        return env["DOCKER_HOST"], None, "DOCKER_HOST"
+def _endpoint_parts(env: Mapping[str, str]) -> tuple[str, str | None, str, str]:
+    """The endpoint's URL, context, where it was found, and why the CLI rejects it ("").
+
+    The docker CLI's order (github.com/docker/cli, cli/command/cli.go, `resolveContextName`
+    and `getServerHost`): a non-empty DOCKER_HOST selects the default context, whatever
+    DOCKER_CONTEXT says; then DOCKER_CONTEXT; then `currentContext` of config.json; else the
+    default context. The default context's host is DOCKER_HOST as `ParseHost` reads it.
+    """
+    tls = bool(env.get("DOCKER_TLS") or env.get("DOCKER_TLS_VERIFY"))  # cli/flags/options.go
+    if env.get("DOCKER_HOST"):  # any non-empty value, blanks included
+        url, error = parse_host(env["DOCKER_HOST"], tls)
+        return url, None, "DOCKER_HOST", error
     config_dir = _docker_config_dir(env)
     context = env.get("DOCKER_CONTEXT")
     source = "DOCKER_CONTEXT"
@@ -60,18 +69,166 @@ def _endpoint_parts(env: Mapping[str, str]) -> tuple[str, str | None, str]:
         context = current if isinstance(current, str) else None  # damaged: the CLI's default
         source = "docker context"
     if not context or context == "default":
-        return DEFAULT_HOST, None, "default"
+        return parse_host("", tls)[0], None, "default", ""
     import hashlib
 
     digest = hashlib.sha256(context.encode()).hexdigest()
-    meta = _json_file(os.path.join(config_dir, "contexts", "meta", digest, "meta.json"))
+    meta_path = os.path.join(config_dir, "contexts", "meta", digest, "meta.json")
+    if not os.path.exists(meta_path):
+        return DEFAULT_HOST, context, source, f'context "{context}" not found ({meta_path})'
+    meta = _json_file(meta_path)
     try:
         host = meta["Endpoints"]["docker"]["Host"]  # type: ignore[index]
     except (KeyError, TypeError):
         host = None
     if not isinstance(host, str) or not host:
-        return DEFAULT_HOST, context, source
-    return host, context, source
+        return DEFAULT_HOST, context, source, ""
+    # A context's host is used as written (the API client's `ParseHostURL`): it needs a scheme.
+    _, sep, rest = host.partition("://")
+    error = "" if sep and rest else f"unable to parse docker host `{host}`"
+    return host, context, source, error
+
+
+# --- DOCKER_HOST as the docker CLI reads it ------------------------------------------------
+# A port of `ParseHost`, `parseDockerDaemonHost`, `parseSimpleProtoAddr` and `ParseTCPAddr`
+# of github.com/docker/cli, opts/hosts.go and opts/hosts_unix.go
+# (https://github.com/docker/cli/blob/master/opts/hosts.go): surrounding blanks are trimmed;
+# no scheme means tcp://; tcp:// gets host "localhost" and port 2375 where they are missing;
+# unix:// and npipe:// get their default socket where the path is missing; fd:// and ssh://
+# are taken as written; any other scheme is refused. A blank value is the default socket,
+# or tcp://localhost:2376 when TLS is asked for (DOCKER_TLS or DOCKER_TLS_VERIFY).
+
+_GO_SPACE = (  # what Go's strings.TrimSpace trims (unicode.IsSpace)
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+_DEFAULT_TCP = ("localhost", "2375")
+_DEFAULT_TLS_HOST = "tcp://localhost:2376"
+_DEFAULT_SOCKETS = {"unix": "/var/run/docker.sock", "npipe": "//./pipe/docker_engine"}
+# Besides ASCII letters and digits, what Go's net/url lets stand unescaped in a host and in
+# the user information before "@".
+_HOST_CHARS = "-_.~!$&'()*+,;=:[]<>\""
+_USERINFO_CHARS = "-._:~!$&'()*+,;=%@"
+_HEX = "0123456789abcdefABCDEF"
+
+
+def parse_host(value: str, tls: bool = False) -> tuple[str, str]:
+    """The daemon address the docker CLI makes of ``value`` (a DOCKER_HOST or `-H`), and why
+    it refuses the value ("" when it does not; the value itself is returned then)."""
+    host = value.strip(_GO_SPACE)
+    if not host:
+        return (_DEFAULT_TLS_HOST if tls else DEFAULT_HOST), ""
+    scheme, sep, rest = host.partition("://")
+    if not sep:
+        scheme, rest = "tcp", host
+    try:
+        if scheme == "tcp":
+            return _tcp_address(rest), ""
+        if scheme in _DEFAULT_SOCKETS:
+            path = rest.removeprefix(f"{scheme}://")
+            if "://" in path:
+                raise ValueError(f"invalid proto, expected {scheme}: {path}")
+            return f"{scheme}://{path or _DEFAULT_SOCKETS[scheme]}", ""
+        if scheme in ("fd", "ssh"):
+            return host, ""
+        raise ValueError(f"invalid bind address format: {host}")
+    except ValueError as refused:
+        return value, str(refused)
+
+
+def _tcp_address(tried: str) -> str:
+    """`ParseTCPAddr(tried, "tcp://localhost:2375")`: the address, else ValueError."""
+    if tried in ("", "tcp://"):
+        return "tcp://" + ":".join(_DEFAULT_TCP)
+    addr = tried.removeprefix("tcp://")
+    if "://" in addr or not addr:
+        raise ValueError(f"invalid proto, expected tcp: {tried}")
+    if addr.endswith("]:"):
+        addr += _DEFAULT_TCP[1]
+    authority, path = _url_host_and_path(addr)
+    try:
+        host, port = _split_host_port(authority)
+    except ValueError:
+        try:
+            host, port = _split_host_port(_join_host_port(authority, _DEFAULT_TCP[1]))
+        except ValueError:
+            raise ValueError(f"invalid bind address format: {tried}") from None
+    host = host or _DEFAULT_TCP[0]
+    port = port or _DEFAULT_TCP[1]  # (digits: `_url_host_and_path` saw to that)
+    return f"tcp://{_join_host_port(host, port)}{path}"
+
+
+def _url_host_and_path(addr: str) -> tuple[str, str]:
+    """Host and path of Go's `url.Parse("tcp://" + addr)` (net/url), else ValueError."""
+    where = f'parse "tcp://{addr}"'
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in addr):
+        raise ValueError(f"{where}: net/url: invalid control character in URL")
+    rest, _, fragment = addr.partition("#")
+    _unescape(fragment, where)
+    authority, slash, path = rest.partition("?")[0].partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if at and not all(c.isascii() and (c.isalnum() or c in _USERINFO_CHARS) for c in userinfo):
+        raise ValueError(f"{where}: net/url: invalid userinfo")
+    _unescape(userinfo, where)
+    if host.startswith("["):
+        end = host.rfind("]")
+        if end < 0:
+            raise ValueError(f"{where}: missing ']' in host")
+        port = host[end + 1 :]
+    else:
+        colon = host.rfind(":")
+        port = host[colon:] if colon >= 0 else ""
+    if port and not (port.startswith(":") and all("0" <= c <= "9" for c in port[1:])):
+        raise ValueError(f'{where}: invalid port "{port}" after host')
+    return _unescape(host, where, in_host=True), _unescape(slash + path, where)
+
+
+def _unescape(text: str, where: str, in_host: bool = False) -> str:
+    """Go's `url.unescape`: %XX escapes decoded; in a host, only of non-ASCII bytes (or
+    "%25"), and no character there that would need one."""
+    raw = bytearray()
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "%":
+            escape = text[i : i + 3]
+            if len(escape) < 3 or not all(h in _HEX for h in escape[1:]):
+                raise ValueError(f'{where}: invalid URL escape "{escape}"')
+            if in_host and int(escape[1], 16) < 8 and escape != "%25":
+                raise ValueError(f'{where}: invalid URL escape "{escape}"')
+            raw.append(int(escape[1:], 16))
+            i += 3
+            continue
+        if in_host and c < "\x80" and not (c.isalnum() or c in _HOST_CHARS):
+            raise ValueError(f'{where}: invalid character "{c}" in host name')
+        raw += c.encode()
+        i += 1
+    return raw.decode(errors="replace")
+
+
+def _split_host_port(hostport: str) -> tuple[str, str]:
+    """Go's `net.SplitHostPort`, else ValueError."""
+    colon = hostport.rfind(":")
+    if colon < 0:
+        raise ValueError("missing port in address")
+    start, end = 0, 0  # no '[' may follow the first, no ']' the closing one
+    if hostport.startswith("["):
+        close = hostport.find("]")
+        if close < 0 or close + 1 != colon:
+            raise ValueError("bad brackets or port in address")
+        host, start, end = hostport[1:close], 1, close + 1
+    else:
+        host = hostport[:colon]
+        if ":" in host:
+            raise ValueError("too many colons in address")
+    if "[" in hostport[start:] or "]" in hostport[end:]:
+        raise ValueError("unexpected bracket in address")
+    return host, hostport[colon + 1 :]
+
+
+def _join_host_port(host: str, port: str) -> str:
+    """Go's `net.JoinHostPort`."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _json_file(path: str, limit: int = 1024 * 1024) -> dict[str, Any] | None:
@@ -197,12 +354,18 @@ def pull(
 
 
 def probe_argv(
-    image: str, name: str, request: str = "all", fields: Sequence[str] = PROBE_FIELDS
+    image: str,
+    name: str,
+    request: str = "all",
+    fields: Sequence[str] = PROBE_FIELDS,
+    check_requirements: bool = True,
 ) -> list[str]:
     """`docker run` of the image's nvidia-smi with the GPU request ``request`` (the one the
-    experiment makes), no network, no implicit pull."""
+    experiment makes), no network, no implicit pull; without ``check_requirements``, the
+    NVIDIA hook ignores the image's NVIDIA_REQUIRE_*."""
     from ..domain.gpu_request import docker_args
 
+    unchecked = [] if check_requirements else ["-e", "NVIDIA_DISABLE_REQUIRE=1"]
     return [
         "docker",
         "run",
@@ -216,6 +379,7 @@ def probe_argv(
         "never",
         "-e",
         "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
+        *unchecked,
         "--entrypoint",
         "nvidia-smi",
         "--",
@@ -226,10 +390,15 @@ def probe_argv(
 
 
 def start_probe(
-    image: str, name: str, request: str = "all", env: Mapping[str, str] | None = None
+    image: str,
+    name: str,
+    request: str = "all",
+    env: Mapping[str, str] | None = None,
+    fields: Sequence[str] = PROBE_FIELDS,
+    check_requirements: bool = True,
 ) -> Started:
     """Start the probe container; `Started.finish(timeout)` waits for its answer."""
-    return start(probe_argv(image, name, request), env=env)
+    return start(probe_argv(image, name, request, fields, check_requirements), env=env)
 
 
 def remove_container(name: str, env: Mapping[str, str] | None = None, wait: bool = False) -> None:

@@ -376,16 +376,19 @@ def test_remote_daemon(
         assert "remote daemon" in run.check(check_id)["reason"], run.check(check_id)
     assert run.warnings == []
     assert run.report["host"]["remote_daemon"] is True
-    # No host driver is known: cuda-compat is judged with the driver the probe saw.
+    # No host driver is known: cuda-compat is judged by the image's probe, and names its driver.
     assert run.check(f"cuda-compat[{IMAGE}]")["details"]["driver_version"] == "550.54.15"
     assert run.failure_causes == [(1, f"cuda-compat[{CUDA_128}]", "cuda_requirement_unsatisfied")]
     details = run.failure(f"cuda-compat[{CUDA_128}]")["details"]
     assert (details["driver_version"], details["required_cuda"]) == ("550.54.15", "12.8")
     assert details["min_driver"].startswith("570.")
-    # Learning the driver takes one probe, of an image listed before the incompatible one: no
-    # container of the image that fails cuda-compat is started (its probe is reported not-run).
-    probed = [call["env"].get("CUDA_VERSION") for call in gpu_engine.hook_calls(since)]
-    assert probed == [None], probed
+    # On a remote daemon each image's own probe is the evidence: the NVIDIA hook there refused
+    # the probe of CUDA_128, and one container of it with the check off read the driver.
+    probed = sorted(
+        (call["env"].get("CUDA_VERSION", ""), call["env"].get("NVIDIA_DISABLE_REQUIRE", ""))
+        for call in gpu_engine.hook_calls(since)
+    )
+    assert probed == [("", ""), ("12.8.1", ""), ("12.8.1", "1")], probed
 
 
 # -- report formats and modes ----------------------------------------------------------------

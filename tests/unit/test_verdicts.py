@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pytest_llem.domain import verdicts
 from pytest_llem.domain.nvidia_smi import GpuInfo, SmiInfo
 from pytest_llem.domain.records import (
@@ -133,11 +135,129 @@ def test_cuda_compat_brand_exemption() -> None:
 
 
 def test_cuda_compat_unknown_driver_uses_probe_or_warns() -> None:
-    remote = _host(driver=None, url="tcp://gpu:2376")
-    seen = verdicts.cuda_compat(_image(CUDA124), remote, lambda: "545.23.08")
+    """A local daemon whose host has no nvidia-smi: the driver another probe saw, else a
+    warning (judged before any container of the image starts, as with a known driver)."""
+    local = _host(driver=None)
+    seen = verdicts.cuda_compat(_image(CUDA124), local, lambda: "545.23.08")
     assert seen.outcome == "failed" and seen.details["driver_source"].startswith("driver seen")
-    unknown = verdicts.cuda_compat(_image(CUDA124), remote, lambda: None)
+    unknown = verdicts.cuda_compat(_image(CUDA124), local, lambda: None)
     assert unknown.outcome == "warning"
+
+
+# --- cuda-compat on a remote daemon: the image's own probe decides ---------------------------
+
+CUDA128 = {"CUDA_VERSION": "12.8.1", "NVIDIA_REQUIRE_CUDA": "cuda>=12.8 brand=tesla,driver>=535"}
+REFUSED_128 = (
+    "docker: Error response from daemon: failed to create task for container: failed to create "
+    "shim task: OCI runtime create failed: runc create failed: unable to start container "
+    "process: error during container init: error running prestart hook #0: exit status 1, "
+    "stdout: , stderr: Auto-detected mode as 'legacy'\nnvidia-container-cli: requirement "
+    "error: unsatisfied condition: cuda>=12.8, please update your driver to a newer version, or "
+    "use an earlier cuda container: unknown"
+)
+REMOTE = _host(driver=None, url="tcp://gpu-box:2376", smi=CommandResult(("x",), None))
+
+
+def _remote_probe(
+    rc: int | None = 0, err: str = "", timed_out: bool = False, gpus: int = 1
+) -> ProbeFacts:
+    result = CommandResult(("docker", "run"), rc, "", err, 1.0, timed_out=timed_out)
+    rows = [{"index": "0", "name": "NVIDIA H100", "uuid": "GPU-0", "driver_version": "550.54.15"}]
+    return ProbeFacts("img:1", "llem-probe-x", result, rows[:gpus] if result.ok else [])
+
+
+def _asked(answer: str | None) -> tuple[list[str], Callable[[], str | None]]:
+    asked: list[str] = []
+
+    def ask() -> str | None:
+        asked.append("asked")
+        return answer
+
+    return asked, ask
+
+
+def _never(why: str) -> Callable[[], str | None]:
+    def ask() -> str | None:
+        raise AssertionError(why)
+
+    return ask
+
+
+def test_remote_cuda_compat_is_proved_by_the_images_own_probe() -> None:
+    asked, ask = _asked("550.54.15")
+    v = verdicts.cuda_compat(
+        _image(CUDA124),
+        REMOTE,
+        _never("no other image's probe is needed"),
+        _never("this machine's GPUs are not the daemon's"),
+        probe=_remote_probe,
+        driver_without_requirements=ask,
+    )
+    assert v.outcome == "passed" and v.finding is None, v
+    assert v.details["driver_version"] == "550.54.15"
+    assert v.details["driver_source"] == "driver seen inside a container"
+    assert (v.details["cuda_version"], v.details["required_cuda"]) == ("12.4", "12.4")
+    assert asked == []  # the probe saw the driver: no second container
+
+
+def test_remote_cuda_compat_fails_when_the_hook_refuses_the_probe() -> None:
+    asked, ask = _asked("550.54.15")
+    v = verdicts.cuda_compat(
+        _image(CUDA128),
+        REMOTE,
+        lambda: None,
+        probe=lambda: _remote_probe(125, REFUSED_128),
+        driver_without_requirements=ask,
+    )
+    assert v.outcome == "failed" and v.finding is not None
+    assert v.finding.cause == "cuda_requirement_unsatisfied"
+    assert asked == ["asked"]
+    details = v.finding.details
+    assert (details["required_cuda"], details["driver_version"], details["cuda_version"]) == (
+        "12.8",
+        "550.54.15",
+        "12.4",
+    )
+    assert details["min_driver"].startswith("570.") and details["unsatisfied"] == "cuda>=12.8"
+    assert v.finding.message.startswith(
+        "img:1 requires CUDA 12.8 (cuda>=12.8); the remote daemon's driver 550.54.15 supports "
+        "CUDA 12.4"
+    ), v.finding.message
+    assert "tcp://gpu-box:2376" in v.finding.message
+    assert "570." in v.finding.fix and "this machine" not in v.finding.fix
+
+
+def test_remote_cuda_compat_fails_even_when_the_driver_cannot_be_read() -> None:
+    v = verdicts.cuda_compat(
+        _image(CUDA128),
+        REMOTE,
+        lambda: None,
+        probe=lambda: _remote_probe(125, REFUSED_128),
+        driver_without_requirements=lambda: None,
+    )
+    assert v.outcome == "failed" and v.finding is not None
+    assert "requires CUDA 12.8" in v.finding.message
+    assert "driver version could not be read" in v.finding.message
+    assert v.details["driver_version"] == "" and v.details["required_cuda"] == "12.8"
+
+
+def test_remote_cuda_compat_waits_for_a_probe_that_shows_nothing_of_the_requirement() -> None:
+    """A probe that failed otherwise (or ran out of time) proves nothing either way: the
+    failure is gpu-in-container's to report, cuda-compat is not run."""
+    for probe in (
+        _remote_probe(125, "nvidia-container-cli: initialization error: driver not loaded"),
+        _remote_probe(None, timed_out=True),
+        _remote_probe(0, gpus=0),  # started, but listed no GPU
+    ):
+        v = verdicts.cuda_compat(_image(CUDA124), REMOTE, lambda: None, probe=lambda p=probe: p)
+        assert v.outcome == "not-run" and "gpu-in-container[img:1]" in v.reason, v
+
+
+def test_remote_cuda_compat_without_a_probe_warns_without_blaming_this_machine() -> None:
+    v = verdicts.cuda_compat(_image(CUDA124), REMOTE, lambda: "550.54.15")
+    assert v.outcome == "warning" and v.finding is not None
+    assert "tcp://gpu-box:2376" in v.finding.message
+    assert "Install the NVIDIA driver" not in v.finding.fix
 
 
 def test_gpu_in_container_count_and_timeout() -> None:
