@@ -24,14 +24,16 @@ def check_cuda_compat(llem: CheckContext, llem_image: str) -> None:
 
 @check(tier=2, id="gpu-in-container")
 def check_gpu_in_container(llem: CheckContext, llem_request: tuple[str, str]) -> None:
-    """`docker run --gpus REQUEST IMAGE nvidia-smi`, with the experiment's own GPU request,
-    sees exactly the GPUs it asks for."""
+    """`docker run --gpus REQUEST IMAGE nvidia-smi` (`--device nvidia.com/gpu=N` through
+    CDI; `podman run` on Podman), with the experiment's own GPU request, sees exactly the GPUs
+    it asks for."""
     name, request = llem_request
     image = llem.image(name)
     compat_failed = llem.failed(f"cuda-compat[{name}]")
     probe = None if compat_failed or image.info is None else llem.probe(name, request)
+    made = llem.label(request)  # the request as made: --gpus, or CDI devices
     llem.expect(
         verdicts.gpu_in_container(
-            image, probe, llem.host, compat_failed, llem.settings.timeout_s, request
+            image, probe, llem.host, compat_failed, llem.settings.timeout_s, made
         )
     )

@@ -57,8 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", help="the backend of --model")
     run.add_argument(
         "--runner", action="append", default=[], metavar="BACKEND=RUNNER",
-        help="runner of a backend: local, docker or docker:IMAGE (repeatable; wins over "
-        "LLEM_RUNNER_<BACKEND>, the study and the user config)",
+        help="runner of a backend: local, docker, docker:IMAGE, podman or podman:IMAGE "
+        "(repeatable; wins over LLEM_RUNNER_<BACKEND>, the study and the user config)",
     )  # fmt: skip
     run.add_argument(
         "--skip-preflight", action=argparse.BooleanOptionalAction, default=None,

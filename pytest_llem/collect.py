@@ -140,3 +140,19 @@ def order_checks(
     for order, item in enumerate(items):
         item.stash[ORDER_KEY] = order
     return dropped
+
+
+def of_other_kinds(items: Sequence[pytest.Item], kinds: frozenset[str]) -> list[pytest.Item]:
+    """The built-in checks among ``items`` (stamped by `order_checks`) that guard none of
+    the runner ``kinds`` of the session: another engine's, or the CDI spec's where no GPU
+    request goes through CDI."""
+    from .domain.check_ids import BY_ID
+
+    target = checks_dir()
+    return [
+        item
+        for item in items
+        if item.path.parent == target
+        and item.stash[ITEM_KEY][1] in BY_ID
+        and not BY_ID[item.stash[ITEM_KEY][1]].runners & kinds
+    ]

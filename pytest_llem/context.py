@@ -35,6 +35,18 @@ class CheckContext:
         return self._session.facts.host()
 
     @property
+    def access_host(self) -> HostFacts:
+        """`host`, with the path the session's GPU requests take (`--gpus` or CDI) and what
+        the engine and its CDI specs say of it."""
+        facts = self._session.facts
+        return facts.with_access(facts.host())
+
+    def label(self, request: str) -> str:
+        """The GPU request ``request`` (``all``, ``device=1``) as the session makes it:
+        ``--gpus``, or CDI devices (``cdi:1``)."""
+        return self._session.facts.label(request)
+
+    @property
     def measured_host(self) -> HostFacts:
         """The host facts the measurement checks judge: this machine's `nvidia-smi -q` even
         when the daemon is remote, if only local experiments run (`local`)."""

@@ -14,12 +14,13 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from .host import docker, nvidia
+from .host import docker, nvidia, podman
 from .host.proc import HOST_COMMAND_TIMEOUT_S, Started, kill_all, result_of
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
+    from .domain.gpu_access import GpuAccess
     from .domain.records import CommandResult, HostFacts, ImageFacts, ImageInfo, ProbeFacts
     from .host.probe_cache import ProbeCache
     from .progress import Progress
@@ -43,6 +44,8 @@ class Facts:
         self._docker: Future[HostFacts] | None = None
         self._host: Future[HostFacts] | None = None
         self._identity: Future[dict[str, str]] | None = None
+        self._engine: Future[docker.EngineConfig | None] | None = None  # `docker info`
+        self._access: Future[GpuAccess] | None = None
         self._images: dict[str, Future[ImageFacts]] = {}
         self._probes: dict[tuple[str, str], Future[ProbeFacts]] = {}  # by (image, request)
         self._unchecked: dict[str, Future[str | None]] = {}  # driver_without_requirements
@@ -97,8 +100,14 @@ class Facts:
         with self._lock:
             if self._host is not None:
                 return
-            version = docker.start_version(self.env) if docker.docker_path(self.env) else None
-            remote = docker.daemon_is_remote(self.env)
+            if self.settings.engine == "podman":
+                path = podman.podman_path(self.env)
+                local = path and not podman.remote_setting(path, self.env)
+                version = podman.start_version(self.env) if local else None
+                remote = False
+            else:
+                version = docker.start_version(self.env) if docker.docker_path(self.env) else None
+                remote = docker.daemon_is_remote(self.env)
             smi = None if remote else nvidia.start_smi_query(self.env)
             self._docker = self._pool.submit(self._gather_docker, HOST_COMMAND_TIMEOUT_S, version)
             self._host = self._pool.submit(
@@ -107,10 +116,12 @@ class Facts:
             self._identity = self._pool.submit(self._gather_identity, self._docker)
 
     def adopt(self, settings: PreflightSettings) -> Facts:
-        """These facts for ``settings`` (themselves, unless image work began for others)."""
+        """These facts for ``settings`` (themselves, unless image work began for others, or
+        the host queries began for another container engine)."""
         with self._lock:
             fresh = self._image_work or self._images or self._probes
-        if fresh and settings != self.settings:
+            engine_changed = self._host is not None and settings.engine != self.settings.engine
+        if (fresh and settings != self.settings) or engine_changed:
             self.close()
             facts = Facts(settings, self.env)
             facts.progress = self.progress
@@ -170,7 +181,7 @@ class Facts:
                 if self._identity_after_wait is None:
                     assert self._settled is not None
                     self._identity_after_wait = self._pool.submit(
-                        self._gather_identity, self._settled
+                        self._gather_identity, self._settled, True
                     )
                 future = self._identity_after_wait
             return result_of(future)
@@ -179,9 +190,12 @@ class Facts:
     def _gather_docker(
         self, timeout: float = HOST_COMMAND_TIMEOUT_S, version: Started | None = None
     ) -> HostFacts:
-        """The daemon's facts; ``version`` is a `docker version` started already, if any."""
+        """The daemon's facts; ``version`` is a `docker version` started already, if any
+        (for a Podman session, Podman's facts and `podman version`)."""
         from .domain.records import HostFacts
 
+        if self.settings.engine == "podman":
+            return self._gather_podman(timeout, version)
         endpoint = docker.daemon_endpoint(self.env)
         docker_path = docker.docker_path(self.env)
         result = None
@@ -198,6 +212,30 @@ class Facts:
             smi_info=None,
         )
 
+    def _gather_podman(self, timeout: float, version: Started | None) -> HostFacts:
+        """Podman's facts: its CLI, whether it is set to run containers elsewhere, and its
+        `podman version` (not asked of a remote Podman: the session refuses it)."""
+        from .domain.records import Endpoint, HostFacts
+
+        path = podman.podman_path(self.env)
+        remote = podman.remote_setting(path, self.env) if path else ""
+        result = None
+        if version is not None:
+            result = version.finish(timeout)
+        elif path and not remote:
+            result = podman.podman_version(timeout, self.env)
+        return HostFacts(
+            endpoint=Endpoint("local", source="podman"),
+            docker_path=None,
+            version=result,
+            toolkit=nvidia.toolkit_tools(self.env),
+            smi=None,
+            smi_info=None,
+            engine="podman",
+            podman_path=path,
+            podman_remote=remote,
+        )
+
     def _gather_host(
         self,
         docker_facts: Future[HostFacts],
@@ -210,7 +248,7 @@ class Facts:
         smi: CommandResult | None = None
         if started is not None:
             smi = started.finish(timeout)
-        elif not docker.daemon_is_remote(self.env):
+        elif self.settings.engine == "podman" or not docker.daemon_is_remote(self.env):
             smi = nvidia.nvidia_smi_query(timeout, self.env)
         smi_info = None
         if smi is not None and smi.ok:
@@ -245,14 +283,31 @@ class Facts:
         info = parse_q(smi.stdout) if smi.ok else None
         return dataclasses.replace(host, smi=smi, smi_info=info)
 
-    def _gather_identity(self, host: Future[HostFacts]) -> dict[str, str]:
+    def _gather_identity(
+        self, host: Future[HostFacts], asked_again: bool = False
+    ) -> dict[str, str]:
         """What keys a remembered probe on the engine's and the toolkit's side: the engine's
-        ID, runtimes, default runtime and CDI setup (one `docker info`), the toolkit's version
-        and config file."""
+        ID, runtimes, default runtime and CDI setup (one `docker info`; Podman's version and
+        its CDI specs), the toolkit's version and config file. ``asked_again``: the engine is
+        asked anew (it came up during `--wait`)."""
         facts = result_of(host)
+        if facts.engine == "podman":
+            return {
+                "engine": "podman",
+                "podman_version": facts.server_version,
+                "cdi_specs": nvidia.cdi_specs_digest(podman.CDI_SPEC_DIRS),
+                "toolkit_version": nvidia.toolkit_version(
+                    facts.toolkit, HOST_COMMAND_TIMEOUT_S, self.env
+                ),
+                "toolkit_config": nvidia.toolkit_config_digest(),
+            }
         engine = None
         if facts.docker_path and facts.version is not None and facts.version.ok:
-            engine = docker.engine_config(HOST_COMMAND_TIMEOUT_S, self.env)
+            engine = (
+                docker.engine_config(HOST_COMMAND_TIMEOUT_S, self.env)
+                if asked_again
+                else self.engine_config()
+            )
         cdi_dirs = engine.cdi_spec_dirs if engine else None
         # The spec files are read here only when they are this machine's.
         local = not facts.endpoint.remote
@@ -267,6 +322,80 @@ class Facts:
             ),
             "toolkit_config": nvidia.toolkit_config_digest(),
         }
+
+    def engine_config(self) -> docker.EngineConfig | None:
+        """What one `docker info` says of the engine (asked once; None when it cannot tell)."""
+        with self._lock:
+            if self._engine is None:
+                self._engine = self._pool.submit(
+                    docker.engine_config, HOST_COMMAND_TIMEOUT_S, self.env
+                )
+            future = self._engine
+        return result_of(future)
+
+    # --- the path GPU requests take ---------------------------------------------------------
+
+    def gpu_access(self) -> GpuAccess:
+        """How the session's GPU requests reach the GPUs (`--gpus` or CDI), with the engine's
+        CDI specs when they are this machine's; decided once."""
+        with self._lock:
+            if self._access is None:
+                self._access = self._pool.submit(self._gather_access)
+            future = self._access
+        return result_of(future)
+
+    def _gather_access(self) -> GpuAccess:
+        from .host.gpu_path import gpu_access
+
+        settings = self.settings
+        host = self.docker_facts()
+        if settings.wait_s > 0 and (host.version is None or not host.version.ok):
+            host = self.host()  # an engine still coming up: after `--wait`
+
+        def engine_config() -> docker.EngineConfig | None:
+            if settings.wait_s > 0 and host.waited_s > 0:  # it came up since: ask anew
+                return docker.engine_config(HOST_COMMAND_TIMEOUT_S, self.env)
+            return self.engine_config()
+
+        labels = dict.fromkeys(label for _, label in settings.launch_requests)
+        return gpu_access(settings.gpu_request, labels, host, engine_config)
+
+    def with_access(self, host: HostFacts) -> HostFacts:
+        """``host`` with the path its GPU requests take (`gpu_access`)."""
+        import dataclasses
+
+        return dataclasses.replace(host, gpu_access=self.gpu_access())
+
+    def label(self, request: str) -> str:
+        """The GPU request ``request`` (``all``, ``device=1``) as the session makes it: through
+        the NVIDIA hook, or as CDI devices (`domain.gpu_request`)."""
+        from .domain.gpu_request import via
+
+        return via(request, self.gpu_access().path)
+
+    def check_kinds(self, waiting: bool = True) -> frozenset[str]:
+        """The kinds whose checks this session runs: the settings' runner kinds, and ``cdi``
+        when the engine chose CDI for them (``docker.gpu_request: auto``).
+
+        Without ``waiting`` (collection, on every xdist worker), a `--wait` is not waited for:
+        an engine that has not answered yet takes no CDI spec check (its GPU probe still
+        proves the path it takes)."""
+        from .domain.check_ids import CDI
+
+        settings = self.settings
+        kinds = settings.runner_kinds
+        if settings.measurement_only or CDI in kinds or settings.skipped_by:
+            return kinds
+        if not waiting and settings.wait_s > 0:
+            early = self.docker_facts()
+            if early.version is None or not early.version.ok:
+                return kinds
+        return kinds | {CDI} if self.gpu_access().path == CDI else kinds
+
+    @property
+    def cli(self) -> str:
+        """The CLI of the session's container engine: docker or podman."""
+        return self.settings.engine
 
     def compute_capability(self) -> str | None:
         """Compute capability of the first GPU (asked only for an `arch` condition)."""
@@ -308,15 +437,18 @@ class Facts:
         """The images gathered, and the probes started, that the checks would start; how
         many probes that is."""
         from .domain import verdicts
-        from .domain.check_ids import gating_ids, is_skipped
+        from .domain.check_ids import CDI, gating_ids, is_skipped
 
         settings = self.settings
         skip = settings.skip
         if "all" in skip or settings.measurement_only or settings.skipped_by:
             return 0
-        # Tier 1's verdicts need no more than the daemon's answer (after `--wait`, the host's).
-        gate = self.host() if settings.wait_s > 0 else self.docker_facts()
-        for check_id in gating_ids():
+        kinds = self.check_kinds()
+        # Tier 1's verdicts need no more than the daemon's answer (after `--wait`, the host's;
+        # for a CDI spec, the host driver too).
+        wait_for_host = settings.wait_s > 0 or CDI in kinds
+        gate = self.with_access(self.host() if wait_for_host else self.docker_facts())
+        for check_id in gating_ids(kinds):
             if (
                 not is_skipped(skip, check_id)
                 and verdicts.judge(check_id)(gate).outcome == "failed"
@@ -397,16 +529,17 @@ class Facts:
     def _gather_image(self, image: str) -> ImageFacts:
         from .domain.records import ImageFacts
 
-        info, inspect = docker.image_inspect(image, HOST_COMMAND_TIMEOUT_S, self.env)
+        cli = self.cli
+        info, inspect = docker.image_inspect(image, HOST_COMMAND_TIMEOUT_S, self.env, cli)
         if info is not None or inspect.too_large:  # present, if unreadable: a pull cannot help
             return ImageFacts(image, info, inspect)
         limit = self.settings.pull_timeout_s
         task = self.progress.pull(self._check_of(image), image, limit) if self.progress else None
-        pull = docker.pull(image, limit, self.env, task.feed if task else None)
+        pull = docker.pull(image, limit, self.env, task.feed if task else None, cli)
         if task is not None:
             task.finish(pull.ok, pull.timed_out)
         if pull.ok:
-            info, inspect = docker.image_inspect(image, HOST_COMMAND_TIMEOUT_S, self.env)
+            info, inspect = docker.image_inspect(image, HOST_COMMAND_TIMEOUT_S, self.env, cli)
         return ImageFacts(image, info, inspect, pull)
 
     def _check_of(self, image: str) -> str:
@@ -485,16 +618,17 @@ class Facts:
 
         facts = self.image(image)
         host = self.host()
+        label = self.label(request)  # the request as made: --gpus, or CDI devices
         if self.cache_lookup is not None:
-            cached = self.cache_lookup(host, facts, request)
+            cached = self.cache_lookup(host, facts, label)
             if cached is not None:
                 return cached
         check = f"gpu-in-container[{image}]"
-        name, result = self._probe_container(image, check, request)
+        name, result = self._probe_container(image, check, label)
         gpus = parse_query_csv(result.stdout, docker.PROBE_FIELDS) if result.ok else []
-        probe = ProbeFacts(image, name, result, gpus, request=request)
+        probe = ProbeFacts(image, name, result, gpus, request=label)
         if result.ok and gpus and self.cache_store is not None:
-            self.cache_store(host, facts, request, probe)
+            self.cache_store(host, facts, label, probe)
         return probe
 
     def _probe_container(
@@ -505,8 +639,9 @@ class Facts:
         fields: tuple[str, ...] = docker.PROBE_FIELDS,
         check_requirements: bool = True,
     ) -> tuple[str, CommandResult]:
-        """Run a probe container of ``image`` (for ``check``) within the probe's limit: its
-        name and result; one that runs past the limit is removed."""
+        """Run a probe container of ``image`` (for ``check``) with the GPU request ``request``
+        as made (`label`) within the probe's limit: its name and result; one that runs past
+        the limit is removed."""
         import secrets
 
         name = f"llem-probe-{os.getpid()}-{secrets.token_hex(4)}"
@@ -514,14 +649,16 @@ class Facts:
             self._live.add(name)
         limit = self.settings.timeout_s
         task = self.progress.probe(check, limit) if self.progress else None
-        started = docker.start_probe(image, name, request, self.env, fields, check_requirements)
+        started = docker.start_probe(
+            image, name, request, self.env, fields, check_requirements, self.cli
+        )
         self._probe_begun.set()
         result = started.finish(limit)
         if task is not None:
             task.end()
         if result.timed_out:
             # The engine may still be inside the NVIDIA hook: removal must not be waited for.
-            docker.remove_container(name, self.env)
+            docker.remove_container(name, self.env, cli=self.cli)
         with self._lock:
             self._live.discard(name)
         return name, result
@@ -541,7 +678,7 @@ class Facts:
         from .domain.nvidia_smi import parse_query_csv
 
         fields = ("driver_version",)
-        request = (self._requests_of(image) or [ALL_GPUS])[0]
+        request = self.label((self._requests_of(image) or [ALL_GPUS])[0])
         _, result = self._probe_container(
             image, f"cuda-compat[{image}]", request, fields, check_requirements=False
         )
@@ -558,7 +695,7 @@ class Facts:
         with self._lock:
             live, self._live = set(self._live), set()
         for name in sorted(live):
-            docker.remove_container(name, self.env)
+            docker.remove_container(name, self.env, cli=self.cli)
         # Work nobody waits for any more (a pull after a tier-1 failure, say) must not keep
         # the interpreter alive at exit: kill its commands.
         kill_all()

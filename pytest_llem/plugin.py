@@ -192,10 +192,15 @@ class PreflightHooks:
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> Generator[None, None, None]:
-        from .collect import ITEM_KEY, order_checks
+        from .collect import ITEM_KEY, of_other_kinds, order_checks
 
         yield  # after every other reordering plugin: keep the checks, in a stable order
         dropped = order_checks(items, tiers=self._tiers())
+        if items and self.fleet is None and not self.session.settings.skipped_by:
+            other = of_other_kinds(items, self.session.facts.check_kinds(waiting=False))
+            if other:  # another engine's checks (or no CDI request to check a spec for)
+                dropped += other
+                items[:] = [item for item in items if item not in other]
         if self.session.settings.skipped_by:  # the study skips the whole pre-flight
             dropped, items[:] = dropped + items, []
         if self.fleet is not None:  # (collected here only when no host could be reached)

@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Kind = Literal[
-    "seconds", "seconds_or_0", "image", "images", "ids", "indices", "flag", "path", "requests"
+    "seconds",
+    "seconds_or_0",
+    "image",
+    "images",
+    "ids",
+    "indices",
+    "flag",
+    "path",
+    "requests",
+    "choice",
 ]
 
 
@@ -30,6 +39,7 @@ def _setting(
     cli: str | None = None,
     maximum: float | None = None,
     metavar: str | None = None,
+    choices: tuple[str, ...] = (),
 ) -> Any:
     meta = {
         "kind": kind,
@@ -39,6 +49,7 @@ def _setting(
         "cli": cli,
         "maximum": maximum,
         "metavar": metavar,
+        "choices": choices,
     }
     return field(default=default, metadata=meta)  # every default is immutable
 
@@ -141,6 +152,28 @@ class PreflightSettings:
         help="run only the measurement-readiness checks (tier 3), as for a study whose "
         "experiments all run locally",
     )
+    engine: str = _setting(
+        "docker",
+        kind="choice",
+        choices=("docker", "podman"),
+        option="--llem-engine",
+        cli="--engine",
+        metavar="ENGINE",
+        help="the container engine the experiments run on: docker or podman (default docker; "
+        "a study's runners decide)",
+    )
+    gpu_request: str = _setting(
+        "auto",
+        kind="choice",
+        choices=("auto", "gpus", "cdi"),
+        option="--llem-gpu-request",
+        study="gpu_request",
+        cli="--gpu-request",
+        metavar="MODE",
+        help="how a Docker container asks for its GPUs: gpus (--gpus, through the NVIDIA "
+        "hook), cdi (--device nvidia.com/gpu=N, through the engine's CDI specs), or auto "
+        "(what the engine is set up for; default). Podman always uses CDI",
+    )
     # What a study's launches make of it (run/runners.py), never typed by a person: they reach
     # the session as this object (llem, --llem-config) or an xdist worker's copy of it.
     requests: tuple[tuple[str, str], ...] = _setting(
@@ -194,10 +227,15 @@ class PreflightSettings:
 
     @property
     def runner_kinds(self) -> frozenset[str]:
-        """The runner kinds whose checks this session runs."""
+        """The runner kinds whose checks this session runs; ``cdi`` too when its containers'
+        GPU requests go through CDI whatever the engine says (Podman, or ``gpu_request:
+        cdi``). With ``auto``, the session adds it once the engine chose CDI."""
         if self.measurement_only:
             return frozenset({"local"})
-        return frozenset({"docker", "local"} if self.local_runs else {"docker"})
+        kinds = {self.engine, *(("local",) if self.local_runs else ())}
+        if self.engine == "podman" or self.gpu_request == "cdi":
+            kinds.add("cdi")
+        return frozenset(kinds)
 
     def required_ids(self) -> list[str]:
         """Every built-in check these settings require, less the ones skipped."""
@@ -332,6 +370,11 @@ def _checked(
         return bool(value)
     if kind == "requests":
         return _requests(value, name)
+    if kind == "choice":
+        choices = f.metadata["choices"]
+        if value not in choices:
+            raise SettingError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+        return value
     if value is not None and (not isinstance(value, str) or not value or "\0" in value):
         raise SettingError(f"{name}: expected a path, got {value!r}")
     return value

@@ -46,7 +46,7 @@ def pending(host: HostFacts, skip: frozenset[str] = frozenset()) -> list[tuple[s
     cannot clear by itself (the run fails whatever the rest does).
     """
     waiting: list[tuple[str, str]] = []
-    for check_id in waiting_ids():
+    for check_id in waiting_ids({host.engine}):  # (Podman's host: not Docker's checks)
         if {"all", check_id} & skip:
             continue
         verdict = verdicts.judge(check_id)(host)

@@ -17,8 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-# Runner kinds whose experiments a check guards (see run/runner_kinds.py).
-DOCKER, LOCAL = "docker", "local"
+# Runner kinds whose experiments a check guards (see run/runner_kinds.py), and `CDI`: the
+# containers whose GPU request goes through CDI (Podman's always; Docker's when
+# `docker.gpu_request` says so, or the engine does).
+DOCKER, LOCAL, PODMAN, CDI = "docker", "local", "podman", "cdi"
 
 
 class CheckDecl(NamedTuple):
@@ -36,7 +38,8 @@ class CheckDecl(NamedTuple):
 
 
 _DOCKER = frozenset({DOCKER})
-_ANY = frozenset({DOCKER, LOCAL})
+_ENGINES = frozenset({DOCKER, PODMAN})
+_ANY = frozenset({DOCKER, PODMAN, LOCAL})
 
 CHECKS: tuple[CheckDecl, ...] = (
     CheckDecl(
@@ -52,15 +55,24 @@ CHECKS: tuple[CheckDecl, ...] = (
         waits=True, needs=("docker",), doc="an NVIDIA Container Toolkit CLI beside a local daemon",
     ),
     CheckDecl(
-        "host-driver", 1, _DOCKER, verdict="verdicts:host_driver", waits=True,
+        "podman-cli", 1, frozenset({PODMAN}), verdict="gpu_access:podman_cli",
+        gates_images=True, needs=("podman",), doc="a local podman CLI is on PATH and answers",
+    ),
+    CheckDecl(
+        "host-driver", 1, _ENGINES, verdict="verdicts:host_driver", waits=True,
         needs=("smi",), doc="host nvidia-smi reports the driver (warning only)",
     ),
     CheckDecl(
-        "cuda-compat", 2, _DOCKER, per="image", verdict="verdicts:cuda_compat",
+        "cdi-spec", 1, frozenset({CDI}), verdict="gpu_access:cdi_spec", gates_images=True,
+        needs=("docker", "smi", "cdi"),
+        doc="the engine's CDI spec names every requested GPU, for this driver and these GPUs",
+    ),
+    CheckDecl(
+        "cuda-compat", 2, _ENGINES, per="image", verdict="verdicts:cuda_compat",
         needs=("image", "smi"), doc="the image's CUDA requirement holds for the driver",
     ),
     CheckDecl(
-        "gpu-in-container", 2, _DOCKER, per="request", verdict="verdicts:gpu_in_container",
+        "gpu-in-container", 2, _ENGINES, per="request", verdict="verdicts:gpu_in_container",
         needs=("image", "probe"), doc="a container of the image sees exactly the GPUs it asks for",
     ),
     CheckDecl(
@@ -93,14 +105,24 @@ MEASUREMENT_IDS = tuple(decl.id for decl in CHECKS if decl.tier == MEASUREMENT_T
 PER_IMAGE_IDS = tuple(decl.id for decl in CHECKS if decl.per)
 
 
-def gating_ids() -> tuple[str, ...]:
-    """The checks whose failure keeps every pull and probe from starting."""
-    return tuple(decl.id for decl in CHECKS if decl.gates_images)
+def gating_ids(kinds: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The checks whose failure keeps every pull and probe from starting (of the runner
+    ``kinds`` only, when given)."""
+    wanted = None if kinds is None else frozenset(kinds)
+    return tuple(
+        decl.id
+        for decl in CHECKS
+        if decl.gates_images and (wanted is None or decl.runners & wanted)
+    )
 
 
-def waiting_ids() -> tuple[str, ...]:
-    """The checks `--wait` retries while their finding may clear by itself."""
-    return tuple(decl.id for decl in CHECKS if decl.waits)
+def waiting_ids(kinds: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The checks `--wait` retries while their finding may clear by itself (of the runner
+    ``kinds`` only, when given)."""
+    wanted = None if kinds is None else frozenset(kinds)
+    return tuple(
+        decl.id for decl in CHECKS if decl.waits and (wanted is None or decl.runners & wanted)
+    )
 
 
 def split_ids(values: Iterable[str]) -> list[str]:

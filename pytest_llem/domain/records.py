@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .gpu_access import GpuAccess
     from .nvidia_smi import SmiInfo
 
 
@@ -73,19 +74,33 @@ def parse_version(result: CommandResult) -> dict[str, Any]:
 class HostFacts:
     endpoint: Endpoint
     docker_path: str | None
-    version: CommandResult | None  # None when there is no docker CLI
+    # `docker version` (`podman version` for Podman); None when there is no such CLI
+    version: CommandResult | None
     toolkit: dict[str, str]
     smi: CommandResult | None  # None when not asked (remote daemon)
     smi_info: SmiInfo | None
     waited_s: float = 0.0  # how long `--wait` retried these queries (0: not at all)
     waited_for: tuple[str, ...] = ()  # the checks still waited for when its time was up
+    engine: str = "docker"  # the container engine the session's containers run on
+    podman_path: str | None = None
+    podman_remote: str = ""  # why Podman would run containers elsewhere ("": it would not)
+    gpu_access: GpuAccess | None = None  # the path GPU requests take (once settings are known)
 
     @property
     def server_version(self) -> str:
+        """The engine's version (local Podman has no server: its CLI's)."""
         if self.version is None:
             return ""
-        server = parse_version(self.version).get("Server") or {}
-        return str(server.get("Version", "")) if isinstance(server, dict) else ""
+        data = parse_version(self.version)
+        part = data.get("Client" if self.engine == "podman" else "Server") or {}
+        return str(part.get("Version", "")) if isinstance(part, dict) else ""
+
+    @property
+    def client_version(self) -> str:
+        if self.version is None:
+            return ""
+        client = parse_version(self.version).get("Client") or {}
+        return str(client.get("Version", "")) if isinstance(client, dict) else ""
 
     def brand(self) -> str | None:
         info = self.smi_info

@@ -17,6 +17,7 @@ DOCKER_PULL_URL = "https://docs.docker.com/reference/cli/docker/image/pull/"
 DOCKER_CONTEXT_URL = "https://docs.docker.com/engine/manage-resources/contexts/"
 DOCKER_RM_URL = "https://docs.docker.com/reference/cli/docker/container/rm/"
 DOCKER_REMOTE_TLS_URL = "https://docs.docker.com/engine/security/protect-access/"
+PODMAN_INSTALL_URL = "https://podman.io/docs/installation"
 PODMAN_CONNECTION_URL = "https://docs.podman.io/en/latest/markdown/podman-system-connection.1.html"
 CONTAINERD_URL = "https://github.com/containerd/containerd/blob/main/docs/getting-started.md"
 TOOLKIT_INSTALL_URL = (
@@ -47,6 +48,10 @@ PERSISTENCE_URL = "https://docs.nvidia.com/deploy/driver-persistence/index.html"
 MIG_URL = "https://docs.nvidia.com/datacenter/tesla/mig-user-guide/index.html"
 NVML_ENERGY_URL = "https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html"
 
+GENERATE_CDI_SPEC = (
+    "sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml, then check the device names "
+    "with `nvidia-ctk cdi list`"
+)
 CONFIGURE_DOCKER = (
     "sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker"
 )
@@ -181,6 +186,12 @@ _REMEDIES: dict[str, Remedy] = {
         "Check that `ssh HOST` logs in without a prompt and that pytest-llem is installed for "
         "the Python named on that host (llem preflight --remote-python PATH)",
         PYTEST_XDIST_TX_URL,
+    ),
+    "podman_cli_missing": Remedy("Install Podman on this host", PODMAN_INSTALL_URL),
+    "cdi_spec_missing": Remedy(GENERATE_CDI_SPEC, TOOLKIT_CDI_URL),
+    "cdi_spec_stale": Remedy(
+        "Regenerate the spec for the driver and GPUs the host has now: " + GENERATE_CDI_SPEC,
+        TOOLKIT_CDI_URL,
     ),
     "unknown": Remedy(
         "Read the output kept in details.output and the NVIDIA Container Toolkit "

@@ -256,7 +256,11 @@ class EngineConfig(NamedTuple):
     id: str
     runtimes: str  # the runtimes, as canonical JSON ("" when not shown)
     default_runtime: str
-    cdi_spec_dirs: tuple[str, ...] | None  # where it reads CDI specs (None: not shown, no CDI)
+    # Where it reads CDI specs: None when not shown (before Docker 25), () when CDI is off.
+    cdi_spec_dirs: tuple[str, ...] | None
+    server_version: str = ""
+    # The CDI devices its CDI driver found (Docker 28.2+), None when not shown.
+    discovered: tuple[str, ...] | None = None
 
 
 def docker_version(timeout: float, env: Mapping[str, str] | None = None) -> CommandResult:
@@ -291,11 +295,18 @@ def parse_engine_config(text: str) -> EngineConfig | None:
         return None
     runtimes = data.get("Runtimes")
     dirs = data.get("CDISpecDirs")
+    devices = data.get("DiscoveredDevices")
     return EngineConfig(
         id=str(data.get("ID") or ""),
         runtimes=json.dumps(runtimes, sort_keys=True, separators=(",", ":")) if runtimes else "",
         default_runtime=str(data.get("DefaultRuntime") or ""),
         cdi_spec_dirs=tuple(str(d) for d in dirs) if isinstance(dirs, list) else None,
+        server_version=str(data.get("ServerVersion") or ""),
+        discovered=(
+            tuple(str(d["ID"]) for d in devices if isinstance(d, dict) and d.get("ID"))
+            if isinstance(devices, list)
+            else None
+        ),
     )
 
 
@@ -305,22 +316,25 @@ def daemon_id(timeout: float, env: Mapping[str, str] | None = None) -> str:
     return config.id if config else ""
 
 
-def inspect_argv(image: str) -> tuple[str, ...]:
-    return ("docker", "image", "inspect", "--format", "{{json .}}", "--", image)
+def inspect_argv(image: str, cli: str = "docker") -> tuple[str, ...]:
+    """`docker image inspect` (or `podman image inspect`: ``cli`` is the engine's CLI)."""
+    return (cli, "image", "inspect", "--format", "{{json .}}", "--", image)
 
 
 def image_inspect(
-    image: str, timeout: float, env: Mapping[str, str] | None = None
+    image: str, timeout: float, env: Mapping[str, str] | None = None, cli: str = "docker"
 ) -> tuple[ImageInfo | None, CommandResult]:
     import json
 
     from ..domain.records import ImageInfo
 
-    result = run(inspect_argv(image), timeout=timeout, env=env, limit=PARSED_OUTPUT_MAX)
+    result = run(inspect_argv(image, cli), timeout=timeout, env=env, limit=PARSED_OUTPUT_MAX)
     if not result.ok:
         return None, result
     try:
         data = json.loads(result.stdout)
+        if isinstance(data, list) and len(data) == 1:  # Podman 4 prints the list of one
+            data = data[0]
         config = data.get("Config") or {}
         env_pairs = (item.partition("=") for item in config.get("Env") or [])
         info = ImageInfo(
@@ -338,17 +352,19 @@ def pull(
     timeout: float,
     env: Mapping[str, str] | None = None,
     on_output: Callable[[str], None] | None = None,
+    cli: str = "docker",
 ) -> CommandResult:
-    """`docker pull`; with ``on_output``, the CLI's progress goes there as it comes (its
-    standard output, a terminal's redraws included; the result keeps it as plain lines)."""
+    """`docker pull` (or ``cli`` pull); with ``on_output``, the CLI's progress goes there as
+    it comes (its standard output, a terminal's redraws included; the result keeps it as plain
+    lines)."""
     if on_output is None:
-        return run(["docker", "pull", "--quiet", "--", image], timeout=timeout, env=env)
+        return run([cli, "pull", "--quiet", "--", image], timeout=timeout, env=env)
     import dataclasses
 
     from ..domain.pulls import plain_text
 
     result = run_streaming(
-        ["docker", "pull", "--", image], timeout=timeout, env=env, on_output=on_output
+        [cli, "pull", "--", image], timeout=timeout, env=env, on_output=on_output
     )
     return dataclasses.replace(result, stdout=plain_text(result.stdout))
 
@@ -359,15 +375,16 @@ def probe_argv(
     request: str = "all",
     fields: Sequence[str] = PROBE_FIELDS,
     check_requirements: bool = True,
+    cli: str = "docker",
 ) -> list[str]:
-    """`docker run` of the image's nvidia-smi with the GPU request ``request`` (the one the
-    experiment makes), no network, no implicit pull; without ``check_requirements``, the
-    NVIDIA hook ignores the image's NVIDIA_REQUIRE_*."""
+    """`docker run` (``cli`` run) of the image's nvidia-smi with the GPU request ``request``
+    (the one the experiment makes), no network, no implicit pull; without
+    ``check_requirements``, the NVIDIA hook ignores the image's NVIDIA_REQUIRE_*."""
     from ..domain.gpu_request import docker_args
 
     unchecked = [] if check_requirements else ["-e", "NVIDIA_DISABLE_REQUIRE=1"]
     return [
-        "docker",
+        cli,
         "run",
         "--rm",
         "--name",
@@ -396,14 +413,18 @@ def start_probe(
     env: Mapping[str, str] | None = None,
     fields: Sequence[str] = PROBE_FIELDS,
     check_requirements: bool = True,
+    cli: str = "docker",
 ) -> Started:
     """Start the probe container; `Started.finish(timeout)` waits for its answer."""
-    return start(probe_argv(image, name, request, fields, check_requirements), env=env)
+    return start(probe_argv(image, name, request, fields, check_requirements, cli), env=env)
 
 
-def remove_container(name: str, env: Mapping[str, str] | None = None, wait: bool = False) -> None:
-    """`docker rm -f NAME`; detached unless ``wait`` (it blocks while an NVIDIA hook runs)."""
-    argv = ["docker", "rm", "-f", name]
+def remove_container(
+    name: str, env: Mapping[str, str] | None = None, wait: bool = False, cli: str = "docker"
+) -> None:
+    """`docker rm -f NAME` (``cli`` rm); detached unless ``wait`` (it blocks while an NVIDIA
+    hook runs)."""
+    argv = [cli, "rm", "-f", name]
     if wait:
         run(argv, timeout=30, env=env)
     else:

@@ -33,14 +33,17 @@ class WorkloadResult:
     missing: bool = False  # the executable was not found or not executable
 
 
-def run_container(argv: Sequence[str], *, name: str, log_path: Path) -> WorkloadResult:
-    """Run a ``docker run --name NAME ...`` client; on interrupt ``docker rm -f NAME``."""
+def run_container(
+    argv: Sequence[str], *, name: str, log_path: Path, cli: str = "docker"
+) -> WorkloadResult:
+    """Run a ``docker run --name NAME ...`` client (``cli``'s: docker or podman); on interrupt
+    ``docker rm -f NAME``."""
 
     def stop(proc: subprocess.Popen[bytes]) -> None:
-        docker.remove_container(name, wait=True)
+        docker.remove_container(name, wait=True, cli=cli)
         _end(proc, grace_s=STOP_GRACE_S)
         # A client killed between create and start leaves a created container behind.
-        docker.remove_container(name, wait=True)
+        docker.remove_container(name, wait=True, cli=cli)
 
     return _run(argv, cwd=None, env=None, log_path=log_path, stop=stop)
 

@@ -130,16 +130,21 @@ class _DockerBase(_Model):
         return PreflightSettings().with_study(self.model_dump())
 
 
-def _study_type(kind: str, maximum: float | None) -> Any:
+def _study_type(kind: str, maximum: float | None, choices: tuple[str, ...] = ()) -> Any:
     """The study-file type of a setting of ``kind``: pydantic states its limits."""
     if kind == "image":
         return ImageRef
+    if kind == "choice":
+        return typing.Literal[choices]
     low = {"gt": 0} if kind == "seconds" else {"ge": 0}
     return Annotated[float, Field(le=maximum, allow_inf_nan=False, **low)]  # type: ignore[call-overload]
 
 
 _SETTING_KEYS: dict[str, Any] = {
-    key: (_study_type(f.metadata["kind"], f.metadata["maximum"]) | None, None)
+    key: (
+        _study_type(f.metadata["kind"], f.metadata["maximum"], f.metadata["choices"]) | None,
+        None,
+    )
     for key, f in study_fields()
 }
 

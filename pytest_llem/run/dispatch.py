@@ -21,7 +21,7 @@ from ..signals import Terminated, sigterm_interrupts
 from .config import Experiment, StudyConfig
 from .manifest import MANIFEST, ExperimentRecord, Manifest
 from .runner_kinds import Started
-from .runners import RunnerSpec, check_runnable, experiment_image
+from .runners import RunnerSpec, check_runnable, experiment_image, gpu_path_of
 
 if TYPE_CHECKING:
     from ..domain.report import Report
@@ -149,7 +149,8 @@ def run_one(
             runfiles.remove(stale)
         config_bytes = (json.dumps(config, indent=2, default=str) + "\n").encode()
         runfiles.write(config_path, config_bytes)
-        launch = spec.kind.launch(exp_id, image, study.gpus_of(experiment), os.environ)
+        gpus, path = study.gpus_of(experiment), gpu_path_of(study)
+        launch = spec.kind.launch(exp_id, image, gpus, os.environ, path)
         cwd = study.path.parent.absolute() if study.path else Path.cwd()
         started = Started(
             run_dir=run_dir,

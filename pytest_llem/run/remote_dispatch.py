@@ -10,6 +10,7 @@ start -a` (its output is the experiment's log), `docker cp` that directory back 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..domain.records import CommandResult
@@ -26,11 +27,12 @@ def docker_create_argv(
     mount: str,
     exp_id: str,
     command: list[str] | None,
-    gpus: str = "all",
+    gpu_args: Sequence[str] = ("--gpus", "all"),
 ) -> list[str]:
-    """`docker run`'s arguments less `--rm` and the bind mount."""
+    """`docker run`'s arguments less `--rm` and the bind mount (``gpu_args``: the GPU
+    request's, `--gpus X` or `--device nvidia.com/gpu=N`...)."""
     return [
-        "docker", "create", "--gpus", gpus, "--name", name,
+        "docker", "create", *gpu_args, "--name", name,
         "-e", f"LLEM_CONFIG_PATH={mount}/{exp_id}_config.json",
         image, *(command or []),
     ]  # fmt: skip
@@ -42,7 +44,7 @@ def run_container_remote(
     exp_id: str,
     command: list[str] | None,
     *,
-    gpus: str,
+    gpu_args: Sequence[str],
     config: bytes,
     mount: str,
     run_dir: Path,
@@ -50,14 +52,14 @@ def run_container_remote(
 ) -> workloads.WorkloadResult:
     """Run one experiment's container; the files it leaves in ``mount`` come into ``run_dir``.
 
-    ``config`` (the bytes of ``<exp_id>_config.json``) is copied in; ``gpus`` is the value
-    of `--gpus`.
+    ``config`` (the bytes of ``<exp_id>_config.json``) is copied in; ``gpu_args`` are the
+    GPU request's arguments.
     """
     start = time.monotonic()
     config_name = f"{exp_id}_config.json"
     try:
         created = run(
-            docker_create_argv(image, name, mount, exp_id, command, gpus),
+            docker_create_argv(image, name, mount, exp_id, command, gpu_args),
             timeout=CREATE_TIMEOUT_S,
         )
         if not created.ok:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from ..domain import gpu_request
-from ..domain.check_ids import DOCKER, LOCAL
+from ..domain.check_ids import DOCKER, LOCAL, PODMAN
 
 if TYPE_CHECKING:
     from ..domain.records import Endpoint
@@ -33,8 +33,11 @@ class Launch:
     exp_id: str
     runner: str  # the runner kind's name
     image: str | None  # a container's image; None for a local process
-    request: str  # the GPU request's label (`domain.gpu_request`): all, device=1,3
+    request: str  # the GPUs, as a GPU request's label (`domain.gpu_request`): all, device=1,3
     endpoint: Endpoint | None  # the engine a container goes to; None for a local process
+    # How the request reaches the GPUs: gpus (the NVIDIA hook), cdi, or auto (what the engine
+    # is set up for, as the pre-flight decides it: `domain.gpu_access.choose_path`).
+    gpu_path: str = gpu_request.GPUS
 
     @property
     def remote(self) -> bool:
@@ -42,8 +45,15 @@ class Launch:
         return self.endpoint is not None and self.endpoint.remote
 
     @property
+    def label(self) -> str:
+        """The request as made (``device=1``, ``cdi:1``); ``auto`` decided first."""
+        if self.gpu_path == "auto":
+            raise ValueError("the GPU path of an auto request is decided when it starts")
+        return gpu_request.via(self.request, self.gpu_path)
+
+    @property
     def gpu_args(self) -> list[str]:
-        return gpu_request.docker_args(self.request)
+        return gpu_request.docker_args(self.label)
 
 
 @dataclass(frozen=True)
@@ -70,9 +80,15 @@ class RunnerKind(Protocol):
         """What the experiment lacks to be runnable this way (a phrase), or None."""
 
     def launch(
-        self, exp_id: str, image: str | None, devices: list[int] | None, env: Mapping[str, str]
+        self,
+        exp_id: str,
+        image: str | None,
+        devices: list[int] | None,
+        env: Mapping[str, str],
+        gpu_path: str = gpu_request.GPUS,
     ) -> Launch:
-        """The launch of one experiment (``devices``: its GPUs, None for all)."""
+        """The launch of one experiment (``devices``: its GPUs, None for all; ``gpu_path``:
+        how a container asks for them, the study's `docker.gpu_request`)."""
 
     def seen_dir(self, run_dir: Path) -> str:
         """RUN_DIR as the experiment sees it."""
@@ -92,7 +108,12 @@ class LocalRunner:
         return None if experiment.command else "a command"
 
     def launch(
-        self, exp_id: str, image: str | None, devices: list[int] | None, env: Mapping[str, str]
+        self,
+        exp_id: str,
+        image: str | None,
+        devices: list[int] | None,
+        env: Mapping[str, str],
+        gpu_path: str = gpu_request.GPUS,
     ) -> Launch:
         return Launch(exp_id, self.name, None, gpu_request.label_of(devices), None)
 
@@ -121,12 +142,17 @@ class DockerRunner:
         return None if image else "an image"
 
     def launch(
-        self, exp_id: str, image: str | None, devices: list[int] | None, env: Mapping[str, str]
+        self,
+        exp_id: str,
+        image: str | None,
+        devices: list[int] | None,
+        env: Mapping[str, str],
+        gpu_path: str = gpu_request.GPUS,
     ) -> Launch:
         from ..host.docker import daemon_endpoint
 
         endpoint = daemon_endpoint(env)
-        return Launch(exp_id, self.name, image, gpu_request.label_of(devices), endpoint)
+        return Launch(exp_id, self.name, image, gpu_request.label_of(devices), endpoint, gpu_path)
 
     def seen_dir(self, run_dir: Path) -> str:
         return RUN_MOUNT
@@ -134,13 +160,14 @@ class DockerRunner:
     def start(self, launch: Launch, run: Started) -> WorkloadResult:
         from ..host import workloads
 
+        launch = decided(launch)
         assert launch.image is not None  # (needs(): a Docker experiment has an image)
         if launch.remote:  # a remote engine cannot mount RUN_DIR
             from .remote_dispatch import run_container_remote
 
             return run_container_remote(
                 launch.image, run.name, launch.exp_id, run.command,
-                gpus=launch.gpu_args[1], config=run.config_bytes, mount=RUN_MOUNT,
+                gpu_args=launch.gpu_args, config=run.config_bytes, mount=RUN_MOUNT,
                 run_dir=run.run_dir, log_path=run.log_path,
             )  # fmt: skip
         argv = self.argv(launch, run)
@@ -148,21 +175,75 @@ class DockerRunner:
 
     def argv(self, launch: Launch, run: Started) -> list[str]:
         """`docker run` of the launch on a local engine, RUN_DIR mounted (DESIGN §6)."""
-        return [
-            "docker", "run", "--rm", *launch.gpu_args, "--name", run.name,
-            "-v", f"{run.run_dir}:{RUN_MOUNT}",
-            "-e", f"LLEM_CONFIG_PATH={RUN_MOUNT}/{launch.exp_id}_config.json",
-            str(launch.image), *(run.command or []),
-        ]  # fmt: skip
+        return container_argv(self.name, launch, run)
 
 
-KINDS: dict[str, RunnerKind] = {LOCAL: LocalRunner(), DOCKER: DockerRunner()}
+class PodmanRunner:
+    """A container on this machine's Podman, its GPUs given through CDI (``--device
+    nvidia.com/gpu=N``), RUN_DIR bind-mounted as for Docker. A remote Podman (CONTAINER_HOST,
+    ``--remote``) is refused by the pre-flight (`podman-cli`)."""
+
+    name: ClassVar[str] = PODMAN
+    containers: ClassVar[bool] = True
+
+    def needs(self, experiment: Experiment, image: str | None) -> str | None:
+        return None if image else "an image"
+
+    def launch(
+        self,
+        exp_id: str,
+        image: str | None,
+        devices: list[int] | None,
+        env: Mapping[str, str],
+        gpu_path: str = gpu_request.CDI,
+    ) -> Launch:
+        from ..domain.records import Endpoint
+
+        where = Endpoint("local", source="podman")  # (Podman has only CDI: gpu_path unused)
+        label = gpu_request.label_of(devices)
+        return Launch(exp_id, self.name, image, label, where, gpu_request.CDI)
+
+    def seen_dir(self, run_dir: Path) -> str:
+        return RUN_MOUNT
+
+    def start(self, launch: Launch, run: Started) -> WorkloadResult:
+        from ..host import workloads
+
+        argv = container_argv(self.name, launch, run)
+        return workloads.run_container(argv, name=run.name, log_path=run.log_path, cli=PODMAN)
+
+
+def container_argv(cli: str, launch: Launch, run: Started) -> list[str]:
+    """`docker run` (`podman run`) of the launch on a local engine, RUN_DIR mounted
+    (DESIGN §6)."""
+    return [
+        cli, "run", "--rm", *launch.gpu_args, "--name", run.name,
+        "-v", f"{run.run_dir}:{RUN_MOUNT}",
+        "-e", f"LLEM_CONFIG_PATH={RUN_MOUNT}/{launch.exp_id}_config.json",
+        str(launch.image), *(run.command or []),
+    ]  # fmt: skip
+
+
+def decided(launch: Launch) -> Launch:
+    """The launch with its GPU path decided: ``auto`` asks the engine, as the pre-flight
+    did (`host.gpu_path.docker_gpu_path`)."""
+    if launch.gpu_path != "auto":
+        return launch
+    import dataclasses
+
+    from ..host.gpu_path import docker_gpu_path
+
+    return dataclasses.replace(launch, gpu_path=docker_gpu_path(os.environ))
+
+
+KINDS: dict[str, RunnerKind] = {
+    LOCAL: LocalRunner(),
+    DOCKER: DockerRunner(),
+    PODMAN: PodmanRunner(),
+}
 # How a study names a runner: a kind's name, and ``NAME:IMAGE`` for one that runs containers.
-RUNNER_FORMS = (
-    ", ".join(KINDS)
-    + " or "
-    + ", ".join(f"{name}:<image>" for name, kind in KINDS.items() if kind.containers)
-)
+_FORMS = [*KINDS, *(f"{name}:<image>" for name, kind in KINDS.items() if kind.containers)]
+RUNNER_FORMS = ", ".join(_FORMS[:-1]) + " or " + _FORMS[-1]
 
 
 def parse_runner(value: str) -> tuple[str, str | None]:

@@ -104,7 +104,33 @@ def resolve_runners(
         specs[backend] = RunnerSpec(mode, image, source)
     for exp_id, experiment in study.numbered():
         check_runnable(exp_id, experiment, specs[experiment.backend])
+    check_one_engine(study, specs)
     return specs
+
+
+def check_one_engine(study: StudyConfig, specs: Mapping[str, RunnerSpec]) -> None:
+    """A study's containers run on one engine, Docker or Podman (ConfigError otherwise), and
+    Podman's GPUs are reached through CDI only."""
+    engines: dict[str, list[str]] = {}
+    for backend, spec in specs.items():
+        if spec.kind.containers:
+            engines.setdefault(spec.mode, []).append(f"{backend} ({spec.source})")
+    if len(engines) > 1:
+        named = "; ".join(f"{mode}: {', '.join(which)}" for mode, which in sorted(engines.items()))
+        raise ConfigError(
+            f"{study.origin}: the experiments' containers must run on one engine, Docker or "
+            f"Podman, not both ({named})"
+        )
+    if "podman" in engines and gpu_path_of(study) == "gpus":
+        raise ConfigError(
+            f"{study.origin}: docker.gpu_request: gpus: Podman gives containers GPUs through "
+            "CDI only (use cdi or auto)"
+        )
+
+
+def gpu_path_of(study: StudyConfig) -> str:
+    """How the study's containers ask for their GPUs: `docker.gpu_request` (auto, gpus, cdi)."""
+    return study.docker.preflight_settings().gpu_request
 
 
 def check_runnable(exp_id: str, experiment: Experiment, spec: RunnerSpec) -> None:
@@ -136,10 +162,11 @@ def launches(
     dispatch share."""
     env = os.environ if env is None else env
     found = []
+    path = gpu_path_of(study)
     for exp_id, experiment in study.numbered():
         spec = runners[experiment.backend]
         image = experiment_image(experiment, spec)
-        found.append(spec.kind.launch(exp_id, image, study.gpus_of(experiment), env))
+        found.append(spec.kind.launch(exp_id, image, study.gpus_of(experiment), env, path))
     return found
 
 
@@ -171,12 +198,15 @@ def preflight_settings(
     preflight`, `llem run` and `pytest --llem-config`: the containers' images and GPU
     requests (the Docker tiers only when some experiment runs in a container), the measurement
     tier for the GPUs of this machine the experiments use, its ``docker:`` limits, the checks
-    ``execution.skip_checks`` and ``skip_checks`` name, and a study-level skip of it all."""
+    ``execution.skip_checks`` and ``skip_checks`` name, and a study-level skip of it all;
+    the engine is Podman when its containers run on Podman."""
     runners = resolve_runners(study, env) if runners is None else runners
     found = launches(study, runners, env)
     containers = [launch for launch in found if launch.image]
     setting = study.skip_preflight_setting()
+    engine = "podman" if any(launch.runner == "podman" for launch in containers) else "docker"
     return study.docker.preflight_settings().replace(
+        engine=engine,
         images=tuple(dict.fromkeys(launch.image for launch in containers if launch.image)),
         requests=tuple(
             dict.fromkeys((launch.image, launch.request) for launch in containers if launch.image)

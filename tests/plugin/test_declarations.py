@@ -22,6 +22,14 @@ CASES = [
         ["--llem-measurement-only"], PreflightSettings(measurement_only=True), id="measurement"
     ),
     pytest.param(
+        ["--llem-engine", "podman", "--llem-image", "a/b:1"],
+        PreflightSettings(engine="podman", images=("a/b:1",)),
+        id="podman",
+    ),
+    pytest.param(
+        ["--llem-gpu-request", "cdi"], PreflightSettings(gpu_request="cdi"), id="docker-cdi"
+    ),
+    pytest.param(
         ["--llem-skip", "cuda-compat,gpu-in-container[a/b:1]", "--llem-image", "a/b:1"],
         PreflightSettings(
             images=("a/b:1",), skip=frozenset({"cuda-compat", "gpu-in-container[a/b:1]"})

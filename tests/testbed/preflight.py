@@ -56,6 +56,9 @@ CAUSES = frozenset(
         "gpu_throttled",
         "energy_counter_unsupported",
         "host_unreachable",
+        "podman_cli_missing",
+        "cdi_spec_missing",
+        "cdi_spec_stale",
         "unknown",
         "ok",
     }

@@ -142,11 +142,12 @@ def test_user_config_sits_below_the_study(tmp_path: Path) -> None:
 def test_user_config_errors_name_that_file(tmp_path: Path) -> None:
     user = tmp_path / "xdg" / "llenergymeasure" / "config.yaml"
     user.parent.mkdir(parents=True)
-    user.write_text("runners: {vllm: podman}\n")
+    user.write_text("runners: {vllm: singularity}\n")
     with pytest.raises(ConfigError) as info:
         load_study(write(OK_EXPERIMENT))
     assert str(info.value) == (
-        f"{user}: runners.vllm: invalid runner 'podman' (expected local, docker or docker:<image>)"
+        f"{user}: runners.vllm: invalid runner 'singularity' (expected local, docker, podman, "
+        "docker:<image> or podman:<image>)"
     )
 
 
@@ -235,9 +236,9 @@ CASES = [
         id="unknown-image-backend",
     ),
     pytest.param(
-        "runners: {vllm: podman}\n",
-        "study.yaml: runners.vllm: invalid runner 'podman' "
-        "(expected local, docker or docker:<image>)",
+        "runners: {vllm: singularity}\n",
+        "study.yaml: runners.vllm: invalid runner 'singularity' "
+        "(expected local, docker, podman, docker:<image> or podman:<image>)",
         id="invalid-runner",
     ),
     pytest.param(
@@ -423,9 +424,9 @@ def test_unreadable(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monk
 
 
 def test_preflight_command_reports_config_errors_too(capsys: pytest.CaptureFixture[str]) -> None:
-    write("runners: {vllm: podman}\n")
+    write("runners: {vllm: singularity}\n")
     assert llem_error(capsys, "preflight", "study.yaml").startswith(
-        "study.yaml: runners.vllm: invalid runner 'podman'"
+        "study.yaml: runners.vllm: invalid runner 'singularity'"
     )
 
 

@@ -129,14 +129,16 @@ def test_a_local_runner_needs_a_command() -> None:
 @pytest.mark.parametrize(
     ("env", "cli", "message"),
     [
-        ({"LLEM_RUNNER_VLLM": "podman"}, None,
-         "LLEM_RUNNER_VLLM: invalid runner 'podman' (expected local, docker or docker:<image>)"),
+        ({"LLEM_RUNNER_VLLM": "singularity"}, None,
+         "LLEM_RUNNER_VLLM: invalid runner 'singularity' (expected local, docker, podman, "
+         "docker:<image> or podman:<image>)"),
         ({"LLEM_RUNNER_VLLM": "docker:$(touch /tmp/x)"}, None,
          "LLEM_RUNNER_VLLM: invalid image reference '$(touch /tmp/x)' ("),
         ({"LLEM_RUNNER_JAX": "local"}, None,
          "LLEM_RUNNER_JAX: unknown backend 'jax' (known backends: pytorch, tensorrt, vllm)"),
         ({}, {"vllm": "Docker"},
-         "--runner vllm: invalid runner 'Docker' (expected local, docker or docker:<image>)"),
+         "--runner vllm: invalid runner 'Docker' (expected local, docker, podman, "
+         "docker:<image> or podman:<image>)"),
     ],
 )  # fmt: skip
 def test_invalid_override_values(
@@ -429,3 +431,77 @@ def test_a_local_run_sees_only_its_gpus(tmp_path: Path) -> None:
         {"CUDA_VISIBLE_DEVICES": "2,0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
         {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
     ]
+
+
+# -- Podman, and CDI requests ------------------------------------------------------------------
+
+
+def test_a_podman_study_is_checked_on_podman_through_cdi() -> None:
+    study = make_study(runners={"vllm": "podman:p/img:1"}, gpus=[1])
+    settings = preflight_settings(study, env=NO_ENV)
+    assert settings.engine == "podman"
+    assert settings.runner_kinds == frozenset({"podman", "cdi"})
+    assert settings.requests == (("p/img:1", "device=1"),)
+    assert "podman-cli" in settings.required_ids() and "cdi-spec" in settings.required_ids()
+    assert not {"docker-cli", "docker-daemon", "nvidia-toolkit"} & set(settings.required_ids())
+
+
+def test_a_bare_podman_runner_takes_the_backend_image() -> None:
+    study = make_study(runners={"vllm": "podman"}, docker={"images": {"vllm": "p/img:2"}})
+    spec = resolve_runners(study, NO_ENV)["vllm"]
+    assert (spec.mode, spec.image, str(spec)) == ("podman", "p/img:2", "podman:p/img:2")
+
+
+def test_docker_and_podman_in_one_study_is_a_config_error() -> None:
+    study = make_study(
+        runners={"vllm": "docker:d/img:1", "pytorch": "podman:p/img:1"},
+        experiments=[{"model": "m", "backend": "vllm"}, {"model": "m", "backend": "pytorch"}],
+    )
+    with pytest.raises(ConfigError, match="must run on one engine, Docker or Podman, not both"):
+        resolve_runners(study, NO_ENV)
+
+
+def test_podman_with_gpu_request_gpus_is_a_config_error() -> None:
+    study = make_study(runners={"vllm": "podman:p/img:1"}, docker={"gpu_request": "gpus"})
+    with pytest.raises(ConfigError, match="Podman gives containers GPUs through CDI only"):
+        resolve_runners(study, NO_ENV)
+
+
+def test_gpu_request_cdi_makes_the_docker_checks_include_the_spec() -> None:
+    study = make_study(docker={"gpu_request": "cdi"}, **DOCKER_STUDY)
+    settings = preflight_settings(study, env=NO_ENV)
+    assert (settings.engine, settings.gpu_request) == ("docker", "cdi")
+    assert "cdi-spec" in settings.required_ids() and "docker-cli" in settings.required_ids()
+    default = preflight_settings(make_study(**DOCKER_STUDY), env=NO_ENV)
+    assert "cdi-spec" not in default.required_ids()  # (auto: the engine decides)
+
+
+def test_the_cdi_and_podman_run_argv(tmp_path: Path) -> None:
+    from pytest_llem.run.runner_kinds import DockerRunner, PodmanRunner, Started
+
+    started = Started(tmp_path, "llem-s-001", b"{}", tmp_path / "c", tmp_path / "l", None, tmp_path)
+    docker = DockerRunner()
+    launch = docker.launch("001", "v/img:1", [1, 3], {"DOCKER_HOST": "unix:///x.sock"}, "cdi")
+    argv = docker.argv(launch, started)
+    assert argv[:7] == [
+        "docker", "run", "--rm", "--device", "nvidia.com/gpu=1", "--device", "nvidia.com/gpu=3",
+    ]  # fmt: skip
+    podman = PodmanRunner()
+    launch = podman.launch("001", "p/img:1", None, {})
+    from pytest_llem.run.runner_kinds import container_argv
+
+    assert container_argv("podman", launch, started) == [
+        "podman", "run", "--rm", "--device", "nvidia.com/gpu=all", "--name", "llem-s-001",
+        "-v", f"{tmp_path}:/run/llem", "-e", "LLEM_CONFIG_PATH=/run/llem/001_config.json",
+        "p/img:1",
+    ]  # fmt: skip
+
+
+def test_auto_is_decided_when_the_experiment_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_llem.run import runner_kinds
+
+    launch = runner_kinds.DockerRunner().launch("001", "v/img:1", [0], {}, "auto")
+    with pytest.raises(ValueError, match="decided when it starts"):
+        _ = launch.gpu_args
+    monkeypatch.setattr("pytest_llem.host.gpu_path.docker_gpu_path", lambda env: "cdi")
+    assert runner_kinds.decided(launch).gpu_args == ["--device", "nvidia.com/gpu=0"]

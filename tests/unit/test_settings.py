@@ -60,12 +60,18 @@ def test_options_over_a_study_over_the_defaults() -> None:
 def test_every_study_key_is_a_setting_with_the_same_limits() -> None:
     """The study's `docker:` keys come from the settings: one definition, two front ends."""
     keys = {key for key, _ in study_fields()}
-    assert keys == {"probe_image", "probe_timeout_s", "pull_timeout_s", "probe_cache_s"}
+    assert keys == {
+        "probe_image", "probe_timeout_s", "pull_timeout_s", "probe_cache_s", "gpu_request"
+    }  # fmt: skip
     assert keys <= set(DockerSettings.model_fields)
     with pytest.raises(ValueError, match="less than or equal to 86400"):
         DockerSettings.model_validate({"probe_timeout_s": 86401})
     with pytest.raises(SettingError, match="less than or equal to 86400"):
         PreflightSettings(timeout_s=86401)
+    with pytest.raises(ValueError, match="'auto', 'gpus' or 'cdi'"):
+        DockerSettings.model_validate({"gpu_request": "nvidia"})
+    with pytest.raises(SettingError, match="expected one of auto, gpus, cdi, got 'nvidia'"):
+        PreflightSettings(gpu_request="nvidia")
 
 
 def test_no_default_is_defined_twice() -> None:
