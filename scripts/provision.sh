@@ -2,7 +2,9 @@
 # Installs what the test bed needs: dockerd, containerd and runc (Debian's docker.io), a static
 # busybox (busybox-static), OpenSSH's server and client (openssh-server, openssh-client) for
 # the fleet tests over ssh, an image registry (docker-registry, served on 127.0.0.1 by the
-# tests), and what the system python3 needs to make a virtual environment (python3-venv).
+# tests), Podman (podman, with conmon, containers-common and its network plugins as
+# dependencies; run as root with `--network none`, so no uidmap or slirp4netns), and what the
+# system python3 needs to make a virtual environment (python3-venv).
 # Idempotent and quiet when all is present. It never starts a system service (Docker, sshd,
 # the registry): the test bed starts private ones of its own.
 set -eu
@@ -27,6 +29,7 @@ for tool in ssh ssh-keygen; do
 done
 PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH" command -v docker-registry >/dev/null 2>&1 ||
   missing="$missing docker-registry"
+[ -x /usr/bin/podman ] || missing="$missing podman"
 # The system's python3 (the one the README's quick start uses), able to make a venv.
 py=/usr/bin/python3
 [ -x "$py" ] || missing="$missing python3"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: install, lint, type-check, then every test.
 # As root it installs what the test bed needs (scripts/provision.sh: Debian's docker.io,
-# busybox-static, docker-registry, python3-venv); the tests start and stop their own private
-# engines and registry. Python packages go into the virtual environment .venv of this checkout
+# busybox-static, docker-registry, podman, python3-venv); the tests start and stop their own
+# private engines, Podman storage and registry. Python packages go into the virtual environment .venv of this checkout
 # (made when absent), as in the README's quick start: a stock Debian or Ubuntu python3 is
 # externally managed (PEP 668). An active virtual environment, or PYTHON=..., is used instead.
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh tests/unit`).
