@@ -220,6 +220,17 @@ def _docker_without_cdi(access: GpuAccess, names: str) -> Verdict | None:
         "gpu_request": " ".join(f"--device {n}" for n in access.wanted),
     }
     off = access.spec_dirs is not None and not access.spec_dirs
+    if access.spec_dirs is None and version is not None and version >= CDI_FIRST:
+        return failed(
+            "cdi_injection_failed",
+            f"Docker {engine} did not say where it reads CDI specs (no CDISpecDirs in `docker "
+            f"info`): it cannot be shown to give a container {names}",
+            fix="Check that `docker info` runs and lists CDI spec directories (CDI is on by "
+            'default from Docker 28.2; in 25 to 28.1 turn it on with "features": {"cdi": true} '
+            "in /etc/docker/daemon.json)",
+            url=DOCKER_CDI_URL,
+            **details,
+        )
     if access.spec_dirs is None or (version is not None and version < CDI_FIRST):
         return failed(
             "cdi_injection_failed",

@@ -5,7 +5,8 @@ containers.conf (no file limits: this machine refuses Podman's default one; no n
 images imported from the busybox root file system of the Docker test bed. The CDI spec
 directories /etc/cdi and /var/run/cdi are the test's too: every command that reads them (the
 product, and the podman it starts) runs in a mount namespace of its own, where a directory of
-the test is bound over /etc/cdi and an empty tmpfs over /var/run/cdi (`wrap`).
+the test is bound over /etc/cdi and an empty tmpfs over /var/run/cdi (`wrap`). (A mount needs
+its mount point: where /etc/cdi or /run/cdi does not exist, an empty one is made on the host.)
 
 The spec (`cdi_spec`) is the shape `nvidia-ctk cdi generate` writes: devices "0", "1", ...,
 "GPU-<uuid>" and "all", each with its device node (made with mknod, major 195 as NVIDIA's) and

@@ -298,6 +298,21 @@ def test_docker_without_cdi_fails_naming_the_engine(entry: str, words: str) -> N
     assert v.finding.url == "https://docs.docker.com/reference/cli/dockerd/#enable-cdi-devices"
 
 
+def test_an_engine_that_does_not_say_where_its_specs_are_is_not_trusted() -> None:
+    gpus = GpuAccess(
+        engine="docker", mode="cdi", path="cdi", reason="docker.gpu_request: cdi",
+        engine_version="27.3.1", client_version="27.3.1", spec_dirs=None,
+        wanted=("nvidia.com/gpu=all",),
+    )  # fmt: skip
+    facts = HostFacts(
+        Endpoint("unix:///x.sock"), "/usr/bin/docker",
+        CommandResult(("docker", "version"), 0, "{}"), {}, None, None, gpu_access=gpus,
+    )  # fmt: skip
+    v = cdi_spec(facts)
+    assert v.finding is not None and v.finding.cause == "cdi_injection_failed"
+    assert "Docker 27.3.1 did not say where it reads CDI specs" in v.finding.message
+
+
 def test_an_old_docker_cli_cannot_pass_cdi_devices() -> None:
     gpus = GpuAccess(
         engine="docker", mode="cdi", path="cdi", reason="docker.gpu_request: cdi",
@@ -379,3 +394,37 @@ def test_spec_files_are_read_as_untrusted(tmp_path: Path) -> None:
     assert why[str(tmp_path / "d.yaml")] == "larger than 4 MiB: not read"
     assert "anchors and aliases are not accepted" in why[str(tmp_path / "e.yaml")]
     assert set(why) == {str(tmp_path / n) for n in ("b.yaml", "c.yaml", "d.yaml", "e.yaml")}
+
+
+# -- gathering: docker info only when the decision needs it ------------------------------------
+
+
+def test_docker_info_is_asked_only_when_auto_needs_it(tmp_path: Path) -> None:
+    from pytest_llem.host.docker import EngineConfig
+    from pytest_llem.host.gpu_path import gpu_access
+
+    asked: list[int] = []
+    write(tmp_path / "cdi", spec(tmp_path))
+    config = EngineConfig("ID", "", "runc", (str(tmp_path / "cdi"),), "27.3.1")
+
+    def ask() -> EngineConfig:
+        asked.append(1)
+        return config
+
+    def docker_host(version: str, toolkit: dict[str, str] | None = None) -> HostFacts:
+        answer = json.dumps({"Client": {"Version": version}, "Server": {"Version": version}})
+        return HostFacts(
+            Endpoint("unix:///x.sock"), "/usr/bin/docker",
+            CommandResult(("docker", "version"), 0, answer), toolkit or {}, None, None,
+        )  # fmt: skip
+
+    old = gpu_access("auto", ["all"], docker_host("20.10.24+dfsg1"), ask)
+    assert (old.path, asked) == ("gpus", [])
+    hooked = {"nvidia-container-runtime-hook": "/usr/bin/nvidia-container-runtime-hook"}
+    assert gpu_access("auto", ["all"], docker_host("27.3.1", hooked), ask).path == "gpus"
+    assert asked == []
+    cdi = gpu_access("auto", ["device=1"], docker_host("27.3.1"), ask)
+    assert (cdi.path, asked, cdi.wanted) == ("cdi", [1], ("nvidia.com/gpu=1",))
+    assert [s.path for s in cdi.specs] == [str(tmp_path / "cdi" / "nvidia.yaml")]
+    assert gpu_access("gpus", ["all"], docker_host("27.3.1"), ask).path == "gpus"
+    assert asked == [1]
