@@ -923,8 +923,10 @@ def _explain_cdi(c: _Context) -> tuple[str, str, str]:
             fix,
             url,
         )
-    if "is not a valid device" in low or "invalid device mode" in low or (
-        device and f"stat {device.group(1).lower()}:" in low
+    if (
+        "is not a valid device" in low
+        or "invalid device mode" in low
+        or (device and f"stat {device.group(1).lower()}:" in low)
     ):
         return (
             "This Podman takes the CDI name for a device path: it has no CDI support (Podman "
@@ -934,9 +936,10 @@ def _explain_cdi(c: _Context) -> tuple[str, str, str]:
             url,
         )
     what = f" for {device.group(1)}" if device else ""
-    if "unresolvable cdi devices" in low and "podman" in c.text.lower() or low.startswith(
+    podman = "podman" in c.text.lower() or low.startswith(
         ("error: setting up cdi devices", "error: error setting up cdi devices")
-    ):
+    )
+    if podman and "unresolvable cdi devices" in low:
         fix = (
             "sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml, make it readable "
             "(sudo chmod a+r /etc/cdi/nvidia.yaml: rootless Podman reads it as the user) and "

@@ -17,9 +17,7 @@ DOCKER_PULL_URL = "https://docs.docker.com/reference/cli/docker/image/pull/"
 DOCKER_CONTEXT_URL = "https://docs.docker.com/engine/manage-resources/contexts/"
 DOCKER_RM_URL = "https://docs.docker.com/reference/cli/docker/container/rm/"
 DOCKER_REMOTE_TLS_URL = "https://docs.docker.com/engine/security/protect-access/"
-DOCKER_REMOTE_SSH_URL = (
-    "https://docs.docker.com/engine/security/protect-access/#use-ssh-to-protect-the-docker-daemon-socket"
-)
+DOCKER_REMOTE_SSH_URL = "https://docs.docker.com/engine/security/protect-access/#use-ssh-to-protect-the-docker-daemon-socket"
 DESKTOP_WSL_URL = "https://docs.docker.com/desktop/features/wsl/"
 PODMAN_CONNECTION_URL = "https://docs.podman.io/en/latest/markdown/podman-system-connection.1.html"
 CONTAINERD_URL = "https://github.com/containerd/containerd/blob/main/docs/getting-started.md"

@@ -52,9 +52,7 @@ def test_the_table_covers_each_program_with_sources() -> None:
     assert len(ROWS) >= 40
 
 
-@pytest.mark.parametrize(
-    "row", ROWS, ids=[f"{r['program']}:{r['format'][:48]}" for r in ROWS]
-)
+@pytest.mark.parametrize("row", ROWS, ids=[f"{r['program']}:{r['format'][:48]}" for r in ROWS])
 def test_a_filled_in_source_string_gives_its_cause(row: dict[str, str]) -> None:
     text = fill(row["format"], row["values"])
     for returncode in (None, 1, 125):
