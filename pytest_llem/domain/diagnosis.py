@@ -905,8 +905,9 @@ def _explain_runtime(c: _Context) -> tuple[str, str, str]:
 def _explain_cdi(c: _Context) -> tuple[str, str, str]:
     fix, url = R.remedy("cdi_injection_failed")
     device = _CDI_DEVICE.search(c.line)
-    if device:
-        c.details.setdefault("cdi_device", device.group(1))
+    name = device.group(1).rstrip(":.") if device else ""  # "stat nvidia.com/gpu=all: ..."
+    if name:
+        c.details.setdefault("cdi_device", name)
     low = c.line.lower()
     if 'device driver "cdi"' in low:
         return (
@@ -926,7 +927,7 @@ def _explain_cdi(c: _Context) -> tuple[str, str, str]:
     if (
         "is not a valid device" in low
         or "invalid device mode" in low
-        or (device and f"stat {device.group(1).lower()}:" in low)
+        or (name and f"stat {name.lower()}:" in low)
     ):
         return (
             "This Podman takes the CDI name for a device path: it has no CDI support (Podman "
@@ -935,7 +936,7 @@ def _explain_cdi(c: _Context) -> tuple[str, str, str]:
             "generate --output=/etc/cdi/nvidia.yaml) and run with --device nvidia.com/gpu=all",
             url,
         )
-    what = f" for {device.group(1)}" if device else ""
+    what = f" for {name}" if name else ""
     podman = "podman" in c.text.lower() or low.startswith(
         ("error: setting up cdi devices", "error: error setting up cdi devices")
     )

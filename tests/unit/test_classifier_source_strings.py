@@ -69,3 +69,26 @@ def test_a_source_string_wrapped_by_docker_run_keeps_its_cause(row: dict[str, st
         text = fill(row["format"], row["values"]) + "\n"
     text += "See 'docker run --help'.\n"
     assert diagnose(text, 125).cause == row["cause"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Error: stat nvidia.com/gpu=all: no such file or directory",
+        "Error: nvidia.com/gpu=0 is not a valid device: no such file or directory",
+        "ERRO[0000] validating containers config: invalid device mode: nvidia.com/gpu=gpu0",
+    ],
+)
+def test_a_cdi_name_taken_for_a_device_path_asks_for_a_podman_with_cdi(text: str) -> None:
+    d = diagnose(text, 125)
+    assert d.cause == "cdi_injection_failed"
+    assert "4.1" in d.fix and d.details["cdi_device"].startswith("nvidia.com/gpu=")
+    assert not d.details["cdi_device"].endswith(":")
+
+
+def test_the_desktop_stand_in_fix_follows_the_wsl_version_it_names() -> None:
+    wsl1 = diagnose(fill(ROWS[-3]["format"], "docker"), 1)
+    wsl2 = diagnose(fill(ROWS[-1]["format"], "docker"), 1)
+    assert wsl1.details["platform"] == "wsl1" and "--set-version" in wsl1.fix
+    assert wsl2.details["platform"] == "wsl2" and "--set-version" not in wsl2.fix
+    assert "WSL integration" in wsl2.fix
