@@ -303,9 +303,12 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
     from .domain.text import printable
 
     failed, total = len(manifest.failed), len(manifest.experiments)
-    summary = f"llem: {total - failed} of {total} experiment(s) ok; manifest: {manifest.path}"
-    print(printable(summary), file=sys.stderr)
-    return EXIT_FAILED if failed else EXIT_OK
+    left = len(manifest.left_behind)  # a container that may still hold a GPU is a failure
+    summary = f"llem: {total - failed} of {total} experiment(s) ok; " + (
+        f"{left} container(s) may be left behind (see cleanup); " if left else ""
+    )
+    print(printable(f"{summary}manifest: {manifest.path}"), file=sys.stderr)
+    return EXIT_FAILED if failed or left else EXIT_OK
 
 
 def _wait_s(text: str | None) -> float:

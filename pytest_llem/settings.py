@@ -344,8 +344,9 @@ def _indices(value: Any, name: str) -> tuple[int, ...]:
     found: set[int] = set()
     for item in value:
         number = item
-        if isinstance(item, str) and item.strip().isdigit():
-            number = int(item.strip())
+        text = item.strip() if isinstance(item, str) else ""
+        if text.isascii() and text.isdigit():  # not "²" or "١": int() takes some, not others
+            number = int(text)
         if isinstance(number, bool) or not isinstance(number, int) or number < 0:
             raise SettingError(f"{name}: expected GPU indices (0, 1, ...), got {item!r}")
         found.add(number)

@@ -27,6 +27,7 @@ Cause = Literal[
     "probe_timeout",
     "gpu_count_mismatch",
     "unsafe_run_file",
+    "experiment_timeout",
     "check_error",
     "gpu_busy",
     "persistence_mode_off",

@@ -151,6 +151,11 @@ _REMEDIES: dict[str, Remedy] = {
         "a few MiB; an image that plants links or FIFOs in the run directory is not to be trusted",
         DOCKER_BIND_MOUNTS_URL,
     ),
+    "experiment_timeout": Remedy(
+        "Raise execution.experiment_timeout_s in the study, or find out why the experiment "
+        "hangs: its log (<id>.log in the run directory), `nvidia-smi` for a GPU that is stuck",
+        NVIDIA_SMI_URL,
+    ),
     "check_error": Remedy(
         "Re-run `pytest --llem-preflight -v` to see the check's full traceback",
         PYTEST_OUTPUT_URL,

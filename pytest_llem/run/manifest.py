@@ -33,6 +33,11 @@ class ExperimentRecord:
     fix: str | None = None
     url: str | None = None
     log: str | None = None  # the output file, relative to RUN_DIR
+    # A local experiment's processes still running after it ended, which llem killed:
+    # [{"pid": 123, "command": "sleep 600"}]; empty when it left none.
+    leftovers_killed: list[dict[str, Any]] = field(default_factory=list)
+    # Set when its container could not be removed (it may still be there): what went wrong.
+    cleanup: str | None = None
 
 
 @dataclass
@@ -47,6 +52,11 @@ class Manifest:
     @property
     def failed(self) -> list[ExperimentRecord]:
         return [e for e in self.experiments if e.status != "ok"]
+
+    @property
+    def left_behind(self) -> list[ExperimentRecord]:
+        """The experiments whose container may still be there (`cleanup`)."""
+        return [e for e in self.experiments if e.cleanup is not None]
 
     @property
     def path(self) -> Path | None:

@@ -44,6 +44,7 @@ def test_every_failure_cause_that_text_can_show_is_in_the_corpus(
         "host_driver_unavailable",
         "toolkit_missing",
         "unsafe_run_file",
+        "experiment_timeout",
         "unknown",
         # the measurement tier's, judged from nvidia-smi -q fields, never from an error text
         "gpu_busy",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -38,6 +39,15 @@ def test_images_are_deduplicated_in_order() -> None:
 def test_every_value_is_checked_when_built(changes: dict[str, object], message: str) -> None:
     with pytest.raises(SettingError, match="^" + message.replace("(", r"\(")):
         PreflightSettings(**changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("index", ["²", "١", "٣"])
+def test_gpu_indices_are_ascii_digits(index: str) -> None:
+    """`int()` takes "١" (1) and refuses "²", which str.isdigit() accepts: neither is an index."""
+    message = f"--llem-gpus: expected GPU indices (0, 1, ...), got {index!r}"
+    with pytest.raises(SettingError, match="^" + re.escape(message) + "$"):
+        PreflightSettings(gpus=("0", index))  # type: ignore[arg-type]
+    assert PreflightSettings(gpus=(" 1", "0")).gpus == (0, 1)  # type: ignore[arg-type]
 
 
 def test_options_name_the_flag_the_user_typed() -> None:
