@@ -403,7 +403,7 @@ def start_probe(
 
 def remove_container(name: str, env: Mapping[str, str] | None = None, wait: bool = False) -> None:
     """`docker rm -f NAME`; detached unless ``wait`` (it blocks while an NVIDIA hook runs)."""
-    argv = ["docker", "rm", "-f", name]
+    argv = ["docker", "rm", "-f", "-v", name]  # with its anonymous volumes
     if wait:
         run(argv, timeout=30, env=env)
     else:
