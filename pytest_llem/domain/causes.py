@@ -34,6 +34,8 @@ Cause = Literal[
     "mig_enabled",
     "gpu_throttled",
     "energy_counter_unsupported",
+    "power_limit_changed",
+    "gpu_hardware_fault",
     "host_unreachable",
     "unknown",
     "ok",

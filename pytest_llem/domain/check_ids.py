@@ -82,6 +82,15 @@ CHECKS: tuple[CheckDecl, ...] = (
         "energy-counter", 3, _ANY, verdict="measurement:energy_counter", needs=("smi",),
         doc="NVML's total-energy counter exists (Volta or newer)",
     ),
+    CheckDecl(
+        "power-limit", 3, _ANY, verdict="measurement:power_limit", needs=("smi",),
+        doc="the power limit is the default one (warning only)",
+    ),
+    CheckDecl(
+        "gpu-health", 3, _ANY, verdict="measurement:gpu_health", needs=("smi",),
+        doc="no pending row remapping or page retirement, remapping failure, volatile "
+        "uncorrectable ECC error",
+    ),
 )  # fmt: skip
 
 BY_ID = {decl.id: decl for decl in CHECKS}

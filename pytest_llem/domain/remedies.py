@@ -48,6 +48,7 @@ NVIDIA_SMI_URL = "https://docs.nvidia.com/deploy/nvidia-smi/index.html"
 PERSISTENCE_URL = "https://docs.nvidia.com/deploy/driver-persistence/index.html"
 MIG_URL = "https://docs.nvidia.com/datacenter/tesla/mig-user-guide/index.html"
 NVML_ENERGY_URL = "https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html"
+GPU_MEMORY_ERRORS_URL = "https://docs.nvidia.com/deploy/a100-gpu-mem-error-mgmt/index.html"
 
 CONFIGURE_DOCKER = (
     "sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker"
@@ -183,6 +184,18 @@ _REMEDIES: dict[str, Remedy] = {
     "energy_counter_unsupported": Remedy(
         "Measure on Volta or newer GPUs (compute capability 7.0+) for counter-based energy",
         NVML_ENERGY_URL,
+    ),
+    "power_limit_changed": Remedy(
+        "sudo nvidia-smi -i N -pl DEFAULT for GPU N (its Default Power Limit, in W), or keep the "
+        "limit and record it with the results",
+        NVIDIA_SMI_URL,
+    ),
+    "gpu_hardware_fault": Remedy(
+        "Drain GPU N (no experiment or job may use it); once it is idle, reset it with "
+        "sudo nvidia-smi -r -i N and check the counters again (`nvidia-smi -q -d "
+        "ECC,PAGE_RETIREMENT,ROW_REMAPPER -i N`); a remapping failure or errors that recur call "
+        "for NVIDIA's field diagnostic",
+        GPU_MEMORY_ERRORS_URL,
     ),
     "host_unreachable": Remedy(
         "Check that `ssh HOST` logs in without a prompt and that pytest-llem is installed for "

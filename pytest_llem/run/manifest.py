@@ -90,8 +90,8 @@ class Manifest:
 
 def host_block(report: Report | None) -> dict[str, Any] | None:
     """What the pre-flight saw of the host: driver, CUDA, each GPU (name, UUID, architecture,
-    persistence and MIG mode, power limit) and the measurement checks' findings; None when
-    no pre-flight ran."""
+    persistence and MIG mode, power limit and its default) and the findings of every
+    measurement check (gpu-idle ... power-limit, gpu-health); None when no pre-flight ran."""
     if report is None or report.skipped_by:
         return None
     from ..domain.check_ids import MEASUREMENT_IDS
@@ -117,6 +117,7 @@ def host_block(report: Report | None) -> dict[str, Any] | None:
                     "persistence_mode",
                     "mig_mode",
                     "power_limit",
+                    "default_power_limit",
                 )
             }
             for _, gpu in sorted(states.items())

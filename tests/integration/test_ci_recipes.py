@@ -50,12 +50,14 @@ def test_the_gate_opens_on_a_healthy_host_and_the_gpu_job_runs(
     assert data["status"] == "passed"
     checks = [c["id"] for c in data["checks"]]  # type: ignore[attr-defined]
     assert f"gpu-in-container[{WORKLOAD}]" in checks  # the study's image was probed
-    assert checks[-5:] == [  # and the measurement tier ran last
+    assert checks[-7:] == [  # and the measurement tier ran last
         "clock-events",
         "energy-counter",
+        "gpu-health",
         "gpu-idle",
         "mig-mode",
         "persistence-mode",
+        "power-limit",
     ]
     assert [case.get("name") for case in junit.iter("testcase")] == checks
     assert junit.find("testsuite").get("failures") == "0"  # type: ignore[union-attr]

@@ -21,7 +21,15 @@ from testbed.sshd import Sshd, free_port, sshd_unavailable_reason
 IMAGE = "llem-test/fleet:1"
 TIER1 = ["docker-cli", "docker-daemon", "host-driver", "nvidia-toolkit"]
 TIER2 = [f"cuda-compat[{IMAGE}]", f"gpu-in-container[{IMAGE}]"]
-TIER3 = ["clock-events", "energy-counter", "gpu-idle", "mig-mode", "persistence-mode"]
+TIER3 = [
+    "clock-events",
+    "energy-counter",
+    "gpu-health",
+    "gpu-idle",
+    "mig-mode",
+    "persistence-mode",
+    "power-limit",
+]
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +99,7 @@ def test_every_check_runs_on_every_host(
     )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert "Host gpuA: Docker pre-flight passed (11 checks)" in lines
+    assert "Host gpuA: Docker pre-flight passed (13 checks)" in lines
     start = lines.index("Host plainB:")
     assert lines[start + 1 : start + 3] == [
         "Docker pre-flight failed: 1 issue(s) found",

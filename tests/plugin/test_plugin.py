@@ -9,10 +9,18 @@ import pytest
 
 BUILTINS = (
     "docker-cli,docker-daemon,nvidia-toolkit,host-driver,cuda-compat,gpu-in-container,"
-    "gpu-idle,persistence-mode,mig-mode,clock-events,energy-counter"
+    "gpu-idle,persistence-mode,mig-mode,clock-events,energy-counter,power-limit,gpu-health"
 )
 
-MEASUREMENT = ("clock-events", "energy-counter", "gpu-idle", "mig-mode", "persistence-mode")
+MEASUREMENT = (
+    "clock-events",
+    "energy-counter",
+    "gpu-health",
+    "gpu-idle",
+    "mig-mode",
+    "persistence-mode",
+    "power-limit",
+)
 
 pytestmark = pytest.mark.usefixtures("bare_host")
 

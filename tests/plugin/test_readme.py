@@ -10,7 +10,7 @@ import pytest
 README = (Path(__file__).parents[2] / "README.md").read_text()
 BUILTINS = (
     "docker-cli,docker-daemon,nvidia-toolkit,host-driver,cuda-compat,gpu-in-container,"
-    "gpu-idle,persistence-mode,mig-mode,clock-events,energy-counter"
+    "gpu-idle,persistence-mode,mig-mode,clock-events,energy-counter,power-limit,gpu-health"
 )
 
 pytestmark = pytest.mark.usefixtures("bare_host")

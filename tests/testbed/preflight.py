@@ -56,6 +56,8 @@ CAUSES = frozenset(
         "mig_enabled",
         "gpu_throttled",
         "energy_counter_unsupported",
+        "power_limit_changed",
+        "gpu_hardware_fault",
         "host_unreachable",
         "unknown",
         "ok",

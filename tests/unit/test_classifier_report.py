@@ -52,6 +52,8 @@ def test_every_failure_cause_that_text_can_show_is_in_the_corpus(
         "mig_enabled",
         "gpu_throttled",
         "energy_counter_unsupported",
+        "power_limit_changed",
+        "gpu_hardware_fault",
     }
     report = report_module.classify(report_module.corpus())
     assert set(CAUSES) - never_from_text <= set(report.total)

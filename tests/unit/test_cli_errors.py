@@ -441,7 +441,15 @@ def test_local_run_contract(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     # gpu-idle says why (no host-driver check does for local experiments).
     assert [(m["id"], m["outcome"]) for m in manifest["host"]["measurement"]] == [
         (cid, "warning" if cid == "gpu-idle" else "skipped")
-        for cid in ("clock-events", "energy-counter", "gpu-idle", "mig-mode", "persistence-mode")
+        for cid in (
+            "clock-events",
+            "energy-counter",
+            "gpu-health",
+            "gpu-idle",
+            "mig-mode",
+            "persistence-mode",
+            "power-limit",
+        )
     ]
     assert "[gpu-idle] the GPUs to measure cannot be judged: nvidia-smi not found" in err
     assert manifest["skipped_checks"] == []
