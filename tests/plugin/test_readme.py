@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
+import typing
 from pathlib import Path
 
 import pytest
+import yaml
+from pydantic import BaseModel
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 BUILTINS = (
@@ -51,3 +55,74 @@ def test_the_user_check_example_runs(pytester: pytest.Pytester) -> None:
     assert outcomes == {"gpu-memory": "warning", "model-cache": "failed"}
     assert data["failures"][0]["fix"] == "mount the model volume"
     assert result.ret == 1
+
+
+# -- what the README lists: every check id and every study key, derived from the code ---------
+
+
+def test_the_check_table_lists_every_check_with_its_tier() -> None:
+    from pytest_llem.domain.check_ids import CHECKS
+    from pytest_llem.domain.fleet import REACHABLE_ID
+
+    rows = re.findall(r"^\| (\d) \| `([a-z-]+)(?:\[IMAGE\])?` \|", README, re.M)
+    listed = {check_id: int(tier) for tier, check_id in rows}
+    assert listed == {**{d.id: d.tier for d in CHECKS}, REACHABLE_ID: 0}
+
+
+def _model_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """The dotted keys of a study model: ``docker.images``, ``experiments[].model``, ..."""
+    keys = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        inner = typing.get_args(annotation)[0] if typing.get_origin(annotation) is list else None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys += _model_keys(annotation, f"{prefix}{name}.")
+        elif isinstance(inner, type) and issubclass(inner, BaseModel):
+            keys += _model_keys(inner, f"{prefix}{name}[].")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def _yaml_keys(data: object, prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    if isinstance(data, dict):
+        for name, value in data.items():
+            keys |= {f"{prefix}{name}", *_yaml_keys(value, f"{prefix}{name}.")}
+    elif isinstance(data, list):
+        for item in data:
+            keys |= _yaml_keys(item, f"{prefix.removesuffix('.')}[].")
+    return keys
+
+
+def _study_example() -> str:
+    return next(b for b in _blocks("yaml") if b.startswith("name: ") and "experiments:" in b)
+
+
+def test_the_readme_names_every_study_key() -> None:
+    """Each key of the study models is in the README's study example, or named in its text
+    (``docker.skip_preflight``); a key under a mapping of the person's (``runners.vllm``,
+    ``docker.images.vllm``) counts for the mapping."""
+    from pytest_llem.run.config import StudyConfig
+
+    shown = _yaml_keys(yaml.safe_load(_study_example()))
+    keys = _model_keys(StudyConfig)
+    assert {"docker.images", "experiments[].params", "execution.skip_checks"} <= set(keys)
+    missing = [
+        key
+        for key in keys
+        if key not in shown
+        and not any(k.startswith(f"{key}.") for k in shown)
+        and not re.search(rf"(?<![\w.]){re.escape(key)}(?![\w])", README)
+    ]
+    assert missing == []
+
+
+def test_the_study_example_is_a_valid_study(tmp_path: Path) -> None:
+    from pytest_llem.run.config import load_study
+    from pytest_llem.run.runners import resolve_runners
+
+    example = _study_example().encode()
+    study = load_study(tmp_path / "study.yaml", env={"HOME": str(tmp_path)}, data=example)
+    resolve_runners(study, env={})  # every experiment has what its runner needs
+    assert [e.image for e in study.experiments][-1] == "vllm/vllm-openai:v0.8.5"
