@@ -2,8 +2,9 @@
 
 A host is a gateway (``--tx``): ``popen`` with a Docker context of its own, or ``ssh``. The
 controller names each host (the gateway id, else the ssh host), asks every ssh host first
-whether it can run the pre-flight at all (`host.gateways`, under a limit): a host that cannot
-is reported with cause ``host_unreachable`` and left out, and the others go on. Every worker
+whether it can run the pre-flight at all, and whether the Docker context of a popen host
+exists (`host.gateways`, under a limit): a host that cannot is reported with cause
+``host_unreachable`` and left out, and the others go on. Every worker
 gates its own tiers; the controller keeps one `Session` per host and builds a `FleetReport`.
 
 `llem preflight --host` maps its words to gateway specs here too (`specs_for_hosts`).
@@ -11,6 +12,7 @@ gates its own tiers; the controller keeps one `Session` per host and builds a `F
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from collections.abc import Iterable, Sequence
@@ -44,6 +46,7 @@ class Gateway:
     ssh: str | None = None
     ssh_config: str | None = None
     python: str | None = None
+    context: str | None = None  # a popen gateway's Docker context (env:DOCKER_CONTEXT=NAME)
 
     @property
     def asked_first(self) -> bool:
@@ -78,9 +81,16 @@ def gateways_of(tx: Iterable[str]) -> list[Gateway]:
                 ssh=spec.ssh or None,
                 ssh_config=spec.ssh_config,
                 python=spec.python,
+                context=None if spec.ssh else _context_of(spec.env),
             )
         )
     return gateways
+
+
+def _context_of(env: dict[str, Any]) -> str | None:
+    """The Docker context a popen gateway's ``env:DOCKER_CONTEXT=NAME`` names, if any."""
+    context = env.get("DOCKER_CONTEXT")
+    return context if isinstance(context, str) and context else None
 
 
 def _without_id(text: str) -> str:
@@ -180,7 +190,7 @@ class Fleet:
     def ask_hosts(self, timeout: float = CONNECT_TIMEOUT_S) -> list[Gateway]:
         """Ask every host that needs it whether it can run the pre-flight, all at once; the
         hosts to go to (the others are `down`)."""
-        asked = [g for g in self.gateways if g.asked_first]
+        asked = [g for g in self.gateways if g.asked_first or g.context is not None]
         if asked:
             from .host.proc import result_of
 
@@ -225,6 +235,13 @@ class Fleet:
 def _ask(gateway: Gateway, timeout: float) -> Report | None:
     from .host import gateways
 
+    # A DOCKER_HOST (which the worker inherits) wins over its context, as in the docker CLI.
+    if gateway.context is not None and not os.environ.get("DOCKER_HOST"):
+        problem = judge_context(gateway, gateways.probe_context(gateway.context, timeout=timeout))
+        if problem is not None:
+            return problem
+    if not gateway.asked_first:
+        return None
     if gateway.ssh is not None:
         python = gateway.python or EXECNET_PYTHON
         result = gateways.probe_ssh(
@@ -234,6 +251,26 @@ def _ask(gateway: Gateway, timeout: float) -> Report | None:
         python = gateway.python or ""
         result = gateways.probe_local(shlex.split(python), timeout=timeout)
     return judge_answer(gateway, python, result, timeout)
+
+
+def judge_context(gateway: Gateway, result: CommandResult) -> Report | None:
+    """The report of a popen gateway whose Docker context does not exist (`docker context
+    inspect` says so), else None: whatever else is wrong there, its checks say."""
+    said = [line.strip() for line in result.output.splitlines() if line.strip()]
+    text = " ".join(said).lower()
+    missing = "context" in text and ("not found" in text or "does not exist" in text)
+    if result.ok or result.missing or result.timed_out or not missing:
+        return None
+    name = gateway.context
+    from .domain.remedies import DOCKER_CONTEXT_URL
+
+    return unreachable(
+        f"docker context {name} not found",
+        fix=f"List the contexts with `docker context ls` and name one of them, or create this "
+        f"one: `docker context create {name} --docker host=URL`",
+        details={"host": gateway.name, "context": name, "output": "\n".join(said[-5:])},
+        url=DOCKER_CONTEXT_URL,
+    )
 
 
 def judge_answer(

@@ -21,10 +21,11 @@ REACHABLE_ID = "host-reachable"
 _RANK = {"passed": 0, "skipped": 0, "warning": 1, "failed": 2, "interrupted": 3}
 
 
-def unreachable(message: str, fix: str = "", details: dict[str, Any] | None = None) -> Report:
+def unreachable(
+    message: str, fix: str = "", details: dict[str, Any] | None = None, url: str = ""
+) -> Report:
     """The report of a host where no check could run: one `host_unreachable` failure."""
-    url = ""
-    if fix:  # a fix of its own, with the cause's link
+    if fix and not url:  # a fix of its own, with the cause's link
         from .remedies import remedy
 
         url = remedy("host_unreachable").url

@@ -48,3 +48,10 @@ def probe_local(
 ) -> CommandResult:
     """``PYTHON -c PROBE`` on this machine (a popen gateway with a Python of its own)."""
     return run([*python, "-c", PROBE_CODE], timeout=timeout, env=env)
+
+
+def probe_context(
+    context: str, *, timeout: float, env: Mapping[str, str] | None = None
+) -> CommandResult:
+    """``docker context inspect CONTEXT``: does the Docker context of a popen gateway exist?"""
+    return run(["docker", "context", "inspect", context], timeout=timeout, env=env)
