@@ -395,4 +395,4 @@ def test_measurement_only_runs_and_reports_the_measurement_tier_alone(
     [warning] = data["warnings"]
     assert (warning["id"], warning["cause"]) == ("gpu-idle", "host_driver_unavailable")
     assert warning["message"].startswith("the GPUs to measure cannot be judged: nvidia-smi not")
-    assert data["status"] == "warning"
+    assert data["status"] == "passed"  # warnings are listed; they never fail the run
