@@ -85,6 +85,7 @@ class _Handoff:
         config.stash[FACTS_KEY] = self.facts
         config.stash[SETTINGS_KEY] = self.settings
 
+    @_hookimpl(trylast=True)  # once the plugin has made its verdict
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from .session import SESSION_KEY
 
@@ -198,8 +199,10 @@ def run_docker_preflight(
     The checks and limits come from ``settings``, else from the other arguments (a study
     file's images and ``docker:`` limits under the ones given). ``facts`` are host queries a
     caller started already. Raises `DockerPreFlightError` (its text is the numbered report)
-    when a check failed, `PreFlightError` when pytest itself could not run the checks, and
-    `ConfigError` for invalid arguments. With ``skip`` nothing runs.
+    when a check failed or a required check did not run (the verdict is ``failed`` or
+    ``incomplete``), `PreFlightError` when pytest itself could not run the checks, and
+    `ConfigError` for invalid arguments. With ``skip`` nothing runs (the verdict is
+    ``skipped``).
     """
     from .domain.report import Report
 
@@ -237,7 +240,7 @@ def run_docker_preflight(
     report = handoff.report
     if report is None or code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         raise PreFlightError(f"the Docker pre-flight could not run (pytest exit status {code})")
-    if code == pytest.ExitCode.TESTS_FAILED or report.failures:
+    if code == pytest.ExitCode.TESTS_FAILED or not report.ok:
         raise DockerPreFlightError(report)
     return report
 
