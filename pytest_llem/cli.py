@@ -391,6 +391,14 @@ def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
         settings = given.from_options(vars(args), below, named_by="cli").replace(json_path=None)
     except SettingError as exc:
         raise ConfigError(str(exc)) from None
+    from .domain.check_ids import BUILTIN_IDS, unknown_check_ids
+
+    unknown = unknown_check_ids(given.skip)
+    if unknown:  # (what the pytest session would refuse, said as llem says it)
+        raise ConfigError(
+            f"--skip-check: unknown check id {unknown[0]!r} (valid ids: all, "
+            f"{', '.join(BUILTIN_IDS)})"
+        )
     json_path, junit_path = given.json_path, args.junit
     if junit_path is not None and (not junit_path or "\0" in junit_path):
         raise ConfigError(f"--junit: expected a path, got {junit_path!r}")

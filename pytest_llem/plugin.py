@@ -279,6 +279,7 @@ class PreflightHooks:
         output = getattr(self.config, "workeroutput", None)
         if output is not None:  # the controller raises it again (XdistHooks)
             output[WORKER_USAGE_ERROR] = message
+        self.config.stash[USAGE_ERROR_KEY] = message  # (what llem says of it)
         raise pytest.UsageError(message)
 
     def _tiers(self) -> frozenset[int] | None:
@@ -294,8 +295,9 @@ class PreflightHooks:
         known = {"all", *BUILTIN_IDS} | {cid for cid, _, _ in ids} | {b for _, b, _ in ids}
         unknown = sorted(self.session.settings.skip - known)
         if unknown:
+            named = self.session.settings.skip_origin or "--llem-skip"
             self._usage_error(
-                f"--llem-skip: unknown check id {', '.join(map(repr, unknown))}; valid ids: "
+                f"{named}: unknown check id {', '.join(map(repr, unknown))}; valid ids: "
                 + ", ".join(sorted(known))
             )
 
@@ -512,6 +514,7 @@ def settings_from_plain(given: dict[str, Any]) -> PreflightSettings:
 SETTINGS_KEY = pytest.StashKey["PreflightSettings"]()
 JSON_ERROR_KEY = pytest.StashKey[str]()
 JUNIT_ERROR_KEY = pytest.StashKey[str]()
+USAGE_ERROR_KEY = pytest.StashKey[str]()  # the usage error that ended the session
 FLEET_KEY = pytest.StashKey["Fleet"]()
 # What the controller hands each xdist worker (`workerinput`), which may be on another host.
 WORKER_SETTINGS = "llem_settings"
@@ -576,7 +579,7 @@ class XdistHooks:
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
         output = getattr(node, "workeroutput", None) or {}
         if output.get(WORKER_USAGE_ERROR):  # the worker stopped at a usage error: so do we
-            raise pytest.UsageError(output[WORKER_USAGE_ERROR])
+            self.preflight._usage_error(output[WORKER_USAGE_ERROR])
         session = self.preflight.session_of(node)
         for cid, (tier, why) in (output.get(WORKER_EXPECTED) or {}).items():
             session.expect(cid, tier, not_run=why)

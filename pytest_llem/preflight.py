@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +78,7 @@ class _Handoff:
         self.settings = settings
         self.report: Report | None = None
         self.fleet_report: FleetReport | None = None
+        self.usage_error: str | None = None
 
     @_hookimpl(tryfirst=True)  # before the plugin's own, which takes them
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -87,8 +90,10 @@ class _Handoff:
 
     @_hookimpl(trylast=True)  # once the plugin has made its verdict
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from .plugin import USAGE_ERROR_KEY
         from .session import SESSION_KEY
 
+        self.usage_error = session.config.stash.get(USAGE_ERROR_KEY, None)
         state = session.config.stash.get(SESSION_KEY, None)
         if state is not None:
             self.facts = state.facts
@@ -230,13 +235,19 @@ def run_docker_preflight(
     from . import plugin
 
     handoff = _Handoff(facts, settings)
+    said = io.StringIO()  # what pytest itself writes to stderr (its "ERROR: ..." line)
+    code: int | None = None
     try:
-        with _isolated_environ():
+        with _isolated_environ(), redirect_stderr(said):
             code = pytest.main(preflight_args(), plugins=[plugin, handoff])
     finally:
         handoff.facts.close()
+        if handoff.usage_error is None or code != pytest.ExitCode.USAGE_ERROR:
+            sys.stderr.write(said.getvalue())
     if code in (pytest.ExitCode.INTERRUPTED, 130, 143):
         raise KeyboardInterrupt
+    if handoff.usage_error is not None and code == pytest.ExitCode.USAGE_ERROR:
+        raise ConfigError(handoff.usage_error)  # said once, as llem says it (exit 2)
     report = handoff.report
     if report is None or code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         raise PreFlightError(f"the Docker pre-flight could not run (pytest exit status {code})")

@@ -117,3 +117,22 @@ def test_a_skipped_dry_run_renders_the_same_header(capsys: pytest.CaptureFixture
         assert err.splitlines()[0] == (
             "llem: warning: Docker pre-flight skipped (execution.skip_preflight in study.yaml)"
         )
+
+
+@pytest.mark.parametrize(
+    ("check", "message"),
+    [
+        ("docker-clii", "--skip-check: unknown check id 'docker-clii' (valid ids: all, docker-"),
+        (
+            "cuda-compat[other/image:1]",  # (no such image is checked: the session refuses it)
+            "--skip-check: unknown check id 'cuda-compat[other/image:1]'; valid ids: all,",
+        ),
+    ],
+)
+def test_a_usage_error_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], check: str, message: str
+) -> None:
+    code, out, err = llem(capsys, "preflight", "--skip-check", check, "--json", "r.json")
+    assert (code, out) == (2, "")
+    assert len(err.splitlines()) == 1 and err.startswith(f"llem: error: {message}"), err
+    assert not Path("r.json").exists()
