@@ -1,9 +1,11 @@
 """pytest-llem's pytest hooks: the table of contents of the plugin's behaviour.
 
 Without ``--llem-preflight`` only the options and the marker are registered. With it,
-`PreflightHooks` runs the session: collect the checks (`collect`), order and gate them, turn
-each phase into one `CheckResult` (`session`), and report. `XdistHooks` keeps every check on
-one worker, in order, so gating holds under ``-n``.
+`PreflightHooks` runs the session: collect the checks (`collect`; each id once), order and gate
+them, turn each phase into one `CheckResult` (`session`), and report; the verdict (passed,
+failed, incomplete, skipped) decides the exit status. `XdistHooks` keeps every check on one
+worker, in order, so gating holds under ``-n``, and tells the controller what each worker
+collected, deselected or crashed on.
 """
 
 from __future__ import annotations
