@@ -1,9 +1,10 @@
 """The `llem` command: `llem run` and `llem preflight`.
 
-Exit status: 0 ok (pre-flight warnings allowed); 1 pre-flight or experiment failure;
-2 bad usage or bad config (one `llem: error: ...` line, never a traceback); 130 / 143
-when stopped by Ctrl-C / SIGTERM. Heavy modules are imported inside the commands: `llem --help`
-and `llem --version` import neither pydantic nor pytest.
+Exit status: 0 ok (pre-flight passed, warnings allowed, or skipped); 1 pre-flight failed or
+incomplete (a required check did not run), or an experiment failed; 2 bad usage or bad config
+(one `llem: error: ...` line, never a traceback); 130 / 143 when stopped by Ctrl-C / SIGTERM.
+Heavy modules are imported inside the commands: `llem --help` and `llem --version` import
+neither pydantic nor pytest.
 
 Before the study is validated, only read-only host queries start (`Facts.start_host`); every
 image inspect, pull and container waits for a valid study, a Docker runner and tier 1.
@@ -393,6 +394,14 @@ def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
         settings = given.from_options(vars(args), below, named_by="cli").replace(json_path=None)
     except SettingError as exc:
         raise ConfigError(str(exc)) from None
+    from .domain.check_ids import BUILTIN_IDS, unknown_check_ids
+
+    unknown = unknown_check_ids(given.skip)
+    if unknown:  # (what the pytest session would refuse, said as llem says it)
+        raise ConfigError(
+            f"--skip-check: unknown check id {unknown[0]!r} (valid ids: all, "
+            f"{', '.join(BUILTIN_IDS)})"
+        )
     json_path, junit_path = given.json_path, args.junit
     if junit_path is not None and (not junit_path or "\0" in junit_path):
         raise ConfigError(f"--junit: expected a path, got {junit_path!r}")
@@ -409,7 +418,7 @@ def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
     except DockerPreFlightError as exc:
         report = exc.report
     _print_checklist(report, verbose=args.verbose, out=sys.stdout)
-    status = EXIT_FAILED if report.failures else EXIT_OK
+    status = EXIT_OK if report.ok else EXIT_FAILED  # failed or incomplete: the gate stays shut
     if json_path is not None:
         sys.stdout.flush()  # the path may be /dev/stdout: the checklist comes first
         try:
@@ -491,12 +500,13 @@ def _fleet_preflight(
             write_json(Path(json_path), report.to_json(), follow=True)
         except OSError as exc:
             return _error(f"cannot write the JSON report to {json_path}: {exc.strerror or exc}", 1)
-    return EXIT_FAILED if report.status == "failed" else EXIT_OK
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def _print_checklist(report: Report, *, verbose: bool, out: TextIO) -> None:
     _print_checks(report, verbose=verbose, out=out)
-    # The verdict: the first line of the numbered report, or a pass line when it is empty.
+    # The verdict: the report (failed, incomplete, skipped, or passed with warnings), or a
+    # pass line when it is empty.
     out.write((report.render() or f"Docker pre-flight passed: {len(report.checks)} checks") + "\n")
 
 

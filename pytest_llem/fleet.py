@@ -216,14 +216,19 @@ class Fleet:
                 details={"host": name},
             )
 
-    def report(self, *, interrupted: bool = False) -> FleetReport:
+    def report(self, *, interrupted: bool = False, stopped: str | None = None) -> FleetReport:
+        """One report per host; ``stopped``: why checks without a result did not run, when
+        the controller knows it for every host (--co, an early stop)."""
         hosts = []
         for gateway in self.gateways:
             name = gateway.name
-            report = self.sessions[name].report()
+            session = self.sessions[name]
+            session.stopped = session.stopped or stopped
+            report = session.report()
             report.interrupted = interrupted
-            if name in self.down:
+            if name in self.down:  # its host_unreachable failure stands for all its checks
                 report.checks[:0] = self.down[name].checks
+                report.missing = []
             elif not report.checks and not interrupted:
                 report = unreachable(
                     f"no check result came back from {name}", details={"host": name}

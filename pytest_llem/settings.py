@@ -163,6 +163,12 @@ class PreflightSettings:
         option=None,
         help="where a skip of the whole pre-flight comes from (execution.skip_preflight)",
     )
+    skip_origin: str | None = _setting(
+        None,
+        kind="path",
+        option=None,
+        help="where the ids of `skip` were named (--llem-skip, execution.skip_checks in FILE)",
+    )
     json_path: str | None = _setting(
         None,
         kind="path",
@@ -242,6 +248,8 @@ class PreflightSettings:
                 value = [part.strip() for v in value for part in v.split(",") if part.strip()]
             name = f.metadata[named_by] or f.metadata["option"]
             changes[f.name] = parse_value(f, value, name)
+            if f.name == "skip":
+                changes["skip_origin"] = name
         return dataclasses.replace(base, **changes)
 
     def with_study(self, docker: Mapping[str, Any]) -> PreflightSettings:

@@ -145,12 +145,20 @@ def unknown_check_ids(ids: Iterable[str]) -> list[str]:
 def is_skipped(skip: Iterable[str], check_id: str) -> bool:
     """Whether ``skip`` names ``check_id``: itself, its base id, ``BASE[IMAGE]`` for every GPU
     request of that image, or ``all``."""
+    return skipped_as(skip, check_id) is not None
+
+
+def skipped_as(skip: Iterable[str], check_id: str) -> str | None:
+    """The name in ``skip`` that skips ``check_id`` (the most precise one), or None."""
     names = set(skip)
     if not names:
-        return False
+        return None
     base, _, param = check_id.partition("[")
     image = param.removesuffix("]").partition(" ")[0]
-    return bool({"all", check_id, base, f"{base}[{image}]"} & names)
+    for name in (check_id, f"{base}[{image}]", base, "all"):
+        if name in names:
+            return name
+    return None
 
 
 def request_label(image: str, request: str, several: bool) -> str:

@@ -5,6 +5,11 @@ as the failure type, the numbered report's message and fix, and the details; a w
 with its finding under `system-out`; `skipped` and `not-run` checks are skipped, the kind being
 the skip's type. Each case's properties name its outcome and cause, as `pytest --junitxml` does
 for the same checks (`llem_outcome`, `llem_cause`).
+
+A required check that did not run (an incomplete pre-flight) is a test case of its own with an
+`error` of type `incomplete` saying why, so that no test-report viewer reads an incomplete
+run as a pass; `with_missing` adds the same cases to the file `pytest --junitxml` wrote. The
+suite's `llem_status` property is the verdict.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 
-from .report import CheckResult, Finding, Report
+from .report import CheckResult, Finding, Missing, Report
 
 SUITE = "llem-preflight"
 # Characters XML 1.0 cannot hold (a tool's output may carry them): shown as #xNN.
@@ -60,13 +65,23 @@ def _case(check: CheckResult) -> ET.Element:
     return case
 
 
+def _missing_case(missing: Missing) -> ET.Element:
+    case = ET.Element(
+        "testcase", classname=f"llem.tier{missing.tier}", name=_text(missing.id), time="0.000"
+    )
+    message = _text(f"[{missing.id}] {missing.reason}")
+    error = ET.SubElement(case, "error", type="incomplete", message=message)
+    error.text = message
+    return case
+
+
 def junit_xml(report: Report, *, timestamp: float | None = None, hostname: str = "") -> str:
     """The report's checks as a JUnit XML document (one suite, `llem-preflight`)."""
     checks = report.checks
     counts = {
-        "tests": str(len(checks)),
+        "tests": str(len(checks) + len(report.missing)),
         "failures": str(sum(c.outcome == "failed" for c in checks)),
-        "errors": "0",
+        "errors": str(len(report.missing)),
         "skipped": str(sum(c.outcome in ("skipped", "not-run") for c in checks)),
         "time": f"{sum(c.duration_s for c in checks):.3f}",
     }
@@ -83,5 +98,30 @@ def junit_xml(report: Report, *, timestamp: float | None = None, hostname: str =
         if report.host.get(key):
             ET.SubElement(properties, "property", name=key, value=_text(report.host[key]))
     suite.extend(_case(check) for check in checks)
+    suite.extend(_missing_case(missing) for missing in report.missing)
     ET.indent(root)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n"
+    return _DECLARATION + ET.tostring(root, "unicode") + "\n"
+
+
+_DECLARATION = '<?xml version="1.0" encoding="utf-8"?>\n'
+
+
+def with_missing(xml: str, status: str, missing: list[Missing]) -> str:
+    """A JUnit XML document (what `pytest --junitxml` wrote) with the verdict as its first
+    suite's `llem_status` property and an `error` test case per check in ``missing``; the
+    counts of the suite and of the document follow."""
+    root = ET.fromstring(xml)
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    if suite is None:
+        suite = ET.SubElement(root, "testsuite", name=SUITE, tests="0", errors="0")
+    properties = suite.find("properties")
+    if properties is None:
+        properties = ET.Element("properties")
+        suite.insert(0, properties)
+    ET.SubElement(properties, "property", name="llem_status", value=status)
+    suite.extend(_missing_case(m) for m in missing)
+    for element in {root, suite}:
+        for key in ("tests", "errors"):
+            if key in element.attrib or element is suite:
+                element.set(key, str(int(element.get(key, "0")) + len(missing)))
+    return _DECLARATION + ET.tostring(root, "unicode")

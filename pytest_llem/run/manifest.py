@@ -64,7 +64,7 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         skipped = [{"id": cid, "source": source} for cid, source in self.skipped_checks.items()]
-        if self.preflight is not None and self.preflight.skipped_by:
+        if self.preflight is not None and self.preflight.skipped_by and not skipped:
             skipped = [{"id": "all", "source": self.preflight.skipped_by}]
         return {
             "study": self.study,

@@ -164,7 +164,7 @@ def test_missing_host_nvidia_smi_only_warns(
     env, _ = host_tools.prepare("smi_missing", gpu_engine)
     run = preflight(run_product, host_tools, "--llem-image", IMAGE, env=env)
     assert run.returncode == 0, run.describe()
-    assert run.report["status"] == "warning"
+    assert run.report["status"] == "passed"  # the warning is listed, and never fails
     assert run.failures == []
     assert run.warning_causes == [("host-driver", "host_driver_unavailable")]
     assert run.outcomes == {

@@ -9,7 +9,7 @@ import pytest
 
 from pytest_llem.domain.fleet import FleetReport, unreachable
 from pytest_llem.domain.records import CommandResult
-from pytest_llem.domain.report import CheckResult, Finding, Report
+from pytest_llem.domain.report import CheckResult, Finding, Missing, Report
 from pytest_llem.errors import ConfigError
 from pytest_llem.facts import Facts
 from pytest_llem.fleet import (
@@ -208,6 +208,7 @@ def test_fleet_json() -> None:
         "failures",
         "warnings",
         "checks",
+        "missing",
         "host_facts",
     }
     assert [(f["number"], f["host"], f["cause"]) for f in data["failures"]] == [
@@ -220,8 +221,13 @@ def test_fleet_json() -> None:
     ("statuses", "worst"),
     [
         (["passed", "passed"], "passed"),
-        (["passed", "warning"], "warning"),
+        (["passed", "warning"], "passed"),  # warnings never fail a host
         (["warning", "failed", "passed"], "failed"),
+        (["incomplete", "passed"], "incomplete"),
+        (["failed", "incomplete"], "failed"),
+        (["skipped", "passed"], "passed"),
+        (["skipped", "skipped"], "skipped"),
+        (["skipped", "incomplete"], "incomplete"),
         ([], "failed"),
     ],
 )
@@ -232,6 +238,10 @@ def test_fleet_status_is_the_worst(statuses: list[str], worst: str) -> None:
         if status == "warning":
             finding = Finding("w", 1, "no_devices", "m", severity="warning")
             return Report(checks=[CheckResult("w", 1, "warning", finding=finding)])
+        if status == "incomplete":
+            return Report(missing=[Missing("docker-cli", 1, "deselected by -k 'x'")])
+        if status == "skipped":
+            return Report(skipped_by="--llem-skip all")
         return passed()
 
     assert FleetReport([(str(i), of(s)) for i, s in enumerate(statuses)]).status == worst
@@ -244,7 +254,8 @@ def test_a_host_that_reported_nothing_or_was_lost_failed(tmp_path: Path) -> None
     for name in "ab":
         session = fleet.session_of(node[name])
         assert session is not None
-        session.record(CheckResult("docker-cli", 1, "passed"), 0)
+        for order, cid in enumerate(PreflightSettings().required_ids()):
+            session.record(CheckResult(cid, 1, "passed"), order)
     fleet.node_down(node["b"], "EOFError: connection closed\n")
     fleet.node_down(node["a"], None)  # a worker that ended as it should
     report = fleet.report()
@@ -255,6 +266,9 @@ def test_a_host_that_reported_nothing_or_was_lost_failed(tmp_path: Path) -> None
     ]
     lost = report.hosts[1][1].failures[0]
     assert lost.message == "the connection to b was lost: EOFError: connection closed"
-    assert [c.id for c in report.hosts[1][1].checks] == ["host-reachable", "docker-cli"]
+    assert [c.id for c in report.hosts[1][1].checks][:2] == ["host-reachable", "docker-cli"]
+    assert report.hosts[1][1].missing == []  # host-reachable stands for all its checks
     assert report.hosts[2][1].failures[0].message == "no check result came back from c"
-    assert fleet.report(interrupted=True).status == "interrupted"
+    stopped = fleet.report(interrupted=True)
+    assert stopped.status == "failed"  # b and c failed; a proved nothing:
+    assert (stopped.hosts[0][0], stopped.hosts[0][1].status) == ("a", "incomplete")

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from pytest_llem.cli import main
-from pytest_llem.domain.junit import junit_xml
-from pytest_llem.domain.report import CheckResult, Finding, Report
+from pytest_llem.domain.junit import junit_xml, with_missing
+from pytest_llem.domain.report import CheckResult, Finding, Missing, Report
 from pytest_llem.errors import DockerPreFlightError
 
 
@@ -151,3 +151,47 @@ def test_a_junit_path_that_cannot_be_written_is_a_usage_error(
     out, err = capsys.readouterr()
     assert out == "" and err.startswith(f"llem: error: {message}") and err.count("\n") == 1
     assert ran == []  # found before any check ran
+
+
+INCOMPLETE = Report(
+    checks=[REPORT.checks[0]], missing=[Missing("nvidia-toolkit", 1, "deselected by -k 'x'")]
+)
+
+
+def test_a_check_that_did_not_run_is_an_error_case() -> None:
+    """An incomplete pre-flight never reads as a pass in a test-report viewer."""
+    root = ET.fromstring(junit_xml(INCOMPLETE))
+    [suite] = root.findall("testsuite")
+    counts = ("tests", "failures", "errors", "skipped")
+    assert [suite.get(k) for k in counts] == ["2", "0", "1", "0"]
+    assert properties(suite)["llem_status"] == "incomplete"
+    case = cases(root)["nvidia-toolkit"]
+    error = case.find("error")
+    assert error is not None and case.get("classname") == "llem.tier1"
+    assert (error.get("type"), error.get("message")) == (
+        "incomplete",
+        "[nvidia-toolkit] deselected by -k 'x'",
+    )
+
+
+PYTEST_XML = (
+    '<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests">'
+    '<testsuite name="pytest" errors="0" failures="0" skipped="0" tests="1" time="0.1">'
+    '<testcase classname="host_checks" name="check_host_driver" time="0.001" />'
+    "</testsuite></testsuites>"
+)
+
+
+def test_the_file_of_pytest_junitxml_gets_the_verdict_and_the_missing_checks() -> None:
+    root = ET.fromstring(with_missing(PYTEST_XML, "incomplete", INCOMPLETE.missing))
+    [suite] = root.findall("testsuite")
+    assert (suite.get("tests"), suite.get("errors"), suite.get("failures")) == ("2", "1", "0")
+    assert properties(suite) == {"llem_status": "incomplete"}
+    assert [c.get("name") for c in suite.iter("testcase")] == [
+        "check_host_driver",
+        "nvidia-toolkit",
+    ]
+    assert suite[0].tag == "properties"  # before the cases, as the schema wants
+    passed = ET.fromstring(with_missing(PYTEST_XML, "passed", []))
+    assert properties(passed.findall("testsuite")[0]) == {"llem_status": "passed"}
+    assert passed.findall("testsuite")[0].get("errors") == "0"
