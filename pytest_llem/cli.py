@@ -455,6 +455,7 @@ def _fleet_hosts(args: argparse.Namespace) -> list[str] | None:
         for flag, value in (
             ("--remote-python", args.remote_python),
             ("--ssh-config", args.ssh_config),
+            ("--host-timeout", args.llem_host_timeout),
         ):
             if value is not None:
                 raise ConfigError(f"{flag} is for the hosts of --host or --hosts-file: none given")
