@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,36 @@ def test_llem_preflight_hosts_by_context(
         ("llem-gpu", "passed"),
         ("llem-plain", "failed"),
     ]
+
+
+def test_llem_preflight_hosts_as_junit(
+    run_product: ProductRunner, host_tools: HostTools, contexts: dict[str, str], images: None
+) -> None:
+    """`--junit` with `--host`: one test suite per host; one that cannot be reached has one
+    error case."""
+    nobody = f"127.0.0.1:{free_port()}"
+    result = run_product(
+        ["llem", "preflight", "--image", IMAGE, "--junit", "r.xml",
+         "--host", f"context:{contexts['gpu']}", "--host", f"context:{contexts['plain']}",
+         "--host", f"ssh://root@{nobody}"],
+        env=with_ssh(host_tools.env()),
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    root = ET.parse(host_tools.work / "r.xml").getroot()
+    assert root.tag == "testsuites"
+    suites = {suite.get("name"): suite for suite in root.findall("testsuite")}
+    assert list(suites) == ["llem-gpu", "llem-plain", nobody]
+    counts = ("tests", "failures", "errors", "skipped")
+    assert [suites["llem-gpu"].get(k) for k in counts] == ["11", "0", "0", "0"]
+    assert [suites["llem-plain"].get(k) for k in counts] == ["11", "1", "0", "5"]  # (tier 3)
+    assert [suites[nobody].get(k) for k in counts] == ["1", "0", "1", "0"]
+    assert [root.get(k) for k in counts] == ["23", "1", "1", "5"]
+    [case] = suites[nobody].findall("testcase")
+    error = case.find("error")
+    assert error is not None and error.get("type") == "host_unreachable"
+    assert (error.get("message") or "").startswith(f"[host-reachable] cannot reach {nobody} over")
+    [failed] = [c for c in suites["llem-plain"].iter("testcase") if c.find("failure") is not None]
+    assert failed.get("name") == f"gpu-in-container[{IMAGE}]"
 
 
 # -- over ssh --------------------------------------------------------------------------------
