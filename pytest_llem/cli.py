@@ -411,7 +411,7 @@ def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
             raise ConfigError(f"{option}: cannot write {path}: {problem}")
     hosts = _fleet_hosts(args)
     if hosts is not None:
-        return _fleet_preflight(hosts, settings, json_path, verbose=args.verbose)
+        return _fleet_preflight(hosts, settings, json_path, junit_path, verbose=args.verbose)
     started = time.time()
     try:
         report = run_docker_preflight(settings=settings, facts=facts)
@@ -467,6 +467,7 @@ def _fleet_hosts(args: argparse.Namespace) -> list[str] | None:
         for flag, value in (
             ("--remote-python", args.remote_python),
             ("--ssh-config", args.ssh_config),
+            ("--host-timeout", args.llem_host_timeout),
         ):
             if value is not None:
                 raise ConfigError(f"{flag} is for the hosts of --host or --hosts-file: none given")
@@ -482,25 +483,44 @@ def _fleet_hosts(args: argparse.Namespace) -> list[str] | None:
 
 
 def _fleet_preflight(
-    hosts: list[str], settings: PreflightSettings, json_path: str | None, *, verbose: bool
+    hosts: list[str],
+    settings: PreflightSettings,
+    json_path: str | None,
+    junit_path: str | None,
+    *,
+    verbose: bool,
 ) -> int:
     from pathlib import Path
 
     from .domain.text import printable
-    from .host.jsonfile import write_json
+    from .host.jsonfile import write_json, write_text
     from .preflight import run_fleet_preflight
 
+    started = time.time()
     report = run_fleet_preflight(hosts, settings=settings)
     for name, host_report in report.hosts:
         sys.stdout.write(printable(f"Host {name}:") + "\n")
         _print_checks(host_report, verbose=verbose, out=sys.stdout, indent="  ")
     sys.stdout.write(report.render() + "\n")
+    status = EXIT_OK if report.ok else EXIT_FAILED
     if json_path is not None:
+        sys.stdout.flush()  # (the path may be /dev/stdout)
         try:
             write_json(Path(json_path), report.to_json(), follow=True)
         except OSError as exc:
-            return _error(f"cannot write the JSON report to {json_path}: {exc.strerror or exc}", 1)
-    return EXIT_OK if report.ok else EXIT_FAILED
+            status = _error(
+                f"cannot write the JSON report to {json_path}: {exc.strerror or exc}", 1
+            )
+    if junit_path is not None:  # one test suite per host
+        from .domain.junit import fleet_junit_xml
+
+        try:
+            write_text(Path(junit_path), fleet_junit_xml(report, timestamp=started), follow=True)
+        except OSError as exc:
+            status = _error(
+                f"cannot write the JUnit report to {junit_path}: {exc.strerror or exc}", 1
+            )
+    return status
 
 
 def _print_checklist(report: Report, *, verbose: bool, out: TextIO) -> None:

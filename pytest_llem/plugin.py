@@ -471,7 +471,7 @@ class PreflightHooks:
 
 def _fleet(config: pytest.Config, session: Session) -> Fleet | None:
     """With ``--dist each`` on the controller: the fleet, its hosts asked whether they can run
-    the pre-flight; only those that can are left to xdist."""
+    the pre-flight; only those that can are started."""
     tx = config.getoption("tx", None)
     if hasattr(config, "workerinput") or config.getoption("dist", "no") != "each" or not tx:
         return None
@@ -479,9 +479,10 @@ def _fleet(config: pytest.Config, session: Session) -> Fleet | None:
 
     fleet = Fleet(gateways_of(tx), session.settings, session.facts)
     config.stash[FLEET_KEY] = fleet
-    config.option.tx = [gateway.spec for gateway in fleet.ask_hosts()]
-    if config.getoption("maxworkerrestart", None) is None:
-        config.option.maxworkerrestart = "0"  # a lost host is reported, not reconnected
+    fleet.ask_hosts()
+    # The hosts that answered are started by the fleet's controller (`XdistHooks`), not by
+    # pytest-xdist's own, which is kept out: it starts only with --tx given.
+    config.option.tx = []
     return fleet
 
 
@@ -569,7 +570,8 @@ def _xdist_controller(config: pytest.Config) -> bool:
 
 class XdistHooks:
     """Every pre-flight item goes to one worker, in order, so gating holds; with ``--dist
-    each`` every worker (host) runs every item, in order, and gates on its own."""
+    each`` every worker (host) runs every item, in order, and gates on its own, and a
+    controller of ours starts and watches the hosts, so that one that fails fails alone."""
 
     def __init__(self, preflight: PreflightHooks) -> None:
         self.preflight = preflight
@@ -585,8 +587,20 @@ class XdistHooks:
         session = self.preflight.session_of(node)
         for cid, (tier, why) in (output.get(WORKER_EXPECTED) or {}).items():
             session.expect(cid, tier, not_run=why)
-        if self.preflight.fleet is not None:
-            self.preflight.fleet.node_down(node, error)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """A fleet's hosts are started and watched by a controller of ours (pytest-xdist's
+        own stops at the first host that fails to start, and waits for ever on one that
+        stops answering); see `fleet_controller`."""
+        fleet = self.preflight.fleet
+        if fleet is None or session.config.getoption("collectonly", False):
+            return  # (as pytest-xdist starts no worker to only collect)
+        from .fleet_controller import FleetController
+
+        controller = FleetController(session.config, fleet)
+        session.config.pluginmanager.register(controller, "dsession")
+        controller.start(session)
 
     def pytest_handlecrashitem(self, crashitem: str, report: Any, sched: Any) -> None:
         self.preflight.crashed(crashitem, getattr(report, "node", None))

@@ -17,6 +17,17 @@ def test_defaults() -> None:
     assert (settings.timeout_s, settings.pull_timeout_s, settings.cache_s) == (30, 600, 900)
 
 
+def test_the_host_timeout_covers_a_pull_and_a_probe_unless_given() -> None:
+    assert PreflightSettings().host_timeout == 600 + 30 + 60
+    assert PreflightSettings(pull_timeout_s=100, timeout_s=5).host_timeout == 165
+    assert PreflightSettings(wait_s=3600).host_timeout == 3660  # (a tier-1 wait, longer)
+    assert PreflightSettings(host_timeout_s=8).host_timeout == 8
+    given = PreflightSettings.from_options({"llem_host_timeout": "2.5"})
+    assert given.host_timeout == 2.5
+    with pytest.raises(SettingError, match=r"^--host-timeout: should be greater than 0, got 0"):
+        PreflightSettings.from_options({"llem_host_timeout": "0"}, named_by="cli")
+
+
 def test_images_are_deduplicated_in_order() -> None:
     settings = PreflightSettings(images=("b/x:1", "a/y:2", "b/x:1"))
     assert settings.images == ("b/x:1", "a/y:2")
