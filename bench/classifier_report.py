@@ -1,4 +1,6 @@
-"""How well diagnose() names the cause of the reference corpus (tests/data/reference/).
+"""How well diagnose() names the cause of the reference corpus (tests/data/reference/), and of
+the held-back messages (tests/data/heldback/), reported apart: those were set aside before any
+rule for their set-up was written, so they measure the rules on text that was not in view.
 
 Every real message (*.jsonl) is classified twice: with the exit status it was recorded with,
 and without one, as when it is pasted into a bug report. Every real healthy output (*.txt)
@@ -24,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pytest_llem.domain.diagnosis import diagnose
 
 REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "data" / "reference"
+HELDBACK = REFERENCE.parent / "heldback"
 VERBATIM = "# ---- verbatim output below ----\n"
 
 
@@ -49,10 +52,10 @@ class Report:
         return sum(self.right.values()) / sum(self.total.values())
 
 
-def corpus(reference: Path = REFERENCE) -> list[Case]:
-    """Each real message as recorded and without its exit status; each healthy output."""
+def messages(folder: Path) -> list[Case]:
+    """Each real message of a folder's *.jsonl, as recorded and without its exit status."""
     cases: list[Case] = []
-    for path in sorted(reference.glob("*.jsonl")):
+    for path in sorted(folder.glob("*.jsonl")):
         for line in path.read_text().splitlines():
             if not line.strip():
                 continue
@@ -61,6 +64,17 @@ def corpus(reference: Path = REFERENCE) -> list[Case]:
             cases.append(Case(m["id"], text, m["returncode"], m["category"]))
             if m["returncode"] is not None:
                 cases.append(Case(f"{m['id']} (no exit status)", text, None, m["category"]))
+    return cases
+
+
+def heldback(folder: Path = HELDBACK) -> list[Case]:
+    """The held-back messages, never read while the rules were written."""
+    return messages(folder)
+
+
+def corpus(reference: Path = REFERENCE) -> list[Case]:
+    """Each real message as recorded and without its exit status; each healthy output."""
+    cases = messages(reference)
     for path in sorted([*reference.glob("*.txt"), *(reference.parent / "captured").glob("*.txt")]):
         head, text = path.read_text().split(VERBATIM, 1)
         expect = _EXPECT.search(head)
@@ -135,8 +149,13 @@ def render(report: Report) -> str:
 
 def main(argv: list[str]) -> int:
     cases = corpus()
-    print(f"reference corpus: {len(cases)} cases from {REFERENCE}")
+    print(f"reference corpus (in view while the rules were written): {len(cases)} cases")
     print(render(classify(cases)))
+    held = heldback()
+    print(
+        f"\nheld back (set aside before their rules, unread while writing them): {len(held)} cases"
+    )
+    print(render(classify(held)))
     if "--no-speed" not in argv:
         print("\ndiagnose() on 128 kB inputs (median of 7, no exit status):")
         for name, ms in speed().items():

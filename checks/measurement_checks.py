@@ -40,3 +40,16 @@ def check_energy_counter(llem: CheckContext) -> None:
     llem.expect(
         measurement.energy_counter(llem.measured_host, llem.settings.gpus, local=llem.local)
     )
+
+
+@check(tier=3, id="power-limit")
+def check_power_limit(llem: CheckContext) -> None:
+    """The power limit is the default one: energy and speed depend on it."""
+    llem.expect(measurement.power_limit(llem.measured_host, llem.settings.gpus, local=llem.local))
+
+
+@check(tier=3, id="gpu-health")
+def check_gpu_health(llem: CheckContext) -> None:
+    """No memory fault: pending row remapping or page retirement, remapping failure, volatile
+    uncorrectable ECC errors."""
+    llem.expect(measurement.gpu_health(llem.measured_host, llem.settings.gpus, local=llem.local))

@@ -1,9 +1,10 @@
 """The `llem` command: `llem run` and `llem preflight`.
 
-Exit status: 0 ok (pre-flight warnings allowed); 1 pre-flight or experiment failure;
-2 bad usage or bad config (one `llem: error: ...` line, never a traceback); 130 / 143
-when stopped by Ctrl-C / SIGTERM. Heavy modules are imported inside the commands: `llem --help`
-and `llem --version` import neither pydantic nor pytest.
+Exit status: 0 ok (pre-flight passed, warnings allowed, or skipped); 1 pre-flight failed or
+incomplete (a required check did not run), or an experiment failed; 2 bad usage or bad config
+(one `llem: error: ...` line, never a traceback); 130 / 143 when stopped by Ctrl-C / SIGTERM.
+Heavy modules are imported inside the commands: `llem --help` and `llem --version` import
+neither pydantic nor pytest.
 
 Before the study is validated, only read-only host queries start (`Facts.start_host`); every
 image inspect, pull and container waits for a valid study, a Docker runner and tier 1.
@@ -303,9 +304,12 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
     from .domain.text import printable
 
     failed, total = len(manifest.failed), len(manifest.experiments)
-    summary = f"llem: {total - failed} of {total} experiment(s) ok; manifest: {manifest.path}"
-    print(printable(summary), file=sys.stderr)
-    return EXIT_FAILED if failed else EXIT_OK
+    left = len(manifest.left_behind)  # a container that may still hold a GPU is a failure
+    summary = f"llem: {total - failed} of {total} experiment(s) ok; " + (
+        f"{left} container(s) may be left behind (see cleanup); " if left else ""
+    )
+    print(printable(f"{summary}manifest: {manifest.path}"), file=sys.stderr)
+    return EXIT_FAILED if failed or left else EXIT_OK
 
 
 def _wait_s(text: str | None) -> float:
@@ -390,6 +394,14 @@ def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
         settings = given.from_options(vars(args), below, named_by="cli").replace(json_path=None)
     except SettingError as exc:
         raise ConfigError(str(exc)) from None
+    from .domain.check_ids import BUILTIN_IDS, unknown_check_ids
+
+    unknown = unknown_check_ids(given.skip)
+    if unknown:  # (what the pytest session would refuse, said as llem says it)
+        raise ConfigError(
+            f"--skip-check: unknown check id {unknown[0]!r} (valid ids: all, "
+            f"{', '.join(BUILTIN_IDS)})"
+        )
     json_path, junit_path = given.json_path, args.junit
     if junit_path is not None and (not junit_path or "\0" in junit_path):
         raise ConfigError(f"--junit: expected a path, got {junit_path!r}")
@@ -399,14 +411,14 @@ def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
             raise ConfigError(f"{option}: cannot write {path}: {problem}")
     hosts = _fleet_hosts(args)
     if hosts is not None:
-        return _fleet_preflight(hosts, settings, json_path, verbose=args.verbose)
+        return _fleet_preflight(hosts, settings, json_path, junit_path, verbose=args.verbose)
     started = time.time()
     try:
         report = run_docker_preflight(settings=settings, facts=facts)
     except DockerPreFlightError as exc:
         report = exc.report
     _print_checklist(report, verbose=args.verbose, out=sys.stdout)
-    status = EXIT_FAILED if report.failures else EXIT_OK
+    status = EXIT_OK if report.ok else EXIT_FAILED  # failed or incomplete: the gate stays shut
     if json_path is not None:
         sys.stdout.flush()  # the path may be /dev/stdout: the checklist comes first
         try:
@@ -455,6 +467,7 @@ def _fleet_hosts(args: argparse.Namespace) -> list[str] | None:
         for flag, value in (
             ("--remote-python", args.remote_python),
             ("--ssh-config", args.ssh_config),
+            ("--host-timeout", args.llem_host_timeout),
         ):
             if value is not None:
                 raise ConfigError(f"{flag} is for the hosts of --host or --hosts-file: none given")
@@ -470,30 +483,50 @@ def _fleet_hosts(args: argparse.Namespace) -> list[str] | None:
 
 
 def _fleet_preflight(
-    hosts: list[str], settings: PreflightSettings, json_path: str | None, *, verbose: bool
+    hosts: list[str],
+    settings: PreflightSettings,
+    json_path: str | None,
+    junit_path: str | None,
+    *,
+    verbose: bool,
 ) -> int:
     from pathlib import Path
 
     from .domain.text import printable
-    from .host.jsonfile import write_json
+    from .host.jsonfile import write_json, write_text
     from .preflight import run_fleet_preflight
 
+    started = time.time()
     report = run_fleet_preflight(hosts, settings=settings)
     for name, host_report in report.hosts:
         sys.stdout.write(printable(f"Host {name}:") + "\n")
         _print_checks(host_report, verbose=verbose, out=sys.stdout, indent="  ")
     sys.stdout.write(report.render() + "\n")
+    status = EXIT_OK if report.ok else EXIT_FAILED
     if json_path is not None:
+        sys.stdout.flush()  # (the path may be /dev/stdout)
         try:
             write_json(Path(json_path), report.to_json(), follow=True)
         except OSError as exc:
-            return _error(f"cannot write the JSON report to {json_path}: {exc.strerror or exc}", 1)
-    return EXIT_FAILED if report.status == "failed" else EXIT_OK
+            status = _error(
+                f"cannot write the JSON report to {json_path}: {exc.strerror or exc}", 1
+            )
+    if junit_path is not None:  # one test suite per host
+        from .domain.junit import fleet_junit_xml
+
+        try:
+            write_text(Path(junit_path), fleet_junit_xml(report, timestamp=started), follow=True)
+        except OSError as exc:
+            status = _error(
+                f"cannot write the JUnit report to {junit_path}: {exc.strerror or exc}", 1
+            )
+    return status
 
 
 def _print_checklist(report: Report, *, verbose: bool, out: TextIO) -> None:
     _print_checks(report, verbose=verbose, out=out)
-    # The verdict: the first line of the numbered report, or a pass line when it is empty.
+    # The verdict: the report (failed, incomplete, skipped, or passed with warnings), or a
+    # pass line when it is empty.
     out.write((report.render() or f"Docker pre-flight passed: {len(report.checks)} checks") + "\n")
 
 

@@ -143,16 +143,14 @@ def order_checks(
 
 
 def of_other_kinds(items: Sequence[pytest.Item], kinds: frozenset[str]) -> list[pytest.Item]:
-    """The built-in checks among ``items`` (stamped by `order_checks`) that guard none of
-    the runner ``kinds`` of the session: another engine's, or the CDI spec's where no GPU
-    request goes through CDI."""
+    """The built-in checks among ``items`` that guard none of the runner ``kinds`` of the
+    session: another engine's, or the CDI spec's where no GPU request goes through CDI."""
     from .domain.check_ids import BY_ID
 
     target = checks_dir()
-    return [
-        item
-        for item in items
-        if item.path.parent == target
-        and item.stash[ITEM_KEY][1] in BY_ID
-        and not BY_ID[item.stash[ITEM_KEY][1]].runners & kinds
-    ]
+    found = []
+    for item in items:
+        info = marker_info(item) if item.path.parent == target else None
+        if info is not None and info[0] in BY_ID and not BY_ID[info[0]].runners & kinds:
+            found.append(item)
+    return found

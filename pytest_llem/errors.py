@@ -22,7 +22,7 @@ class PreFlightError(LLEMError):
 
 
 class DockerPreFlightError(PreFlightError):
-    """The Docker pre-flight failed; ``str()`` is the numbered report."""
+    """The Docker pre-flight failed, or was incomplete; ``str()`` is the numbered report."""
 
     def __init__(self, report: Report) -> None:
         self.report = report

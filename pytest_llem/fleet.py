@@ -2,17 +2,23 @@
 
 A host is a gateway (``--tx``): ``popen`` with a Docker context of its own, or ``ssh``. The
 controller names each host (the gateway id, else the ssh host), asks every ssh host first
-whether it can run the pre-flight at all (`host.gateways`, under a limit): a host that cannot
-is reported with cause ``host_unreachable`` and left out, and the others go on. Every worker
-gates its own tiers; the controller keeps one `Session` per host and builds a `FleetReport`.
+whether it can run the pre-flight at all, and whether the Docker context of a popen host
+exists (`host.gateways`, under a limit): a host that cannot is reported with cause
+``host_unreachable`` and left out, and the others go on. The others' workers are started and
+watched by `fleet_controller.FleetController`: a host whose worker does not start, crashes or
+stops answering is reported the same way (`Fleet.lose`), with what it said.
+Every worker gates its own tiers; the controller keeps one `Session` per host and builds a
+`FleetReport`.
 
 `llem preflight --host` maps its words to gateway specs here too (`specs_for_hosts`).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,6 +50,7 @@ class Gateway:
     ssh: str | None = None
     ssh_config: str | None = None
     python: str | None = None
+    context: str | None = None  # a popen gateway's Docker context (env:DOCKER_CONTEXT=NAME)
 
     @property
     def asked_first(self) -> bool:
@@ -78,9 +85,16 @@ def gateways_of(tx: Iterable[str]) -> list[Gateway]:
                 ssh=spec.ssh or None,
                 ssh_config=spec.ssh_config,
                 python=spec.python,
+                context=None if spec.ssh else _context_of(spec.env),
             )
         )
     return gateways
+
+
+def _context_of(env: dict[str, Any]) -> str | None:
+    """The Docker context a popen gateway's ``env:DOCKER_CONTEXT=NAME`` names, if any."""
+    context = env.get("DOCKER_CONTEXT")
+    return context if isinstance(context, str) and context else None
 
 
 def _without_id(text: str) -> str:
@@ -174,13 +188,17 @@ class Fleet:
         self, gateways: Sequence[Gateway], settings: PreflightSettings, facts: Facts
     ) -> None:
         self.gateways = list(gateways)
+        self.settings = settings
         self.sessions = {g.name: Session(settings, facts) for g in self.gateways}
         self.down: dict[str, Report] = {}  # hosts that could not be reached, or were lost
 
-    def ask_hosts(self, timeout: float = CONNECT_TIMEOUT_S) -> list[Gateway]:
-        """Ask every host that needs it whether it can run the pre-flight, all at once; the
-        hosts to go to (the others are `down`)."""
-        asked = [g for g in self.gateways if g.asked_first]
+    def ask_hosts(self, timeout: float | None = None) -> list[Gateway]:
+        """Ask every host that needs it whether it can run the pre-flight, all at once, each
+        within ``timeout`` (default: `CONNECT_TIMEOUT_S`, or the host timeout if shorter);
+        the hosts to go to (the others are `down`)."""
+        if timeout is None:
+            timeout = min(CONNECT_TIMEOUT_S, self.host_timeout)
+        asked = [g for g in self.gateways if g.asked_first or g.context is not None]
         if asked:
             from .host.proc import result_of
 
@@ -192,28 +210,55 @@ class Fleet:
                         self.down[gateway.name] = problem
         return [g for g in self.gateways if g.name not in self.down]
 
+    @property
+    def host_timeout(self) -> float:
+        """How long one host may go without answering (``--llem-host-timeout``)."""
+        return self.settings.host_timeout
+
+    def to_start(self) -> list[Gateway]:
+        """The hosts whose workers are to be started: those not already down."""
+        return [g for g in self.gateways if g.name not in self.down]
+
     def session_of(self, node: Any) -> Session | None:
         """The session of the host an xdist report came from (None: not a fleet host)."""
         gateway = getattr(node, "gateway", None)
         return self.sessions.get(getattr(gateway, "id", None) or "")
 
-    def node_down(self, node: Any, error: object | None) -> None:
-        name = getattr(getattr(node, "gateway", None), "id", "")
-        if error is not None and name in self.sessions and name not in self.down:
-            text = str(error).strip().splitlines()
-            self.down[name] = unreachable(
-                f"the connection to {name} was lost: {text[-1] if text else 'no reason given'}",
-                details={"host": name},
-            )
+    def lose(
+        self,
+        name: str,
+        message: str,
+        *,
+        said: Sequence[str] = (),
+        fix: str = "",
+        stage: str = "",
+    ) -> None:
+        """Record that host ``name`` failed after its first contact (its worker did not start,
+        crashed or stopped answering): cause ``host_unreachable``, with the last lines it
+        ``said``; what it reported before stays. The first reason given stands."""
+        if name in self.down or name not in self.sessions:
+            return
+        gateway = next(g for g in self.gateways if g.name == name)
+        details: dict[str, Any] = {"host": name, "via": _via(gateway)}
+        if stage:
+            details["stage"] = stage
+        if said:
+            details["output"] = "\n".join(said)
+        self.down[name] = unreachable(message, fix=fix, details=details)
 
-    def report(self, *, interrupted: bool = False) -> FleetReport:
+    def report(self, *, interrupted: bool = False, stopped: str | None = None) -> FleetReport:
+        """One report per host; ``stopped``: why checks without a result did not run, when
+        the controller knows it for every host (--co, an early stop)."""
         hosts = []
         for gateway in self.gateways:
             name = gateway.name
-            report = self.sessions[name].report()
+            session = self.sessions[name]
+            session.stopped = session.stopped or stopped
+            report = session.report()
             report.interrupted = interrupted
-            if name in self.down:
+            if name in self.down:  # its host_unreachable failure stands for all its checks
                 report.checks[:0] = self.down[name].checks
+                report.missing = []
             elif not report.checks and not interrupted:
                 report = unreachable(
                     f"no check result came back from {name}", details={"host": name}
@@ -225,6 +270,13 @@ class Fleet:
 def _ask(gateway: Gateway, timeout: float) -> Report | None:
     from .host import gateways
 
+    # A DOCKER_HOST (which the worker inherits) wins over its context, as in the docker CLI.
+    if gateway.context is not None and not os.environ.get("DOCKER_HOST"):
+        problem = judge_context(gateway, gateways.probe_context(gateway.context, timeout=timeout))
+        if problem is not None:
+            return problem
+    if not gateway.asked_first:
+        return None
     if gateway.ssh is not None:
         python = gateway.python or EXECNET_PYTHON
         result = gateways.probe_ssh(
@@ -236,6 +288,26 @@ def _ask(gateway: Gateway, timeout: float) -> Report | None:
     return judge_answer(gateway, python, result, timeout)
 
 
+def judge_context(gateway: Gateway, result: CommandResult) -> Report | None:
+    """The report of a popen gateway whose Docker context does not exist (`docker context
+    inspect` says so), else None: whatever else is wrong there, its checks say."""
+    said = [line.strip() for line in result.output.splitlines() if line.strip()]
+    text = " ".join(said).lower()
+    missing = "context" in text and ("not found" in text or "does not exist" in text)
+    if result.ok or result.missing or result.timed_out or not missing:
+        return None
+    name = gateway.context
+    from .domain.remedies import DOCKER_CONTEXT_URL
+
+    return unreachable(
+        f"docker context {name} not found",
+        fix=f"List the contexts with `docker context ls` and name one of them, or create this "
+        f"one: `docker context create {name} --docker host=URL`",
+        details={"host": gateway.name, "context": name, "output": "\n".join(said[-5:])},
+        url=DOCKER_CONTEXT_URL,
+    )
+
+
 def judge_answer(
     gateway: Gateway, python: str, result: CommandResult, timeout: float
 ) -> Report | None:
@@ -245,7 +317,7 @@ def judge_answer(
     if result.ok:
         return None
     name = gateway.name
-    how = f"ssh {gateway.ssh}" if gateway.ssh is not None else "a local process"
+    how = _via(gateway)
     said = [line.strip() for line in result.output.splitlines() if line.strip()]
     last = said[-1] if said else "no output"
     details = {"host": name, "via": how, "python": python, "output": "\n".join(said[-5:])}
@@ -277,3 +349,38 @@ def judge_answer(
     return unreachable(
         f"{python} on {name} failed (exit status {result.returncode}): {last}", details=details
     )
+
+
+def _via(gateway: Gateway) -> str:
+    return f"ssh {gateway.ssh}" if gateway.ssh is not None else "a local process"
+
+
+# --- what a host that failed after its first contact said ----------------------------------
+
+
+def start_failure(gateway: Gateway, why: str, returncode: int | None, said: Sequence[str]) -> str:
+    """The message of a host whose worker did not start (its process ended, or broke
+    execnet's protocol) although the host answered its first contact."""
+    name = gateway.name
+    last = said[-1] if said else why
+    if gateway.ssh is not None and returncode == 255:
+        return f"cannot reach {name} over ssh: {last}"
+    python = gateway.python or (EXECNET_PYTHON if gateway.ssh is not None else sys.executable)
+    status = "" if returncode is None else f", exit status {returncode}"
+    return f"the pre-flight could not start on {name} ({python}{status}): {last}"
+
+
+def silence(name: str, timeout: float) -> tuple[str, str]:
+    """The message and fix of a host that did not answer within the host timeout."""
+    return (
+        f"{name} did not answer within {timeout:g} s",
+        f"Check that {name} is up and not overloaded; a host that needs longer without a "
+        "word (a slow pull) can be given it: llem preflight --host-timeout SECONDS (pytest: "
+        "--llem-host-timeout SECONDS)",
+    )
+
+
+def last_line(text: object, default: str = "no reason given") -> str:
+    """The last non-empty line of ``text`` (an error, a traceback)."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[-1] if lines else default

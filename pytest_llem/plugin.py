@@ -1,17 +1,20 @@
 """pytest-llem's pytest hooks: the table of contents of the plugin's behaviour.
 
 Without ``--llem-preflight`` only the options and the marker are registered. With it,
-`PreflightHooks` runs the session: collect the checks (`collect`), order and gate them, turn
-each phase into one `CheckResult` (`session`), and report. `XdistHooks` keeps every check on
-one worker, in order, so gating holds under ``-n``.
+`PreflightHooks` runs the session: collect the checks (`collect`; each id once), order and gate
+them, turn each phase into one `CheckResult` (`session`), and report; the verdict (passed,
+failed, incomplete, skipped) decides the exit status. `XdistHooks` keeps every check on one
+worker, in order, so gating holds under ``-n``, and tells the controller what each worker
+collected, deselected or crashed on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -145,11 +148,21 @@ class PreflightHooks:
             facts.progress = self._progress
         self.session = Session(settings, facts.adopt(settings))
         config.stash[SESSION_KEY] = self.session
-        # A pre-flight reports every failure of a tier together: -x / --maxfail would hide some.
+        # A pre-flight reports every failure of a tier together: -x / --maxfail would hide
+        # some (and so would --sw: see pytest_sessionstart).
         config.option.maxfail = 0
+        self.session.stopped = _no_run_reason(config)  # --co, --setup-only, --setup-plan
+        if config.getoption("lf", False):  # it collects only the files of the last failures
+            self.session.not_collected = "not collected (--lf: only what failed last time)"
         self.fleet = _fleet(config, self.session)
-        # The controller of -n N or of a fleet runs no check: it starts no host work.
-        if self.fleet is None and not _xdist_controller(config):
+        self.verdict: Report | FleetReport | None = None  # made at the session's end
+        self._ours = False  # while this plugin deselects items itself
+        # Check id, tier and place of each item a report came from (an xdist worker's crash
+        # is reported by node id alone).
+        self._items: dict[str, tuple[str, int, int]] = {}
+        # The controller of -n N or of a fleet runs no check: it starts no host work; nor
+        # does a session that runs none (--co, --setup-only).
+        if self.fleet is None and not _xdist_controller(config) and not self.session.stopped:
             self.session.facts.start_host()  # the read-only queries overlap collection
             if not self.user_paths and not _xdist_worker(config):
                 # The built-in checks alone, in this process: their image work can start now.
@@ -161,6 +174,14 @@ class PreflightHooks:
         self._signals.close()
         if self._progress is not None:
             self._progress.stream.close()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self) -> None:
+        # --sw / --stepwise / --sw-skip would stop at the first failure and deselect what ran
+        # before it: a pre-flight reports every failure together (as with -x, --maxfail).
+        manager = self.config.pluginmanager
+        if manager.get_plugin("stepwiseplugin") is not None:
+            manager.unregister(name="stepwiseplugin")
 
     # --- collection -------------------------------------------------------------------------
 
@@ -194,7 +215,9 @@ class PreflightHooks:
     ) -> Generator[None, None, None]:
         from .collect import ITEM_KEY, of_other_kinds, order_checks
 
+        self._unique_ids(items)  # all of them, before any is deselected
         yield  # after every other reordering plugin: keep the checks, in a stable order
+        self._ours = True
         dropped = order_checks(items, tiers=self._tiers())
         if items and self.fleet is None and not self.session.settings.skipped_by:
             other = of_other_kinds(items, self.session.facts.check_kinds(waiting=False))
@@ -207,7 +230,69 @@ class PreflightHooks:
             dropped, items[:] = dropped + items, []
         if dropped:
             config.hook.pytest_deselected(items=dropped)
-        self._validate_skip([item.stash[ITEM_KEY] for item in items])
+        kept = [item.stash[ITEM_KEY] for item in items]
+        self._validate_skip(kept)
+        for cid, _base, tier in kept:
+            self.session.expect(cid, tier)
+        output = getattr(config, "workeroutput", None)
+        if output is not None:  # what the controller holds the session to
+            output[WORKER_EXPECTED] = self.session.expected()
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        """Checks another plugin deselected (-k, -m, --deselect, --lf): expected, not run."""
+        from .collect import check_id, marker_info
+
+        if self._ours:
+            return
+        tiers = self._tiers()
+        if not self.session.settings.skipped_by:  # (another engine's checks are not expected)
+            from .collect import of_other_kinds
+
+            other = of_other_kinds(items, self.session.facts.check_kinds(waiting=False))
+            items = [item for item in items if item not in other]
+        for item in items:
+            info = marker_info(item)
+            if info is not None and (tiers is None or info[1] in tiers):
+                reason = _deselected_by(self.config, item)
+                self.session.expect(check_id(item, info[0]), info[1], not_run=reason)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:  # checks it may hold are unknown: the collector stands for them
+            where = report.nodeid or "."
+            self.session.expect(where, 0, not_run=f"not collected: collection error in {where}")
+
+    def _unique_ids(self, items: list[pytest.Item]) -> None:
+        """No two checks share an id, and no other check takes a built-in check's id."""
+        from .collect import check_id, checks_dir, marker_info
+        from .domain.check_ids import BUILTIN_IDS
+
+        checks = [(item, info) for item in items if (info := marker_info(item)) is not None]
+        ours = {info[0]: item for item, info in checks if item.path.parent == checks_dir()}
+        seen: dict[str, pytest.Item] = {}
+        for item, (base, _tier) in checks:
+            taken = base.partition("[")[0]
+            if taken in BUILTIN_IDS and item.path.parent != checks_dir():
+                owner = ours.get(taken)
+                self._usage_error(
+                    f"check {item.nodeid} has the id {base!r} of the built-in check "
+                    f"{owner.nodeid if owner else taken}: give it an id of its own "
+                    "(@pytest.mark.preflight(id=...))"
+                )
+            cid = check_id(item, base)
+            if cid in seen:
+                self._usage_error(
+                    f"two checks have the id {cid!r}: {seen[cid].nodeid} and {item.nodeid}; "
+                    "give each an id of its own (@pytest.mark.preflight(id=...))"
+                )
+            seen[cid] = item
+
+    def _usage_error(self, message: str) -> NoReturn:
+        """A usage error (exit status 4), also when raised on an xdist worker."""
+        output = getattr(self.config, "workeroutput", None)
+        if output is not None:  # the controller raises it again (XdistHooks)
+            output[WORKER_USAGE_ERROR] = message
+        self.config.stash[USAGE_ERROR_KEY] = message  # (what llem says of it)
+        raise pytest.UsageError(message)
 
     def _tiers(self) -> frozenset[int] | None:
         """The tiers this session runs (None: all); only the measurement tier for a study
@@ -222,8 +307,9 @@ class PreflightHooks:
         known = {"all", *BUILTIN_IDS} | {cid for cid, _, _ in ids} | {b for _, b, _ in ids}
         unknown = sorted(self.session.settings.skip - known)
         if unknown:
-            raise pytest.UsageError(
-                f"--llem-skip: unknown check id {', '.join(map(repr, unknown))}; valid ids: "
+            named = self.session.settings.skip_origin or "--llem-skip"
+            self._usage_error(
+                f"{named}: unknown check id {', '.join(map(repr, unknown))}; valid ids: "
                 + ", ".join(sorted(known))
             )
 
@@ -233,11 +319,14 @@ class PreflightHooks:
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         from .checking import NotRun
         from .collect import ITEM_KEY
+        from .domain.check_ids import skipped_as
+        from .session import skip_named
 
         cid, base, tier = item.stash[ITEM_KEY]
-        skipped_by = sorted({"all", cid, base} & self.session.settings.skip)
-        if skipped_by:
-            pytest.skip(f"skipped by --llem-skip {skipped_by[0]}")
+        settings = self.session.settings
+        named = skipped_as(settings.skip, cid) or (base if base in settings.skip else None)
+        if named is not None:
+            pytest.skip(f"skipped by {skip_named(settings, named)}")
         blocking = self.session.hard_failures_before(tier)
         if blocking:
             raise NotRun(f"not run: {', '.join(blocking)} failed")
@@ -252,6 +341,7 @@ class PreflightHooks:
         report = yield
         cid, _base, tier = item.stash[ITEM_KEY]
         report.llem_id = cid  # type: ignore[attr-defined]
+        report.llem_tier = tier  # type: ignore[attr-defined]
         report.llem_order = item.stash[ORDER_KEY]  # type: ignore[attr-defined]
         result = result_of_phase(item, call, report, cid, tier)
         if result is not None:
@@ -267,72 +357,131 @@ class PreflightHooks:
         cid = getattr(report, "llem_id", None)
         if cid is None:
             return
-        session = self.session
-        if self.fleet is not None:  # the session of the host the report came from
-            session = self.fleet.session_of(getattr(report, "node", None)) or session
+        order = getattr(report, "llem_order", 0)
+        self._items[report.nodeid] = (cid, getattr(report, "llem_tier", 0), order)
+        session = self.session_of(getattr(report, "node", None))
         session.add_duration(cid, report.duration)
         data = getattr(report, "llem", None)
         if data is not None:
-            session.record(CheckResult.from_dict(data), getattr(report, "llem_order", 0))
+            session.record(CheckResult.from_dict(data), order)
+
+    def session_of(self, node: Any) -> Session:
+        """The session of the host an xdist node runs on (a fleet has one per host)."""
+        if self.fleet is not None:
+            return self.fleet.session_of(node) or self.session
+        return self.session
+
+    def crashed(self, nodeid: str, node: Any) -> None:
+        """An xdist worker died while running item ``nodeid``: the check crashed (it fails
+        with cause `check_error`); what that worker had still to run did not run."""
+        from .domain.report import CheckResult, Finding
+
+        worker = getattr(getattr(node, "gateway", None), "id", None) or "a worker"
+        cid, tier, order = self._items.get(nodeid, (nodeid, 0, len(self._items)))
+        session = self.session_of(node)
+        finding = Finding.of(
+            "check_error",
+            f"the check ended its pytest-xdist worker {worker} (it exited or was killed)",
+            fix="Make the check return or raise: it must not end its process",
+            details={"worker": worker, "node_id": nodeid},
+        )
+        finding.id, finding.tier = cid, tier
+        session.record(CheckResult(cid, tier, "failed", finding=finding), order)
+        session.stopped = session.stopped or f"not run: pytest-xdist worker {worker} crashed"
 
     # --- the end ----------------------------------------------------------------------------
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-        if self.session.interrupted_by is None:
-            self.session.interrupted_by = self.signals.signal_of(excinfo.value)
+        exc = excinfo.value
+        if isinstance(exc, pytest.Session.Interrupted):  # pytest stopped (collection errors)
+            self.session.stopped = self.session.stopped or f"not run: {exc}"
+        elif isinstance(exc, pytest.exit.Exception):
+            self.session.stopped = self.session.stopped or f"not run: pytest.exit(): {exc.msg}"
+        elif self.session.interrupted_by is None:
+            self.session.interrupted_by = self.signals.signal_of(exc)
         self.session.facts.close()
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """The verdict (DESIGN §10) decides the exit status: 0 passed or skipped, 1 failed or
+        incomplete (130 / 143 interrupted). A session that ended in a usage or internal error
+        has no verdict: it writes no JSON report that could be read as one."""
         self.session.facts.close()
+        if _xdist_worker(self.config):
+            return
+        code = session.exitstatus
+        if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
+            return
+        stop = session.shouldstop or session.shouldfail
+        if stop and not self.session.stopped:
+            self.session.stopped = f"not run: the session stopped early ({stop})"
+        report = self.verdict = self.report()
         if self.session.interrupted_by is not None:
             session.exitstatus = 128 + self.session.interrupted_by  # 130 Ctrl-C, 143 SIGTERM
-        elif self._host_out_of_reach(session.exitstatus):
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        elif self.session.settings.skipped_by and session.exitstatus == (
-            pytest.ExitCode.NO_TESTS_COLLECTED
-        ):  # the study skips the pre-flight: what llem does with it too
-            session.exitstatus = pytest.ExitCode.OK
+        elif code in (
+            pytest.ExitCode.OK,
+            pytest.ExitCode.TESTS_FAILED,
+            pytest.ExitCode.NO_TESTS_COLLECTED,
+        ):
+            ok = pytest.ExitCode.OK
+            session.exitstatus = ok if report.ok else pytest.ExitCode.TESTS_FAILED
+        self._junit_verdict(report)
         path = self.session.settings.json_path
-        if path and not hasattr(self.config, "workerinput"):
+        if path:
             from .host.jsonfile import write_json
 
             try:
-                write_json(Path(path), self.report().to_json(), follow=True)
+                write_json(Path(path), report.to_json(), follow=True)
             except OSError as exc:
                 self.config.stash[JSON_ERROR_KEY] = f"{path}: {exc.strerror or exc}"
                 if session.exitstatus == 0:
                     session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if hasattr(self.config, "workerinput"):
+    def _junit_verdict(self, report: Report | FleetReport) -> None:
+        """`--junitxml`: the file pytest wrote gets the verdict and a failing case per check
+        that did not run (pytest has no report of them)."""
+        xmlpath = getattr(self.config.option, "xmlpath", None)
+        if not xmlpath:
             return
-        report = self.report()
+        from .domain.junit import with_missing
+
+        where = self.config.invocation_params.dir  # (what pytest's own path is relative to)
+        path = where / Path(os.path.expandvars(xmlpath)).expanduser()
+        try:
+            text = with_missing(path.read_text("utf-8"), report.status, report.missing)
+            path.write_text(text, "utf-8")
+        except (OSError, ValueError) as exc:
+            self.config.stash[JUNIT_ERROR_KEY] = f"{path}: {getattr(exc, 'strerror', None) or exc}"
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        from .domain.report import Report
+
+        report = self.verdict
+        if report is None:  # a worker, or no verdict (a usage error)
+            return
         text = report.render()
-        if not text:  # (a fleet's always ends with its summary line)
-            text = f"Docker pre-flight passed ({len(self.session.report().checks)} checks)"
+        if not text and isinstance(report, Report):  # (a fleet's ends with its summary line)
+            text = f"Docker pre-flight passed ({len(report.checks)} checks)"
         terminalreporter.section("llem pre-flight")
         for line in text.split("\n"):
             terminalreporter.line(line)
-        error = self.config.stash.get(JSON_ERROR_KEY, None)
-        if error:
-            terminalreporter.line(f"llem: cannot write the JSON report: {error}", red=True)
-
-    def _host_out_of_reach(self, exitstatus: int) -> bool:
-        """A fleet whose checks passed (or none ran: no host reached) but a host was lost."""
-        ok = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
-        return self.fleet is not None and ok and self.report().status == "failed"
+        for key, what in ((JSON_ERROR_KEY, "JSON"), (JUNIT_ERROR_KEY, "JUnit")):
+            error = self.config.stash.get(key, None)
+            if error:
+                terminalreporter.line(f"llem: cannot write the {what} report: {error}", red=True)
 
     def report(self) -> Report | FleetReport:
         """The session's report; a fleet's has one per host."""
         if self.fleet is not None:
-            return self.fleet.report(interrupted=self.session.interrupted_by is not None)
+            return self.fleet.report(
+                interrupted=self.session.interrupted_by is not None, stopped=self.session.stopped
+            )
         return self.session.report()
 
 
 def _fleet(config: pytest.Config, session: Session) -> Fleet | None:
     """With ``--dist each`` on the controller: the fleet, its hosts asked whether they can run
-    the pre-flight; only those that can are left to xdist."""
+    the pre-flight; only those that can are started."""
     tx = config.getoption("tx", None)
     if hasattr(config, "workerinput") or config.getoption("dist", "no") != "each" or not tx:
         return None
@@ -340,9 +489,10 @@ def _fleet(config: pytest.Config, session: Session) -> Fleet | None:
 
     fleet = Fleet(gateways_of(tx), session.settings, session.facts)
     config.stash[FLEET_KEY] = fleet
-    config.option.tx = [gateway.spec for gateway in fleet.ask_hosts()]
-    if config.getoption("maxworkerrestart", None) is None:
-        config.option.maxworkerrestart = "0"  # a lost host is reported, not reconnected
+    fleet.ask_hosts()
+    # The hosts that answered are started by the fleet's controller (`XdistHooks`), not by
+    # pytest-xdist's own, which is kept out: it starts only with --tx given.
+    config.option.tx = []
     return fleet
 
 
@@ -376,9 +526,44 @@ def settings_from_plain(given: dict[str, Any]) -> PreflightSettings:
 # Settings a caller of pytest.main hands the session as an object (llem does).
 SETTINGS_KEY = pytest.StashKey["PreflightSettings"]()
 JSON_ERROR_KEY = pytest.StashKey[str]()
+JUNIT_ERROR_KEY = pytest.StashKey[str]()
+USAGE_ERROR_KEY = pytest.StashKey[str]()  # the usage error that ended the session
 FLEET_KEY = pytest.StashKey["Fleet"]()
 # What the controller hands each xdist worker (`workerinput`), which may be on another host.
 WORKER_SETTINGS = "llem_settings"
+# What a worker hands back (`workeroutput`): the checks it collected (id -> [tier, why it will
+# not run or None]), and a usage error that stopped its collection.
+WORKER_EXPECTED = "llem_expected"
+WORKER_USAGE_ERROR = "llem_usage_error"
+
+
+def _no_run_reason(config: pytest.Config) -> str | None:
+    """Why no check runs in this session at all (--co, --setup-only, --setup-plan)."""
+    option = config.option
+    if getattr(option, "collectonly", False):
+        return "not run: collect only (--co)"
+    if getattr(option, "setupplan", False):
+        return "not run: --setup-plan"
+    if getattr(option, "setuponly", False):
+        return "not run: --setup-only"
+    return None
+
+
+def _deselected_by(config: pytest.Config, item: pytest.Item) -> str:
+    """Which of pytest's own selections deselected ``item``, as far as the options tell."""
+    prefixes = tuple(config.getoption("deselect", None) or ())
+    if prefixes and item.nodeid.startswith(prefixes):
+        return "deselected by --deselect"
+    given = []
+    keyword = config.getoption("keyword", "")
+    if keyword:
+        given.append(f"-k {keyword!r}")
+    markers = config.getoption("markexpr", "")
+    if markers:
+        given.append(f"-m {markers!r}")
+    if config.getoption("lf", False):
+        given.append("--lf")
+    return "deselected by " + ", ".join(given) if given else "deselected"
 
 
 def _xdist_worker(config: pytest.Config) -> bool:
@@ -395,7 +580,8 @@ def _xdist_controller(config: pytest.Config) -> bool:
 
 class XdistHooks:
     """Every pre-flight item goes to one worker, in order, so gating holds; with ``--dist
-    each`` every worker (host) runs every item, in order, and gates on its own."""
+    each`` every worker (host) runs every item, in order, and gates on its own, and a
+    controller of ours starts and watches the hosts, so that one that fails fails alone."""
 
     def __init__(self, preflight: PreflightHooks) -> None:
         self.preflight = preflight
@@ -405,8 +591,29 @@ class XdistHooks:
         node.workerinput[WORKER_SETTINGS] = settings_to_plain(settings)
 
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
-        if self.preflight.fleet is not None:
-            self.preflight.fleet.node_down(node, error)
+        output = getattr(node, "workeroutput", None) or {}
+        if output.get(WORKER_USAGE_ERROR):  # the worker stopped at a usage error: so do we
+            self.preflight._usage_error(output[WORKER_USAGE_ERROR])
+        session = self.preflight.session_of(node)
+        for cid, (tier, why) in (output.get(WORKER_EXPECTED) or {}).items():
+            session.expect(cid, tier, not_run=why)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """A fleet's hosts are started and watched by a controller of ours (pytest-xdist's
+        own stops at the first host that fails to start, and waits for ever on one that
+        stops answering); see `fleet_controller`."""
+        fleet = self.preflight.fleet
+        if fleet is None or session.config.getoption("collectonly", False):
+            return  # (as pytest-xdist starts no worker to only collect)
+        from .fleet_controller import FleetController
+
+        controller = FleetController(session.config, fleet)
+        session.config.pluginmanager.register(controller, "dsession")
+        controller.start(session)
+
+    def pytest_handlecrashitem(self, crashitem: str, report: Any, sched: Any) -> None:
+        self.preflight.crashed(crashitem, getattr(report, "node", None))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
@@ -419,5 +626,17 @@ class XdistHooks:
 
             def _split_scope(self, nodeid: str) -> str:
                 return "llem-preflight"
+
+            def remove_node(self, node: Any) -> str | None:
+                """A crashed worker's item is reported crashed, and the rest of its work is
+                not run again elsewhere: a new worker would run it without the results of
+                the earlier tiers (and run the crashing check again first)."""
+                workload = self.assigned_work.pop(node)
+                pending = [
+                    nid for unit in workload.values() for nid, done in unit.items() if not done
+                ]
+                for other in self.assigned_work:
+                    self._reschedule(other)
+                return pending[0] if pending else None
 
         return OneScopeScheduling(config, log)

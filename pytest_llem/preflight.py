@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +78,7 @@ class _Handoff:
         self.settings = settings
         self.report: Report | None = None
         self.fleet_report: FleetReport | None = None
+        self.usage_error: str | None = None
 
     @_hookimpl(tryfirst=True)  # before the plugin's own, which takes them
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -85,9 +88,12 @@ class _Handoff:
         config.stash[FACTS_KEY] = self.facts
         config.stash[SETTINGS_KEY] = self.settings
 
+    @_hookimpl(trylast=True)  # once the plugin has made its verdict
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from .plugin import USAGE_ERROR_KEY
         from .session import SESSION_KEY
 
+        self.usage_error = session.config.stash.get(USAGE_ERROR_KEY, None)
         state = session.config.stash.get(SESSION_KEY, None)
         if state is not None:
             self.facts = state.facts
@@ -198,8 +204,10 @@ def run_docker_preflight(
     The checks and limits come from ``settings``, else from the other arguments (a study
     file's images and ``docker:`` limits under the ones given). ``facts`` are host queries a
     caller started already. Raises `DockerPreFlightError` (its text is the numbered report)
-    when a check failed, `PreFlightError` when pytest itself could not run the checks, and
-    `ConfigError` for invalid arguments. With ``skip`` nothing runs.
+    when a check failed or a required check did not run (the verdict is ``failed`` or
+    ``incomplete``), `PreFlightError` when pytest itself could not run the checks, and
+    `ConfigError` for invalid arguments. With ``skip`` nothing runs (the verdict is
+    ``skipped``).
     """
     from .domain.report import Report
 
@@ -227,17 +235,23 @@ def run_docker_preflight(
     from . import plugin
 
     handoff = _Handoff(facts, settings)
+    said = io.StringIO()  # what pytest itself writes to stderr (its "ERROR: ..." line)
+    code: int | None = None
     try:
-        with _isolated_environ():
+        with _isolated_environ(), redirect_stderr(said):
             code = pytest.main(preflight_args(), plugins=[plugin, handoff])
     finally:
         handoff.facts.close()
+        if handoff.usage_error is None or code != pytest.ExitCode.USAGE_ERROR:
+            sys.stderr.write(said.getvalue())
     if code in (pytest.ExitCode.INTERRUPTED, 130, 143):
         raise KeyboardInterrupt
+    if handoff.usage_error is not None and code == pytest.ExitCode.USAGE_ERROR:
+        raise ConfigError(handoff.usage_error)  # said once, as llem says it (exit 2)
     report = handoff.report
     if report is None or code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         raise PreFlightError(f"the Docker pre-flight could not run (pytest exit status {code})")
-    if code == pytest.ExitCode.TESTS_FAILED or report.failures:
+    if code == pytest.ExitCode.TESTS_FAILED or not report.ok:
         raise DockerPreFlightError(report)
     return report
 

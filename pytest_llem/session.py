@@ -1,4 +1,10 @@
-"""The state of one pre-flight session: its settings, facts, check results, and the report."""
+"""The state of one pre-flight session: its settings, facts, check results, and the report.
+
+The session holds itself to the checks it was to run: every check its settings require
+(`PreflightSettings.required_ids`) and every check collected for it, less those the person
+skipped. One of them without a result makes the report `incomplete`, naming why it did not
+run (deselected, not collected, collect-only, a crashed worker, interrupted).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,8 @@ import pytest
 
 from .checking import CheckEnded, CheckWarned, NotRun
 from .context import VERDICT_KEY, CheckContext
-from .domain.check_ids import BUILTIN_IDS
-from .domain.report import CheckResult, Finding, Report
+from .domain.check_ids import BUILTIN_IDS, BY_ID, is_skipped
+from .domain.report import CheckResult, Finding, Missing, Report
 from .domain.text import printable
 
 if TYPE_CHECKING:
@@ -30,6 +36,12 @@ class Session:
         self.settings = settings
         self.facts = facts
         self.interrupted_by: int | None = None  # the signal that stopped the session
+        # Why the checks without a result did not run, when the whole session says it
+        # ("not run: collect only (--co)", a crashed worker); else `not_collected`.
+        self.stopped: str | None = None
+        self.not_collected = "not collected"
+        self._expected: dict[str, int] = {}  # collected checks (id -> tier)
+        self._not_run: dict[str, str] = {}  # id -> why that check did not run (deselected)
         self._results: dict[str, CheckResult] = {}
         self._order: dict[str, int] = {}
         self._durations: dict[str, float] = {}
@@ -61,14 +73,79 @@ class Session:
     def hard_failures_before(self, tier: int) -> list[str]:
         return [r.id for r in self._results.values() if r.tier < tier and r.outcome == "failed"]
 
+    # --- the checks it was to run ---------------------------------------------------------
+
+    def expect(self, check_id: str, tier: int, not_run: str | None = None) -> None:
+        """Check ``check_id`` was collected for this session (``not_run``: why it will not run,
+        as when another plugin deselected it)."""
+        self._expected.setdefault(check_id, tier)
+        if not_run is not None:
+            self._not_run.setdefault(check_id, not_run)
+
+    def expected(self) -> dict[str, list[Any]]:
+        """The checks collected (id -> [tier, why it will not run or None]), as plain values
+        (what an xdist worker hands its controller)."""
+        return {cid: [tier, self._not_run.get(cid)] for cid, tier in self._expected.items()}
+
+    def required(self) -> dict[str, int]:
+        """Every check this session is to run (id -> tier): the built-ins its settings
+        require, then the other checks collected, less the ones the person skipped; none
+        when the whole pre-flight is skipped."""
+        settings = self.settings
+        if settings.skipped_by:
+            return {}
+        ids = {cid: BY_ID[cid.partition("[")[0]].tier for cid in settings.required_ids()}
+        for cid, tier in self._expected.items():
+            if not is_skipped(settings.skip, cid):
+                ids.setdefault(cid, tier)
+        return ids
+
+    def missing(self) -> list[Missing]:
+        """The required checks without a result, in tier order, each with why."""
+        required = sorted(self.required().items(), key=lambda pair: pair[1])
+        return [
+            Missing(cid, tier, self._why(cid)) for cid, tier in required if cid not in self._results
+        ]
+
+    def _why(self, check_id: str) -> str:
+        if check_id in self._not_run:
+            return self._not_run[check_id]
+        if self.interrupted_by is not None:
+            import signal
+
+            how = "SIGTERM" if self.interrupted_by == signal.SIGTERM else "Ctrl-C"
+            return f"not run: interrupted ({how})"
+        return self.stopped or self.not_collected
+
+    def skipped_by(self, checks: list[CheckResult]) -> str | None:
+        """What skipped every check: the study's skip of the whole pre-flight, or a skip list
+        that covers every check the session was to run (and every one that reported)."""
+        settings = self.settings
+        if settings.skipped_by:
+            return settings.skipped_by
+        skip = settings.skip
+        if not skip or self.required():
+            return None
+        if any(c.outcome != "skipped" or not is_skipped(skip, c.id) for c in checks):
+            return None
+        return skip_named(settings, ",".join(sorted(skip)))
+
     def report(self) -> Report:
         checks = sorted(self._results.values(), key=lambda r: self._order[r.id])
         return Report(
             checks=checks,
             host=host_summary(checks),
             interrupted=self.interrupted_by is not None,
-            skipped_by=self.settings.skipped_by,
+            skipped_by=self.skipped_by(checks),
+            missing=self.missing(),
         )
+
+
+def skip_named(settings: PreflightSettings, ids: str) -> str:
+    """Where the person named the skipped check ``ids``: ``--llem-skip all``,
+    ``--skip-check gpu-idle``, ``execution.skip_checks in study.yaml (gpu-idle)``."""
+    origin = settings.skip_origin or "--llem-skip"
+    return f"{origin} {ids}" if " " not in origin else f"{origin} ({ids})"
 
 
 def result_of_phase(

@@ -55,6 +55,9 @@ def _setting(
 
 
 DAY_S = 86400.0
+# What the default host timeout allows beyond a host's longest silent work: its worker's start
+# (ssh, Python, pytest, collection) and the quick host commands around a pull or a probe.
+HOST_TIMEOUT_MARGIN_S = 60.0
 
 
 class SettingError(ValueError):
@@ -196,6 +199,23 @@ class PreflightSettings:
         option=None,
         help="where a skip of the whole pre-flight comes from (execution.skip_preflight)",
     )
+    skip_origin: str | None = _setting(
+        None,
+        kind="path",
+        option=None,
+        help="where the ids of `skip` were named (--llem-skip, execution.skip_checks in FILE)",
+    )
+    host_timeout_s: float | None = _setting(
+        None,
+        kind="seconds",
+        option="--llem-host-timeout",
+        cli="--host-timeout",
+        maximum=DAY_S,
+        metavar="SECONDS",
+        help="with many hosts: how long one host may go without answering before it is "
+        "reported unreachable and left behind (default: the pull limit plus the probe limit, "
+        "or --wait if longer, plus 60)",
+    )
     json_path: str | None = _setting(
         None,
         kind="path",
@@ -213,6 +233,15 @@ class PreflightSettings:
     def images_to_check(self) -> tuple[str, ...]:
         """The images tier 2 checks: the named ones, else the probe image."""
         return self.images or (self.probe_image,)
+
+    @property
+    def host_timeout(self) -> float:
+        """How long one fleet host may go without answering: ``host_timeout_s``, else long
+        enough for the longest silence of a healthy host (a tier-1 wait, or an image pull
+        then a probe) and its start."""
+        if self.host_timeout_s is not None:
+            return self.host_timeout_s
+        return max(self.wait_s, self.pull_timeout_s + self.timeout_s) + HOST_TIMEOUT_MARGIN_S
 
     @property
     def launch_requests(self) -> tuple[tuple[str, str], ...]:
@@ -280,6 +309,8 @@ class PreflightSettings:
                 value = [part.strip() for v in value for part in v.split(",") if part.strip()]
             name = f.metadata[named_by] or f.metadata["option"]
             changes[f.name] = parse_value(f, value, name)
+            if f.name == "skip":
+                changes["skip_origin"] = name
         return dataclasses.replace(base, **changes)
 
     def with_study(self, docker: Mapping[str, Any]) -> PreflightSettings:
@@ -334,6 +365,8 @@ def _checked(
     name = name or f.metadata["option"] or f.name
     kind, maximum = f.metadata["kind"], f.metadata["maximum"]
     if kind in ("seconds", "seconds_or_0"):
+        if value is None and f.default is None:  # not set: a default derived from others
+            return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SettingError(f"{name}: expected a number of seconds, got {value!r}")
         try:
@@ -387,8 +420,9 @@ def _indices(value: Any, name: str) -> tuple[int, ...]:
     found: set[int] = set()
     for item in value:
         number = item
-        if isinstance(item, str) and item.strip().isdigit():
-            number = int(item.strip())
+        text = item.strip() if isinstance(item, str) else ""
+        if text.isascii() and text.isdigit():  # not "²" or "١": int() takes some, not others
+            number = int(text)
         if isinstance(number, bool) or not isinstance(number, int) or number < 0:
             raise SettingError(f"{name}: expected GPU indices (0, 1, ...), got {item!r}")
         found.add(number)

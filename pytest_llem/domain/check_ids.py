@@ -94,6 +94,15 @@ CHECKS: tuple[CheckDecl, ...] = (
         "energy-counter", 3, _ANY, verdict="measurement:energy_counter", needs=("smi",),
         doc="NVML's total-energy counter exists (Volta or newer)",
     ),
+    CheckDecl(
+        "power-limit", 3, _ANY, verdict="measurement:power_limit", needs=("smi",),
+        doc="the power limit is the default one (warning only)",
+    ),
+    CheckDecl(
+        "gpu-health", 3, _ANY, verdict="measurement:gpu_health", needs=("smi",),
+        doc="no pending row remapping or page retirement, remapping failure, volatile "
+        "uncorrectable ECC error",
+    ),
 )  # fmt: skip
 
 BY_ID = {decl.id: decl for decl in CHECKS}
@@ -158,12 +167,20 @@ def unknown_check_ids(ids: Iterable[str]) -> list[str]:
 def is_skipped(skip: Iterable[str], check_id: str) -> bool:
     """Whether ``skip`` names ``check_id``: itself, its base id, ``BASE[IMAGE]`` for every GPU
     request of that image, or ``all``."""
+    return skipped_as(skip, check_id) is not None
+
+
+def skipped_as(skip: Iterable[str], check_id: str) -> str | None:
+    """The name in ``skip`` that skips ``check_id`` (the most precise one), or None."""
     names = set(skip)
     if not names:
-        return False
+        return None
     base, _, param = check_id.partition("[")
     image = param.removesuffix("]").partition(" ")[0]
-    return bool({"all", check_id, base, f"{base}[{image}]"} & names)
+    for name in (check_id, f"{base}[{image}]", base, "all"):
+        if name in names:
+            return name
+    return None
 
 
 def request_label(image: str, request: str, several: bool) -> str:

@@ -172,6 +172,13 @@ _REGISTRY_CONTEXT = r"""
 
 # Ordered: the first rule that matches wins. Each group is one component speaking.
 _RULES: tuple[_Rule, ...] = (
+    # -- Docker Desktop's stand-in for docker in a WSL distro whose integration is off: it
+    # prints a notice instead of running (there is no docker CLI in that distro)
+    _rule("docker_cli_missing", "docker-desktop", r"""
+        the command '[^'\n]{1,64}' could not be found in this wsl \d distro
+        activate the wsl integration in docker desktop settings
+        convert this distro to wsl 2 and activate
+    """),
     # -- the docker CLI talking to its daemon
     _rule("daemon_permission_denied", "docker-cli", r"""
         permission denied while trying to connect to the (?:docker|podman)
@@ -191,6 +198,8 @@ _RULES: tuple[_Rule, ...] = (
         unable to resolve docker endpoint
         "[^"\n]+" service destination not found
         error: failed to connect: (?:dial (?:tcp|unix)|ssh:)
+        dial-stdio\]? has exited with
+        has exited with [^\n]{0,200}make sure the url is valid, and docker 18\.09
         failed to dial "[^"\n]+\.sock"
         open //\./pipe/(?:docker|podman)[\w-]*: the system cannot find
         request returned (?:\d+ )?internal server error for api route and version
@@ -258,6 +267,9 @@ _RULES: tuple[_Rule, ...] = (
         \b[\w.-]+\.[a-z]+/[\w.-]+=[\w:.-]+ is not an absolute path
         failed to (?:refresh|create|initialize) cdi (?:registry|cache)
         unknown cdi device
+        \bstat [\w.-]+\.[a-z]+/[\w.-]+=[\w:.-]+: no such file
+        \b[\w.-]+\.[a-z]+/[\w.-]+=[\w:.-]+ is not a valid device
+        invalid device mode: [\w.-]+\.[a-z]+/[\w.-]+=
         error mounting "?/\S{0,200}?lib\w{0,40}?(?:cuda|nvidia)[\w-]*\.so\.\d
         cannot stat `?/\S{0,200}?lib\w{0,40}?(?:cuda|nvidia)[\w-]*\.so\.\d
         error stat'ing file `?/\S{0,200}?lib\w{0,40}?(?:cuda|nvidia)[\w-]*\.so\.\d
@@ -310,7 +322,7 @@ _RULES: tuple[_Rule, ...] = (
         could not load nvml library
         nvml shared library not found
         error_library_not_found
-        initialization error: driver error
+        initialization error: driver (?:rpc )?error
         gpu access blocked by the operating system
         (?:failed to initialize nvml|nvml error): insufficient permissions
         wsl environment detected but no adapters were found
@@ -682,8 +694,35 @@ def _versions(d: dict[str, Any]) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+_STAND_IN_WSL = re.compile(r"in this wsl (\d) distro|convert this distro to wsl 2", re.I)
+
+
 def _explain_cli_missing(c: _Context) -> tuple[str, str, str]:
-    return ("Docker not found on PATH", *R.remedy("docker_cli_missing"))
+    low = c.text.lower()
+    if "wsl integration in docker desktop" not in low and not _STAND_IN_WSL.search(c.text):
+        return ("Docker not found on PATH", *R.remedy("docker_cli_missing"))
+    # Docker Desktop's stand-in: the docker CLI only exists in a WSL 2 distro that Docker
+    # Desktop integrates. What to do depends on the distro's WSL version, which it names.
+    wsl = _STAND_IN_WSL.search(c.text)
+    version = "1" if wsl and (wsl.group(1) == "1" or wsl.group(1) is None) else "2"
+    c.details.setdefault("platform", f"wsl{version}")
+    c.details.setdefault("docker_desktop_stand_in", True)
+    if version == "1":
+        return (
+            "docker here is Docker Desktop's stand-in, not the Docker CLI: this is a WSL 1 "
+            "distro, which Docker Desktop does not integrate",
+            "In PowerShell: wsl --set-version <distro> 2; then in Docker Desktop turn on "
+            "Settings > Resources > WSL integration for the distro and open a new shell (or "
+            "install Docker Engine inside the distro)",
+            R.DESKTOP_WSL_URL,
+        )
+    return (
+        "docker here is Docker Desktop's stand-in, not the Docker CLI: Docker Desktop's WSL "
+        "integration is off for this distro (or Docker Desktop is not running)",
+        "Start Docker Desktop and turn on Settings > Resources > WSL integration for this "
+        "distro, then open a new shell (or install Docker Engine inside the distro)",
+        R.DESKTOP_WSL_URL,
+    )
 
 
 _DIAL_REASONS = (
@@ -735,11 +774,54 @@ def _explain_unreachable(c: _Context) -> tuple[str, str, str]:
             R.PODMAN_CONNECTION_URL,
         )
     if "ssh" in low or str(endpoint).startswith("ssh://"):
-        fix = (
-            "Check `ssh HOST docker version` works without a prompt and the remote Docker is "
-            "18.09 or newer, or point DOCKER_HOST at a running daemon"
-        )
+        return _explain_ssh(c, where)
     return f"Cannot connect to the Docker daemon{where}{reason}", fix, url
+
+
+# What ssh said when `ssh HOST docker system dial-stdio` failed (the CLI puts it after stderr=).
+_SSH_REASONS = (
+    ('exec: "ssh"', "no ssh client on this machine", "Install an ssh client (openssh-client)"),
+    (
+        "host key verification failed",
+        "ssh does not know the remote host's key",
+        "Accept the host key once (`ssh HOST true`, or ssh-keyscan HOST >> ~/.ssh/known_hosts)",
+    ),
+    (
+        "permission denied (",
+        "ssh refused the login",
+        "Log in with a key without a prompt (ssh-copy-id, ssh-agent)",
+    ),
+    (
+        "could not resolve hostname",
+        "the host name does not resolve",
+        "Check the host name in DOCKER_HOST or the context",
+    ),
+    ("connection refused", "ssh: connection refused", "Check that sshd runs on the remote host"),
+    ("connection timed out", "ssh: connection timed out", "Check the host and the firewall"),
+    (
+        "kex_exchange_identification",
+        "the ssh connection was closed before the login",
+        "Check the host, its sshd and any firewall between",
+    ),
+    (
+        "connection reset",
+        "the ssh connection was reset",
+        "Check the host, its sshd and any firewall between",
+    ),
+)
+
+
+def _explain_ssh(c: _Context, where: str) -> tuple[str, str, str]:
+    low = c.text.lower()
+    found = next((r for r in _SSH_REASONS if r[0] in low), None)
+    reason = f": {found[1]}" if found else ""
+    first = f"{found[2]}; then " if found else ""
+    return (
+        f"Cannot reach the Docker daemon over ssh{where}{reason}",
+        f"{first}`ssh HOST docker system dial-stdio` must start without a prompt, and the "
+        "remote Docker must be 18.09 or newer with this user allowed on its socket",
+        R.DOCKER_REMOTE_SSH_URL,
+    )
 
 
 def _explain_permission(c: _Context) -> tuple[str, str, str]:
@@ -823,8 +905,9 @@ def _explain_runtime(c: _Context) -> tuple[str, str, str]:
 def _explain_cdi(c: _Context) -> tuple[str, str, str]:
     fix, url = R.remedy("cdi_injection_failed")
     device = _CDI_DEVICE.search(c.line)
-    if device:
-        c.details.setdefault("cdi_device", device.group(1))
+    name = device.group(1).rstrip(":.") if device else ""  # "stat nvidia.com/gpu=all: ..."
+    if name:
+        c.details.setdefault("cdi_device", name)
     low = c.line.lower()
     if 'device driver "cdi"' in low:
         return (
@@ -841,7 +924,29 @@ def _explain_cdi(c: _Context) -> tuple[str, str, str]:
             fix,
             url,
         )
-    what = f" for {device.group(1)}" if device else ""
+    if (
+        "is not a valid device" in low
+        or "invalid device mode" in low
+        or (name and f"stat {name.lower()}:" in low)
+    ):
+        return (
+            "This Podman takes the CDI name for a device path: it has no CDI support (Podman "
+            "4.1 or newer reads CDI specs)",
+            "Upgrade Podman to 4.1 or newer (5.x), generate the spec (sudo nvidia-ctk cdi "
+            "generate --output=/etc/cdi/nvidia.yaml) and run with --device nvidia.com/gpu=all",
+            url,
+        )
+    what = f" for {name}" if name else ""
+    podman = "podman" in c.text.lower() or low.startswith(
+        ("error: setting up cdi devices", "error: error setting up cdi devices")
+    )
+    if podman and "unresolvable cdi devices" in low:
+        fix = (
+            "sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml, make it readable "
+            "(sudo chmod a+r /etc/cdi/nvidia.yaml: rootless Podman reads it as the user) and "
+            "check the name with `nvidia-ctk cdi list`; Podman reads /etc/cdi and /var/run/cdi "
+            "(--cdi-spec-dir adds another)"
+        )
     return f"CDI device injection failed{what}", fix, url
 
 
@@ -895,8 +1000,8 @@ def _explain_not_loaded(c: _Context) -> tuple[str, str, str]:
             "run as a member of their group, or restore their mode",
             url,
         )
-    wsl = ("/usr/lib/wsl", "failed to process request", "wsl ")
-    if "blocked by the operating system" in low and not any(sign in low for sign in wsl):
+    wsl = _WSL_SIGN.search(low.replace("non-wsl", "")) is not None
+    if "blocked by the operating system" in low and not wsl:
         # NVML's word for a device it may not use: WSL2 without a GPU, or on Linux a
         # /dev/nvidiactl that is not the driver's (seen on a real host with it replaced).
         return (
@@ -906,7 +1011,19 @@ def _explain_not_loaded(c: _Context) -> tuple[str, str, str]:
             "Windows and WSL (`wsl --update`), then `wsl --shutdown`",
             R.WSL_CUDA_URL,
         )
-    if any(sign in low for sign in wsl):
+    if "failed to process request" in low and not wsl:
+        # The hook's NVML call through its driver service failed. Public reports show it on
+        # Linux hosts (persistence mode off, libcuda missing, a broken driver install) as well
+        # as under WSL: with no sign of WSL, the Linux steps.
+        return (
+            f"The NVIDIA hook could not query the driver{_versions(c.details)}: {c.inner}",
+            "Check `nvidia-smi` on the host; enable persistence mode (sudo nvidia-smi -pm 1, "
+            "or run nvidia-persistenced); `sudo nvidia-container-cli -k -d /dev/tty info` "
+            "names the failing step (a missing libcuda.so.1 or libnvidia-ml.so.1 means "
+            "reinstalling the driver)",
+            R.TOOLKIT_TROUBLESHOOT_URL,
+        )
+    if wsl:
         c.details.setdefault("platform", "wsl2")
         fix = (
             "Update the NVIDIA driver on Windows (not inside WSL) and WSL itself (`wsl --update`), "
@@ -918,6 +1035,13 @@ def _explain_not_loaded(c: _Context) -> tuple[str, str, str]:
         fix,
         url,
     )
+
+
+# Signs in the output that the host is WSL (libnvidia-container's "non-WSL" is taken out first).
+_WSL_SIGN = re.compile(
+    r"/usr/lib/wsl|wsl environment detected|microsoft-standard-wsl|\bwsl ?2\b|/dev/dxg"
+    r"|libdxcore|skipping kernel modules load on wsl|\bwsl (?:distro|--)"
+)
 
 
 def _explain_cuda(c: _Context) -> tuple[str, str, str]:

@@ -2,14 +2,26 @@
 
 ``-q`` prints one ``GPU <bus id>`` section per GPU, in index order: ``Label : value`` lines and
 section headers, nested by four spaces. The labels read here are the ones NVIDIA's binaries of
-drivers 470, 535 and 550 store (``tests/data/reference/nvidia-smi-labels/``) and that
-the driver 580 capture prints; what changed between them:
+drivers 470, 535 and 550 store (``tests/data/reference/nvidia-smi-labels/``), that real
+outputs of those drivers print (``tests/data/smi-q/``) and that the driver 580 capture
+prints; what changed between them:
 
 - ``Clocks Throttle Reasons`` (470) became ``Clocks Event Reasons`` (535 on), same items;
 - ``Product Architecture`` is printed from 535 on (470 has neither it nor ``compute_cap``);
 - ``Power Readings`` / ``Power Limit`` (470) became ``GPU Power Readings`` /
-  ``Current Power Limit`` (535 on);
-- ``Utilization`` / ``Gpu`` became ``GPU`` (580).
+  ``Current Power Limit`` (535 on); ``Default Power Limit`` is in the same section in both;
+- ``Utilization`` / ``Gpu`` became ``GPU`` (580);
+- ``ECC Errors`` / ``Volatile`` holds ``Single Bit`` and ``Double Bit`` groups (each with a
+  ``Total``) on GPUs before Ampere, whatever the driver (470 to 550 seen); Ampere and newer
+  print ``SRAM Uncorrectable`` and ``DRAM Uncorrectable`` (535), the SRAM one split into
+  ``SRAM Uncorrectable Parity`` and ``SRAM Uncorrectable SEC-DED`` from 550 on;
+- ``Retired Pages`` / ``Pending Page Blacklist`` (``Pending Page Retirement`` and, in old
+  drivers, ``Pending`` are read too) is ``No`` on pre-Ampere GPUs and ``N/A`` on newer ones,
+  whose ``Remapped Rows`` section has ``Pending`` and ``Remapping Failure Occurred``
+  (``Remapped Rows : N/A`` before Ampere).
+
+A value of ``N/A`` (or any other not-available form) is "not reported", like a label a driver
+does not print.
 
 A ``Processes`` section lists per process ``GPU instance ID``, ``Compute instance ID``,
 ``Process ID`` and, under it, ``Type`` (``C``, ``G``, ``C+G``, ``M+C``...), ``Name`` and
@@ -23,7 +35,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["ClockReasons", "GpuProcess", "GpuState", "parse_states"]
+__all__ = ["ClockReasons", "GpuProcess", "GpuState", "MemoryHealth", "parse_states", "watts"]
 
 _GPU_HEADER = re.compile(
     r"^GPU\s+([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f])\s*$"
@@ -99,6 +111,58 @@ class ClockReasons:
 
 
 @dataclass(frozen=True)
+class MemoryHealth:
+    """What ``nvidia-smi -q`` says of the GPU memory's health; None: not reported."""
+
+    remap_pending: bool | None = None  # Remapped Rows / Pending
+    remap_failure: bool | None = None  # Remapped Rows / Remapping Failure Occurred
+    # (counter as printed, e.g. "Volatile / DRAM Uncorrectable", count) of each non-zero volatile
+    # uncorrectable ECC counter; () when the counters read zero; None when none is reported
+    volatile_uncorrectable: tuple[tuple[str, int], ...] | None = None
+    pages_pending: bool | None = None  # Retired Pages / Pending Page Blacklist (or Retirement)
+    pages_label: str = "Pending Page Blacklist"  # the label this driver prints
+
+    @property
+    def reported(self) -> bool:
+        """Whether the driver reports any of these for the GPU."""
+        return any(
+            value is not None
+            for value in (
+                self.remap_pending,
+                self.remap_failure,
+                self.volatile_uncorrectable,
+                self.pages_pending,
+            )
+        )
+
+    def faults(self) -> tuple[tuple[str, str], ...]:
+        """(what, the counters that show it) of each fault, in a fixed order."""
+        found: list[tuple[str, str]] = []
+        if self.remap_pending:
+            found.append(("pending row remapping", "Remapped Rows / Pending: Yes"))
+        if self.remap_failure:
+            found.append(
+                ("row remapping failure", "Remapped Rows / Remapping Failure Occurred: Yes")
+            )
+        if self.volatile_uncorrectable:
+            counters = ", ".join(f"ECC Errors / {c}: {n}" for c, n in self.volatile_uncorrectable)
+            found.append(("volatile uncorrectable ECC errors", counters))
+        if self.pages_pending:
+            found.append(("pages pending retirement", f"Retired Pages / {self.pages_label}: Yes"))
+        return tuple(found)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "remapped_rows_pending": self.remap_pending,
+            "remapping_failure_occurred": self.remap_failure,
+            "volatile_uncorrectable_ecc": (
+                None if self.volatile_uncorrectable is None else dict(self.volatile_uncorrectable)
+            ),
+            "retired_pages_pending": self.pages_pending,
+        }
+
+
+@dataclass(frozen=True)
 class GpuState:
     """One GPU of ``nvidia-smi -q``, as far as measuring energy on it is concerned."""
 
@@ -112,6 +176,8 @@ class GpuState:
     clock_reasons: ClockReasons | None = None
     utilization_gpu: int | None = None  # percent
     power_limit: str | None = None  # "700.00 W", as printed
+    default_power_limit: str | None = None  # "Default Power Limit" of the same section
+    memory: MemoryHealth = field(default_factory=MemoryHealth)
     processes: tuple[GpuProcess, ...] = ()
 
     @property
@@ -128,6 +194,7 @@ class GpuState:
             "persistence_mode": self.persistence_mode,
             "mig_mode": self.mig_mode,
             "power_limit": self.power_limit,
+            "default_power_limit": self.default_power_limit,
             "utilization_gpu": self.utilization_gpu,
             "clock_events_active": list(self.clock_reasons.active) if self.clock_reasons else [],
             "processes": [p.summary() for p in self.processes],
@@ -199,20 +266,88 @@ def _clock_reasons(gpu: _Node) -> ClockReasons | None:
     return None
 
 
-def _power_limit(gpu: _Node) -> str | None:
-    for section, label in (
-        ("GPU Power Readings", "Current Power Limit"),
-        ("Power Readings", "Power Limit"),
-        ("Power Readings", "Enforced Power Limit"),
-    ):
-        value = _available(gpu.value_of(section, label))
-        if value:
-            return value
-    return None
+def watts(value: str | None) -> float | None:
+    """The number of ``"450.00 W"``; None when there is none."""
+    m = _NUMBER.match(value or "")
+    return float(m.group(1)) if m else None
+
+
+def _power_limits(gpu: _Node) -> tuple[str | None, str | None]:
+    """(current, default) power limit as printed: ``GPU Power Readings`` (535 on) or
+    ``Power Readings`` (470), each from the one section that reports the current limit."""
+    for name in ("GPU Power Readings", "Power Readings"):
+        section = gpu.get(name)
+        if section is None:
+            continue
+        for label in ("Current Power Limit", "Power Limit", "Enforced Power Limit"):
+            current = _available(section.value_of(label))
+            if current:
+                return current, _available(section.value_of("Default Power Limit"))
+    return None, None
+
+
+_YES_NO = {"yes": True, "no": False}
+_PAGES_PENDING = ("Pending Page Blacklist", "Pending Page Retirement", "Pending")
+
+
+def _yes(value: str | None) -> bool | None:
+    return _YES_NO.get((value or "").strip().lower())
+
+
+def _count(value: str | None) -> int | None:
+    m = re.match(r"^\s*(\d+)\s*$", value or "")
+    return int(m.group(1)) if m else None
+
+
+def _volatile_uncorrectable(gpu: _Node) -> tuple[tuple[str, int], ...] | None:
+    """The non-zero volatile uncorrectable ECC counters; () when every one reads 0; None when
+    none is reported. ``Double Bit`` counts by its ``Total`` (its items when it has none)."""
+    ecc = gpu.get("ECC Errors")  # "ECC Errors : N/A" has no Volatile section
+    section = ecc.get("Volatile") if ecc is not None else None
+    if section is None:
+        return None
+    found: list[tuple[str, int]] = []
+    reported = False
+
+    def note(path: str, value: str | None) -> None:
+        nonlocal reported
+        count = _count(value)
+        if count is not None:
+            reported = True
+            if count:
+                found.append((path, count))
+
+    for node in section.children:
+        if node.label.lower() == "double bit":
+            total = node.get("Total")
+            if total is not None and _count(total.value) is not None:
+                note(f"Volatile / {node.label} / {total.label}", total.value)
+            else:
+                for item in node.children:
+                    note(f"Volatile / {node.label} / {item.label}", item.value)
+        elif "uncorrectable" in node.label.lower():
+            note(f"Volatile / {node.label}", node.value)
+    return tuple(found) if reported else None
+
+
+def _memory(gpu: _Node) -> MemoryHealth:
+    remapped = gpu.get("Remapped Rows")
+    retired = gpu.get("Retired Pages")
+    pages = next(
+        (retired.get(label) for label in _PAGES_PENDING if retired and retired.get(label)), None
+    )
+    return MemoryHealth(
+        remap_pending=_yes(remapped.value_of("Pending")) if remapped else None,
+        remap_failure=_yes(remapped.value_of("Remapping Failure Occurred")) if remapped else None,
+        volatile_uncorrectable=_volatile_uncorrectable(gpu),
+        pages_pending=_yes(pages.value) if pages else None,
+        pages_label=pages.label if pages else "Pending Page Blacklist",
+    )
 
 
 def _state(position: int, bus_id: str, gpu: _Node) -> GpuState:
     utilization = gpu.get("Utilization")
+    power_limit, default_power_limit = _power_limits(gpu)
     return GpuState(
         index=position,
         bus_id=bus_id,
@@ -223,7 +358,9 @@ def _state(position: int, bus_id: str, gpu: _Node) -> GpuState:
         mig_mode=_available(gpu.value_of("MIG Mode", "Current")),
         clock_reasons=_clock_reasons(gpu),
         utilization_gpu=_percent(utilization.value_of("GPU")) if utilization else None,
-        power_limit=_power_limit(gpu),
+        power_limit=power_limit,
+        default_power_limit=default_power_limit,
+        memory=_memory(gpu),
         processes=_processes(gpu.get("Processes")),
     )
 

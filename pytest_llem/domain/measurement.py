@@ -1,8 +1,10 @@
 """Tier 3, measurement readiness: will this host's GPUs give trustworthy energy numbers?
 
 Pure judgements of the host's ``nvidia-smi -q`` output (gathered by the pre-flight anyway):
-another process on a GPU, persistence mode, MIG, clock slowdowns, and whether the GPU has
-NVML's total-energy counter at all. Only the GPUs the study uses are judged.
+another process on a GPU, persistence mode, MIG, clock slowdowns, whether the GPU has NVML's
+total-energy counter at all, a power limit other than the default, and memory faults (pending
+row remapping or page retirement, a remapping failure, volatile uncorrectable ECC errors).
+Only the GPUs the study uses are judged; what a driver does not report is never a finding.
 """
 
 from __future__ import annotations
@@ -12,9 +14,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .check_ids import MEASUREMENT_IDS
-from .gpu_state import GpuState, parse_states
+from .gpu_state import GpuState, parse_states, watts
 from .records import HostFacts
-from .remedies import MIG_URL, NVIDIA_SMI_URL, NVML_ENERGY_URL, PERSISTENCE_URL, remedy
+from .remedies import (
+    GPU_MEMORY_ERRORS_URL,
+    MIG_URL,
+    NVIDIA_SMI_URL,
+    NVML_ENERGY_URL,
+    PERSISTENCE_URL,
+    remedy,
+)
 from .report import CheckResult
 from .verdicts import Verdict, failed, host_driver, passed, skipped, warned
 
@@ -24,12 +33,16 @@ __all__ = [
     "architecture_of",
     "clock_events",
     "energy_counter",
+    "gpu_health",
     "gpu_idle",
     "mig_mode",
     "persistence_mode",
+    "power_limit",
 ]
 
 BUSY_UTILIZATION_PCT = 10
+# Power limits print with two decimals: a smaller difference is the same limit.
+POWER_LIMIT_TOLERANCE_W = 0.005
 
 
 # Architectures without NVML's total-energy counter (nvmlDeviceGetTotalEnergyConsumption is
@@ -298,5 +311,105 @@ def energy_counter(host: HostFacts, gpus: Sequence[int] = (), *, local: bool = F
             return skipped(f"the architecture of {_which(chosen)} is unknown")
         note = f" (architecture of {_which(unknown)} unknown)" if unknown else ""
         return passed(f"energy counter available on {_which(chosen)}{note}", **details)
+
+    return _judge(host, gpus, local, judge)
+
+
+def _watts(value: float) -> str:
+    """A limit for `nvidia-smi -pl`: ``700``, ``312.5``."""
+    return f"{value:g}"
+
+
+def power_limit(host: HostFacts, gpus: Sequence[int] = (), *, local: bool = False) -> Verdict:
+    """A current power limit other than the default warns: energy per token and speed both
+    depend on it, so results would not compare with runs at the default limit."""
+
+    def judge(chosen: list[GpuState], details: dict[str, Any]) -> Verdict:
+        known: list[GpuState] = []
+        changed: list[tuple[GpuState, float, float]] = []
+        for gpu in chosen:
+            current, default = watts(gpu.power_limit), watts(gpu.default_power_limit)
+            if current is None or default is None:
+                continue
+            known.append(gpu)
+            if abs(current - default) >= POWER_LIMIT_TOLERANCE_W:
+                changed.append((gpu, current, default))
+        if changed:
+            items = "; ".join(
+                f"GPU {g.index}: power limit {current:.2f} W, default {default:.2f} W"
+                for g, current, default in changed
+            )
+            commands = " && ".join(
+                f"sudo nvidia-smi -i {g.index} -pl {_watts(default)}" for g, _, default in changed
+            )
+            return warned(
+                "power_limit_changed",
+                f"{items}; energy and throughput would not compare with runs at the default limit",
+                fix=f"{commands} (back to the default limit), or keep the limit and record it "
+                "with the results",
+                url=NVIDIA_SMI_URL,
+                power_limits={
+                    str(g.index): {"current_w": current, "default_w": default}
+                    for g, current, default in changed
+                },
+                **details,
+            )
+        if not known:
+            return skipped(
+                f"nvidia-smi -q shows no current and default power limit for {_which(chosen)}"
+            )
+        unknown = [g for g in chosen if g not in known]
+        note = f" (not reported for {_which(unknown)})" if unknown else ""
+        return passed(f"power limit at its default on {_which(known)}{note}", **details)
+
+    return _judge(host, gpus, local, judge)
+
+
+def gpu_health(host: HostFacts, gpus: Sequence[int] = (), *, local: bool = False) -> Verdict:
+    """A pending row remapping, a remapping failure, volatile uncorrectable ECC errors or pages
+    pending retirement fail: the GPU's memory is faulty, and an experiment on it may crash or
+    give wrong results. Counters the driver does not report (N/A, absent) are no finding."""
+
+    def judge(chosen: list[GpuState], details: dict[str, Any]) -> Verdict:
+        faulty = [(g, g.memory.faults()) for g in chosen if g.memory.faults()]
+        if faulty:
+            items = "; ".join(
+                f"GPU {g.index}: " + ", ".join(f"{what} ({counters})" for what, counters in found)
+                for g, found in faulty
+            )
+            indices = [g.index for g, _ in faulty]
+            resets = " && ".join(f"sudo nvidia-smi -r -i {i}" for i in indices)
+            listed = ",".join(str(i) for i in indices)
+            it = "them" if len(indices) > 1 else "it"
+            return failed(
+                "gpu_hardware_fault",
+                f"memory fault on the GPU(s) to measure: {items}",
+                fix=f"Drain {_which([g for g, _ in faulty])} (no experiment or job may use "
+                f"{it}); once idle, reset {it}: {resets}, then check the counters again "
+                f"(`nvidia-smi -q -d ECC,PAGE_RETIREMENT,ROW_REMAPPER -i {listed}`); a "
+                "remapping failure or errors that recur call for NVIDIA's field diagnostic",
+                url=GPU_MEMORY_ERRORS_URL,
+                faults={
+                    str(g.index): [
+                        {"fault": what, "counters": counters} for what, counters in found
+                    ]
+                    for g, found in faulty
+                },
+                memory={str(g.index): g.memory.summary() for g in chosen},
+                **details,
+            )
+        reported = [g for g in chosen if g.memory.reported]
+        if not reported:
+            return skipped(
+                "nvidia-smi -q reports no memory error counters (ECC, retired pages, remapped "
+                f"rows) for {_which(chosen)}"
+            )
+        unknown = [g for g in chosen if not g.memory.reported]
+        note = f" (not reported for {_which(unknown)})" if unknown else ""
+        return passed(
+            f"no memory fault on {_which(reported)}{note}",
+            memory={str(g.index): g.memory.summary() for g in reported},
+            **details,
+        )
 
     return _judge(host, gpus, local, judge)

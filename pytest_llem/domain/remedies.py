@@ -17,6 +17,8 @@ DOCKER_PULL_URL = "https://docs.docker.com/reference/cli/docker/image/pull/"
 DOCKER_CONTEXT_URL = "https://docs.docker.com/engine/manage-resources/contexts/"
 DOCKER_RM_URL = "https://docs.docker.com/reference/cli/docker/container/rm/"
 DOCKER_REMOTE_TLS_URL = "https://docs.docker.com/engine/security/protect-access/"
+DOCKER_REMOTE_SSH_URL = "https://docs.docker.com/engine/security/protect-access/#use-ssh-to-protect-the-docker-daemon-socket"
+DESKTOP_WSL_URL = "https://docs.docker.com/desktop/features/wsl/"
 PODMAN_INSTALL_URL = "https://podman.io/docs/installation"
 PODMAN_CONNECTION_URL = "https://docs.podman.io/en/latest/markdown/podman-system-connection.1.html"
 CONTAINERD_URL = "https://github.com/containerd/containerd/blob/main/docs/getting-started.md"
@@ -47,6 +49,7 @@ NVIDIA_SMI_URL = "https://docs.nvidia.com/deploy/nvidia-smi/index.html"
 PERSISTENCE_URL = "https://docs.nvidia.com/deploy/driver-persistence/index.html"
 MIG_URL = "https://docs.nvidia.com/datacenter/tesla/mig-user-guide/index.html"
 NVML_ENERGY_URL = "https://docs.nvidia.com/deploy/nvml-api/group__nvmlDeviceQueries.html"
+GPU_MEMORY_ERRORS_URL = "https://docs.nvidia.com/deploy/a100-gpu-mem-error-mgmt/index.html"
 
 GENERATE_CDI_SPEC = (
     "sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml, then check the device names "
@@ -154,6 +157,11 @@ _REMEDIES: dict[str, Remedy] = {
         "a few MiB; an image that plants links or FIFOs in the run directory is not to be trusted",
         DOCKER_BIND_MOUNTS_URL,
     ),
+    "experiment_timeout": Remedy(
+        "Raise execution.experiment_timeout_s in the study, or find out why the experiment "
+        "hangs: its log (<id>.log in the run directory), `nvidia-smi` for a GPU that is stuck",
+        NVIDIA_SMI_URL,
+    ),
     "check_error": Remedy(
         "Re-run `pytest --llem-preflight -v` to see the check's full traceback",
         PYTEST_OUTPUT_URL,
@@ -181,6 +189,18 @@ _REMEDIES: dict[str, Remedy] = {
     "energy_counter_unsupported": Remedy(
         "Measure on Volta or newer GPUs (compute capability 7.0+) for counter-based energy",
         NVML_ENERGY_URL,
+    ),
+    "power_limit_changed": Remedy(
+        "sudo nvidia-smi -i N -pl DEFAULT for GPU N (its Default Power Limit, in W), or keep the "
+        "limit and record it with the results",
+        NVIDIA_SMI_URL,
+    ),
+    "gpu_hardware_fault": Remedy(
+        "Drain GPU N (no experiment or job may use it); once it is idle, reset it with "
+        "sudo nvidia-smi -r -i N and check the counters again (`nvidia-smi -q -d "
+        "ECC,PAGE_RETIREMENT,ROW_REMAPPER -i N`); a remapping failure or errors that recur call "
+        "for NVIDIA's field diagnostic",
+        GPU_MEMORY_ERRORS_URL,
     ),
     "host_unreachable": Remedy(
         "Check that `ssh HOST` logs in without a prompt and that pytest-llem is installed for "

@@ -1,4 +1,15 @@
-"""The pre-flight report: findings, per-check outcomes, rendering (DESIGN §2) and JSON (§5)."""
+"""The pre-flight report: findings, per-check outcomes, the verdict, rendering (DESIGN §2, §10)
+and JSON (§5).
+
+The verdict (`Report.status`) is one of four words:
+
+- ``failed``: a check failed (the host is unfit, whatever else happened);
+- ``incomplete``: no check failed, but a check the session was to run did not run (deselected,
+  not collected, a crashed worker, collect-only, interrupted): nothing proves the host fit;
+- ``skipped``: the person skipped every check (a study's ``execution.skip_preflight``, or a skip
+  list that covers every check);
+- ``passed``: every check the session was to run ran, and none failed (warnings allowed).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +20,8 @@ from .text import printable
 
 Outcome = Literal["passed", "failed", "warning", "skipped", "not-run"]
 Severity = Literal["error", "warning"]
+Status = Literal["passed", "failed", "incomplete", "skipped"]
+STATUSES: tuple[Status, ...] = ("passed", "failed", "incomplete", "skipped")
 
 SCHEMA = 1
 
@@ -85,12 +98,22 @@ class CheckResult:
         return cls(**{**data, "finding": Finding(**finding) if finding else None})
 
 
+@dataclass(frozen=True)
+class Missing:
+    """A check the session was to run that has no result, and why it did not run."""
+
+    id: str
+    tier: int
+    reason: str  # "deselected by -k 'not cli'", "not run: collect only (--co)", ...
+
+
 @dataclass
 class Report:
     checks: list[CheckResult] = field(default_factory=list)
     host: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False  # stopped before every check ended: it proves nothing
-    skipped_by: str | None = None  # where a skip of the whole pre-flight came from
+    skipped_by: str | None = None  # what skipped every check (the whole pre-flight)
+    missing: list[Missing] = field(default_factory=list)  # required checks that did not run
 
     @property
     def failures(self) -> list[Finding]:
@@ -101,34 +124,47 @@ class Report:
         return [c.finding for c in self.checks if c.outcome == "warning" and c.finding]
 
     @property
-    def status(self) -> str:
-        if self.interrupted:
-            return "interrupted"
-        if self.skipped_by:
-            return "skipped"
+    def status(self) -> Status:
+        """The verdict: a failure wins over checks that did not run, which win over a skip."""
         if self.failures:
             return "failed"
-        return "warning" if self.warnings else "passed"
+        if self.missing or self.interrupted:
+            return "incomplete"
+        if self.skipped_by:
+            return "skipped"
+        return "passed"
+
+    @property
+    def ok(self) -> bool:
+        """Whether the verdict lets the work go on (exit status 0): passed or skipped."""
+        return self.status in ("passed", "skipped")
 
     def render(self) -> str:
-        """The numbered report; empty when nothing failed or warned.
+        """The numbered report, then what did not run and the warnings; empty when every check
+        passed without a warning.
 
         Each line is made printable: a tool's terminal escapes or line breaks are shown escaped.
         """
-        failures, warnings = self.failures, self.warnings
+        failures, warnings, status = self.failures, self.warnings, self.status
         lines: list[str] = []
-        if self.interrupted:
-            lines.append(
-                f"Docker pre-flight interrupted after {len(self.checks)} check(s): "
-                "nothing was proved"
-            )
         if failures:
             lines.append(f"Docker pre-flight failed: {len(failures)} issue(s) found")
             for number, f in enumerate(failures, 1):
                 lines.append(f"  {number}. [{f.id}] {f.message}")
                 if f.fix_line():
                     lines.append(f"     {f.fix_line()}")
-        elif warnings and not self.interrupted:
+        if self.missing:
+            lines.append(
+                f"Docker pre-flight incomplete: {len(self.missing)} required check(s) did not run"
+            )
+            lines += [f"  - [{m.id}] {m.reason}" for m in self.missing]
+        elif status == "incomplete":  # interrupted once every check had ended
+            lines.append(
+                f"Docker pre-flight incomplete: interrupted after {len(self.checks)} check(s)"
+            )
+        if status == "skipped":
+            lines.append(f"Docker pre-flight skipped: {self.skipped_by}")
+        elif status == "passed" and warnings:
             lines.append(f"Docker pre-flight passed with {len(warnings)} warning(s)")
         if warnings:
             lines.append("Warnings:")
@@ -169,5 +205,7 @@ class Report:
                 }
                 for c in self.checks
             ],
+            "missing": [asdict(m) for m in self.missing],
+            "skipped_by": self.skipped_by,
             "host": self.host,
         }

@@ -18,21 +18,49 @@ import subprocess
 import tarfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, NamedTuple
 
 from ..domain.records import CommandResult
-from .proc import SLICE_S, spawn
+from .proc import SLICE_S, run, spawn, spawn_detached
 
 # One file brought back, and everything one copy brings back (the stream, headers included).
 FILE_CAP = 64 * 1024 * 1024
 STREAM_CAP = 256 * 1024 * 1024
+# Names one copy brings back, or refuses: a container must not flood RUN_DIR (or its log).
+FILE_COUNT_CAP = 1000
+REMOVE_TIMEOUT_S = 30.0
 COPY_TIMEOUT_S = 600.0
 _CHUNK = 1024 * 1024
 _KEPT = "the run directory has that name already: kept"
+
+
+def remove(
+    name: str,
+    *,
+    timeout: float = REMOVE_TIMEOUT_S,
+    env: Mapping[str, str] | None = None,
+    cli: str = "docker",
+) -> str | None:
+    """`docker rm -f -v NAME` (``cli``'s: docker or podman): the container and its anonymous
+    volumes (an image's `VOLUME`).
+
+    None when no container has the name any more (or never had); else what went wrong, for a
+    person: the container may still be there. A removal that does not end in ``timeout``
+    (the engine waits for an NVIDIA hook) is left running, detached, to finish by itself.
+    """
+    argv = [cli, "rm", "--force", "--volumes", name]
+    result = run(argv, timeout=timeout, env=env)
+    if result.ok or "no such container" in result.stderr.lower():
+        return None
+    if result.timed_out:
+        spawn_detached(argv, env=env)
+        return f"`{' '.join(argv)}` did not end in {timeout:g} s (left running)"
+    lines = result.output.strip().splitlines() or [f"exit status {result.returncode}"]
+    return f"`{' '.join(argv)}` failed: {lines[-1][:300]}"
 
 
 def copy_in(
@@ -117,15 +145,18 @@ def copy_out(
     timeout: float = COPY_TIMEOUT_S,
     file_cap: int = FILE_CAP,
     stream_cap: int = STREAM_CAP,
+    count_cap: int = FILE_COUNT_CAP,
     sent: Mapping[str, bytes] | None = None,
+    keep: Collection[str] = (),
     env: Mapping[str, str] | None = None,
 ) -> CopyBack:
     """Copy the regular files directly in ``directory`` of container ``name`` into ``target``.
 
     Names already in ``target`` are kept as they are (what llem wrote there itself); a file
-    that comes back as it was ``sent`` in is passed over without a word. Never raises for what
-    the container left; ``error`` says when the copy failed or was cut short by ``timeout`` or
-    ``stream_cap``.
+    that comes back as it was ``sent`` in is passed over without a word. At most ``count_cap``
+    names are copied or refused; past that only the names in ``keep`` (the experiment's result)
+    still are. Never raises for what the container left; ``error`` says when the copy failed
+    or was cut short by ``timeout``, ``stream_cap`` or ``count_cap``.
     """
     back = CopyBack()
     try:
@@ -154,16 +185,19 @@ def copy_out(
     timer.start()
     stream = _Capped(proc.stdout, stream_cap)
     problem: str | None = "interrupted"
+    read_whole = False
     try:
-        _unpack(stream, target, file_cap, sent or {}, back)
-        problem = None
+        caps = _Caps(file_cap, count_cap, frozenset(keep))
+        dropped = _unpack(stream, target, caps, sent or {}, back)
+        read_whole = True
+        problem = f"more than {count_cap} files: {dropped} not copied" if dropped else None
     except _OverCap:
         problem = f"the files are larger than {_size(stream_cap)} in all: cut"
     except (tarfile.TarError, EOFError, OSError) as exc:
         problem = f"unreadable copy ({exc})"
     finally:
         timer.cancel()
-        if problem is None:  # the tar's end: what follows is padding, if anything
+        if read_whole:  # the tar's end: what follows is padding, if anything
             with suppress(OSError):
                 proc.stdout.read1(_CHUNK)  # type: ignore[attr-defined]
         elif problem != "interrupted":  # a CLI that failed is ending by itself
@@ -186,6 +220,12 @@ class _OverCap(Exception):
     pass
 
 
+class _Caps(NamedTuple):
+    file: int  # bytes of one file
+    names: int  # names copied or refused
+    keep: frozenset[str]  # names copied even past `names`
+
+
 class _Capped(io.RawIOBase):
     """A pipe read up to ``cap`` bytes; one byte more raises `_OverCap`."""
 
@@ -205,19 +245,27 @@ class _Capped(io.RawIOBase):
 
 
 def _unpack(
-    stream: io.RawIOBase, target: Path, file_cap: int, sent: Mapping[str, bytes], back: CopyBack
-) -> None:
+    stream: io.RawIOBase, target: Path, caps: _Caps, sent: Mapping[str, bytes], back: CopyBack
+) -> int:
+    """Copy what ``stream`` holds into ``target``; how many names were passed over, past
+    ``caps.names``."""
+    dropped = 0
     with tarfile.open(fileobj=io.BufferedReader(stream), mode="r|") as tar:
         for member in tar:
             parts = PurePosixPath(member.name).parts
             if not parts:  # the directory itself
+                continue
+            full = len(back.copied) + len(back.refused) >= caps.names
+            if full and (len(parts) > 1 or parts[0] not in caps.keep):
+                if len(parts) == 1 or parts[0] in ("/", ".."):  # (not in a subdirectory)
+                    dropped += 1
                 continue
             if len(parts) > 1:  # in a subdirectory (refused as a whole), or outside
                 if parts[0] in ("/", ".."):
                     back.refused.append(f"{member.name}: not a plain name")
                 continue
             name = parts[0]
-            why = _refusal(member, file_cap)
+            why = _refusal(member, caps.file)
             if why is None:
                 source = tar.extractfile(member)
                 assert source is not None  # a regular file
@@ -231,6 +279,7 @@ def _unpack(
                 back.copied.append(name)
             else:
                 back.refused.append(f"{name}: {why}")
+    return dropped
 
 
 def _refusal(member: tarfile.TarInfo, file_cap: int) -> str | None:

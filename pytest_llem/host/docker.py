@@ -424,7 +424,7 @@ def remove_container(
 ) -> None:
     """`docker rm -f NAME` (``cli`` rm); detached unless ``wait`` (it blocks while an NVIDIA
     hook runs)."""
-    argv = [cli, "rm", "-f", name]
+    argv = [cli, "rm", "-f", "-v", name]  # with its anonymous volumes
     if wait:
         run(argv, timeout=30, env=env)
     else:

@@ -320,6 +320,21 @@ def spawn_detached(argv: Sequence[str], *, env: Mapping[str, str] | None = None)
     threading.Thread(target=proc.wait, daemon=True).start()
 
 
+def spawn_talking(
+    argv: Sequence[str], *, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``argv`` started as `spawn` starts it, with a pipe for each of its standard streams: a
+    process llem talks to while it runs (a fleet host's worker), which its caller ends. (Not
+    one for `kill_all`: it is asked to end first; and should llem die, the end of its input
+    ends it.) OSError when it cannot be started."""
+    return spawn(argv, env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL to the process group of ``proc`` (started by `spawn`: its own session)."""
+    _kill_group(proc)
+
+
 def kill_all() -> None:
     """Kill every command that run() started and that is still running."""
     with _LIVE_LOCK:

@@ -5,7 +5,8 @@ a device node, a directory, a file of gigabytes. So llem never follows a link in
 only reads or writes regular files:
 
 - its own files (``<id>_config.json``, ``<id>.log``) are created afresh: whatever has the name
-  is unlinked, then the file is created with ``O_CREAT | O_EXCL | O_NOFOLLOW``;
+  is unlinked, then the file is created with ``O_CREAT | O_EXCL | O_NOFOLLOW``; a line added
+  to a log later is appended with ``O_APPEND | O_NOFOLLOW`` to a regular file only;
 - what an experiment leaves (``<id>_result.json``, ``<id>_error.json``) is opened with
   ``O_NOFOLLOW | O_NONBLOCK``, must be a regular file (``fstat``), and is read up to a cap.
 
@@ -81,6 +82,23 @@ def create(path: Path) -> BinaryIO:
 def write(path: Path, data: bytes) -> None:
     """Write ``data`` as a new regular file at ``path`` (see ``create``)."""
     with create(path) as out:
+        out.write(data)
+
+
+def append(path: Path, data: bytes) -> None:
+    """Add ``data`` at the end of the regular file ``path`` (created when absent), never
+    following a link; anything else there raises UnsafeRunFile."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _refused(path, "a symbolic link") from None
+        raise UnsafeRunFile(f"{path.name}: cannot write ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "ab") as out:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):  # a FIFO or a device: never written to
+            raise _refused(path, _kind(mode))
         out.write(data)
 
 

@@ -22,14 +22,16 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     create_model,
+    field_validator,
     model_validator,
 )
 
 from ..domain.imageref import image_ref_error
 from ..errors import ConfigError
 from ..host.paths import user_config_path
-from ..host.study_file import read_bytes
+from ..host.study_file import command_dir, read_bytes
 from ..settings import PreflightSettings, study_fields
+from .names import EXPERIMENT_ID_PATTERN, study_name_problem
 from .runner_kinds import parse_runner
 from .yaml_file import kind_of, one_line, parse_mapping
 
@@ -84,6 +86,47 @@ def _check_ids(value: list[str]) -> list[str]:
     return value
 
 
+class _BadText(ValueError):
+    """A string that cannot reach a command line, an environment or a file name; ``where``
+    is its place inside the field (list positions, mapping keys)."""
+
+    def __init__(self, problem: str, where: tuple[str, ...]) -> None:
+        super().__init__(problem)
+        self.where = where
+
+
+def _text_problem(text: str) -> str | None:
+    if "\0" in text:
+        return "contains a NUL byte"
+    if any("\ud800" <= c <= "\udfff" for c in text):  # undecodable bytes (surrogateescape)
+        return "contains bytes that are not valid UTF-8"
+    return None
+
+
+def _check_text(value: object, where: tuple[str, ...] = ()) -> None:
+    """Raise `_BadText` for the first string in ``value`` (keys included) with a NUL byte or
+    undecodable bytes: none can become an argument, an environment value or a file name."""
+    if isinstance(value, str):
+        problem = _text_problem(value)
+        if problem is not None:
+            raise _BadText(problem, where)
+    elif isinstance(value, (list, tuple)):
+        for n, item in enumerate(value):
+            _check_text(item, (*where, str(n)))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and _text_problem(key) is not None:
+                raise _BadText(f"key {key!r} {_text_problem(key)}", where)
+            _check_text(item, (*where, str(key)))
+
+
+def _study_name(value: str) -> str:
+    problem = study_name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 def _unique_gpus(value: list[int]) -> list[int]:
     duplicates = sorted({i for i in value if value.count(i) > 1})
     if duplicates:
@@ -100,20 +143,26 @@ GpuIndices = Annotated[
 Runner = Annotated[str, AfterValidator(_runner)]
 ImageRef = Annotated[str, AfterValidator(_image)]
 NonEmpty = Annotated[str, Field(min_length=1)]
-ExperimentId = Annotated[
-    str,
-    BeforeValidator(_int_to_str),
-    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
-]
+ExperimentId = Annotated[str, BeforeValidator(_int_to_str), Field(pattern=EXPERIMENT_ID_PATTERN)]
+StudyName = Annotated[str, Field(min_length=1), AfterValidator(_study_name)]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _plain_text(cls, value: Any) -> Any:
+        """No string of a study holds a NUL byte or undecodable bytes (`_check_text`)."""
+        _check_text(value)
+        return value
+
 
 class Execution(_Model):
     skip_preflight: bool | None = None
     skip_checks: CheckIds = Field(default_factory=list)  # check ids not to run
+    # An experiment still running after this many seconds is stopped (None: no limit).
+    experiment_timeout_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
 
 
 class _DockerBase(_Model):
@@ -179,7 +228,7 @@ class UserConfig(_Model):
 
 
 class StudyConfig(_Model):
-    name: NonEmpty = DEFAULT_STUDY_NAME
+    name: StudyName = DEFAULT_STUDY_NAME
     execution: Execution = Field(default_factory=Execution)
     runners: dict[Backend, Runner] = Field(default_factory=dict)
     docker: DockerSettings = Field(default_factory=DockerSettings)
@@ -187,6 +236,7 @@ class StudyConfig(_Model):
     experiments: list[Experiment] = Field(default_factory=list)
 
     _path: Path | None = PrivateAttr(default=None)
+    _workdir: Path | None = PrivateAttr(default=None)
     _user: UserConfig = PrivateAttr(default_factory=UserConfig)
 
     @model_validator(mode="after")
@@ -214,6 +264,12 @@ class StudyConfig(_Model):
     def path(self) -> Path | None:
         """The study file, or None for a study built in code or on the command line."""
         return self._path
+
+    @property
+    def workdir(self) -> Path:
+        """Where its local commands run: the study file's directory, or the current one for a
+        study read from a pipe or a terminal (/dev/stdin) or built in code."""
+        return self._workdir if self._workdir is not None else Path.cwd()
 
     @property
     def user(self) -> UserConfig:
@@ -273,7 +329,9 @@ def load_study(
     mapping = parse_mapping(read_bytes(path) if data is None else data, str(path))
     mapping.setdefault("name", path.stem or DEFAULT_STUDY_NAME)
     study = _validate(StudyConfig, mapping, str(path))
-    return with_user_defaults(study, load_user_config(env), path)
+    study = with_user_defaults(study, load_user_config(env), path)
+    study._workdir = command_dir(path) or Path.cwd()
+    return study
 
 
 def with_user_defaults(
@@ -288,6 +346,7 @@ def with_user_defaults(
     update["images"] = {**user.docker.images, **own.images}
     merged = study.model_copy(update={"docker": own.model_copy(update=update)})
     merged._path = path if path is not None else study.path
+    merged._workdir = study._workdir
     merged._user = user
     return merged
 
@@ -304,8 +363,21 @@ def single_experiment(
         )
     if command is not None and (not command or not all(command)):
         raise ConfigError("the command after '--' must not be empty")
-    experiment = Experiment(model=model, backend=backend, command=command)
+    try:
+        experiment = Experiment(model=model, backend=backend, command=command)
+    except ValidationError as exc:
+        raise ConfigError(one_line(_on_the_command_line(exc))) from None
     return study.model_copy(update={"experiments": [experiment]})
+
+
+_FLAGS = {"model": "--model", "backend": "--backend", "command": "the command after '--'"}
+
+
+def _on_the_command_line(exc: ValidationError) -> str:
+    """The first problem of an experiment given with --model/--backend, named by its flag."""
+    path, _, problem = _one(exc.errors(include_url=False)[0], Experiment).partition(": ")
+    field = path.split(".")[0]
+    return f"{_FLAGS.get(field, field)}: {problem}"
 
 
 # ---- error messages -------------------------------------------------------------------------
@@ -345,12 +417,17 @@ def describe(exc: ValidationError, model: type[BaseModel]) -> str:
 def _one(error: Any, model: type[BaseModel]) -> str:
     loc = [str(p) for p in error["loc"] if p != "[key]"]
     kind, value = error["type"], error.get("input")
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, _BadText):
+        loc += cause.where
     if kind == "extra_forbidden":
         problem = "unknown key" + _suggestion(model, error["loc"])
     elif kind == "missing":
         problem = "missing required key"
     elif kind == "invalid_key":
         problem = "keys must be strings"
+    elif kind == "string_unicode":
+        problem = "contains bytes that are not valid UTF-8"
     elif kind in _EXPECTED:
         problem = f"expected {_EXPECTED[kind]}, got {kind_of(value)}"
     elif kind in ("value_error", "assertion_error"):

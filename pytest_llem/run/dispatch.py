@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
-import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -20,40 +18,17 @@ from ..host import runfiles, workloads
 from ..signals import Terminated, sigterm_interrupts
 from .config import Experiment, StudyConfig
 from .manifest import MANIFEST, ExperimentRecord, Manifest
+from .names import RUNS_DIR, STAMP_FORMAT, container_name, run_dir_name
 from .runner_kinds import Started
 from .runners import RunnerSpec, check_runnable, experiment_image, gpu_path_of
 
 if TYPE_CHECKING:
     from ..domain.report import Report
 
-RUNS_DIR = "llem-runs"
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-_STUDY_CHARS = 40  # of the study's name in a container name
-
-
-def safe_name(text: str) -> str:
-    """``text`` with every run of characters outside ``[A-Za-z0-9_.-]`` replaced by ``-``."""
-    return _UNSAFE.sub("-", text).strip("-") or "x"
-
-
-def study_part(study: str) -> str:
-    """The study's name as a container name allows it, with a short hash of the full name
-    when it had to be changed: ``my study/ü`` and ``my study/é`` stay apart."""
-    safe = safe_name(study)[:_STUDY_CHARS].rstrip("-.")
-    if safe == study:
-        return safe
-    digest = hashlib.sha256(study.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{safe}-{digest[:8]}"
-
 
 def new_run_id() -> str:
     """A short random id that tells one run's containers from another's."""
     return secrets.token_hex(4)
-
-
-def container_name(study: str, exp_id: str, run_id: str) -> str:
-    """``llem-<study>-<run id>-<id>``: unique per run, so that runs of one study never clash."""
-    return f"llem-{study_part(study)}-{run_id}-{safe_name(exp_id)}"
 
 
 # ---- the run directory ----------------------------------------------------------------------
@@ -65,8 +40,8 @@ def run_dir_for(output: str | Path | None, study: str, now: datetime | None = No
         if not str(output).strip():  # "" would be the current directory
             raise ConfigError("--output: must not be empty")
         return Path(output).absolute()
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-    return Path.cwd() / RUNS_DIR / f"{safe_name(study)}-{stamp}"
+    stamp = (now or datetime.now(timezone.utc)).strftime(STAMP_FORMAT)
+    return Path.cwd() / RUNS_DIR / run_dir_name(study, stamp)
 
 
 def check_run_dir(path: Path, label: str) -> None:
@@ -151,7 +126,6 @@ def run_one(
         runfiles.write(config_path, config_bytes)
         gpus, path = study.gpus_of(experiment), gpu_path_of(study)
         launch = spec.kind.launch(exp_id, image, gpus, os.environ, path)
-        cwd = study.path.parent.absolute() if study.path else Path.cwd()
         started = Started(
             run_dir=run_dir,
             name=container_name(study.name, exp_id, run_id or new_run_id()),
@@ -159,7 +133,8 @@ def run_one(
             config_path=config_path,
             log_path=run_dir / log_name,
             command=experiment.command,
-            cwd=cwd,
+            cwd=study.workdir,
+            timeout_s=study.execution.experiment_timeout_s,
         )
         outcome = spec.kind.start(launch, started)
     except runfiles.UnsafeRunFile as exc:
@@ -167,8 +142,28 @@ def run_one(
         _unsafe(record, exc)
         return record
     record.exit_status, record.duration_s = outcome.returncode, round(outcome.duration_s, 3)
-    _judge(record, outcome, result_path, error_path)
+    record.leftovers_killed = [{"pid": p.pid, "command": p.command} for p in outcome.leftovers]
+    record.cleanup = outcome.cleanup
+    if outcome.timed_out:
+        _timed_out(record, study.execution.experiment_timeout_s, spec.kind.containers)
+    else:
+        _judge(record, outcome, result_path, error_path)
     return record
+
+
+def _timed_out(record: ExperimentRecord, limit: float | None, container: bool) -> None:
+    """An experiment stopped at its limit: failed, whatever it left."""
+    from ..domain.remedies import remedy
+
+    what = "its processes were killed"
+    if container:
+        removed = record.cleanup is None
+        what = "its container was removed" if removed else "its container may be left (cleanup)"
+    record.status, record.cause, record.exit_status = "failed", "experiment_timeout", None
+    record.message = (
+        f"still running after execution.experiment_timeout_s ({limit:g} s): stopped, {what}"
+    )
+    record.fix, record.url = remedy("experiment_timeout")
 
 
 def _unsafe(record: ExperimentRecord, exc: runfiles.UnsafeRunFile) -> None:
@@ -311,6 +306,12 @@ def dispatch(
 
 def _outcome_text(record: ExperimentRecord) -> str:
     if record.status == "ok":
-        return f"ok ({record.duration_s:.1f}s)"
-    text = f"failed ({record.duration_s:.1f}s): [{record.cause}] {record.message}"
-    return text + (f" (log: {record.log})" if record.log else "")
+        text = f"ok ({record.duration_s:.1f}s)"
+    else:
+        text = f"failed ({record.duration_s:.1f}s): [{record.cause}] {record.message}"
+        text += f" (log: {record.log})" if record.log else ""
+    if record.leftovers_killed:
+        text += f"; killed {len(record.leftovers_killed)} process(es) it left running"
+    if record.cleanup:
+        text += f"; its container may be left behind: {record.cleanup}"
+    return text

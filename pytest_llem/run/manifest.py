@@ -33,6 +33,11 @@ class ExperimentRecord:
     fix: str | None = None
     url: str | None = None
     log: str | None = None  # the output file, relative to RUN_DIR
+    # A local experiment's processes still running after it ended, which llem killed:
+    # [{"pid": 123, "command": "sleep 600"}]; empty when it left none.
+    leftovers_killed: list[dict[str, Any]] = field(default_factory=list)
+    # Set when its container could not be removed (it may still be there): what went wrong.
+    cleanup: str | None = None
 
 
 @dataclass
@@ -49,12 +54,17 @@ class Manifest:
         return [e for e in self.experiments if e.status != "ok"]
 
     @property
+    def left_behind(self) -> list[ExperimentRecord]:
+        """The experiments whose container may still be there (`cleanup`)."""
+        return [e for e in self.experiments if e.cleanup is not None]
+
+    @property
     def path(self) -> Path | None:
         return None if self.run_dir is None else self.run_dir / MANIFEST
 
     def to_json(self) -> dict[str, Any]:
         skipped = [{"id": cid, "source": source} for cid, source in self.skipped_checks.items()]
-        if self.preflight is not None and self.preflight.skipped_by:
+        if self.preflight is not None and self.preflight.skipped_by and not skipped:
             skipped = [{"id": "all", "source": self.preflight.skipped_by}]
         return {
             "study": self.study,
@@ -80,8 +90,8 @@ class Manifest:
 
 def host_block(report: Report | None) -> dict[str, Any] | None:
     """What the pre-flight saw of the host: driver, CUDA, each GPU (name, UUID, architecture,
-    persistence and MIG mode, power limit) and the measurement checks' findings; None when
-    no pre-flight ran."""
+    persistence and MIG mode, power limit and its default) and the findings of every
+    measurement check (gpu-idle ... power-limit, gpu-health); None when no pre-flight ran."""
     if report is None or report.skipped_by:
         return None
     from ..domain.check_ids import MEASUREMENT_IDS
@@ -107,6 +117,7 @@ def host_block(report: Report | None) -> dict[str, Any] | None:
                     "persistence_mode",
                     "mig_mode",
                     "power_limit",
+                    "default_power_limit",
                 )
             }
             for _, gpu in sorted(states.items())

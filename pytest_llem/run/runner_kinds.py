@@ -67,6 +67,7 @@ class Started:
     log_path: Path
     command: list[str] | None
     cwd: Path  # a local process's working directory
+    timeout_s: float | None = None  # execution.experiment_timeout_s (None: no limit)
 
 
 class RunnerKind(Protocol):
@@ -98,8 +99,9 @@ class RunnerKind(Protocol):
 
 
 class LocalRunner:
-    """A process on this machine, in the study file's directory, its GPUs chosen by
-    ``CUDA_VISIBLE_DEVICES`` (numbered as nvidia-smi numbers them)."""
+    """A process on this machine, in the study's `workdir` (its file's directory), its GPUs
+    chosen by ``CUDA_VISIBLE_DEVICES`` (numbered as nvidia-smi numbers them); in a session of
+    its own, whose leftovers are killed when it ends (`host.workloads`)."""
 
     name: ClassVar[str] = LOCAL
     containers: ClassVar[bool] = False
@@ -128,7 +130,10 @@ class LocalRunner:
         if visible is not None:  # numbered as nvidia-smi numbers them (PCI bus order)
             env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
             env["CUDA_VISIBLE_DEVICES"] = visible
-        return workloads.run_local(run.command or [], cwd=run.cwd, env=env, log_path=run.log_path)
+        return workloads.run_local(
+            run.command or [], cwd=run.cwd, env=env, log_path=run.log_path,
+            timeout_s=run.timeout_s,
+        )  # fmt: skip
 
 
 class DockerRunner:
@@ -168,10 +173,12 @@ class DockerRunner:
             return run_container_remote(
                 launch.image, run.name, launch.exp_id, run.command,
                 gpu_args=launch.gpu_args, config=run.config_bytes, mount=RUN_MOUNT,
-                run_dir=run.run_dir, log_path=run.log_path,
+                run_dir=run.run_dir, log_path=run.log_path, timeout_s=run.timeout_s,
             )  # fmt: skip
         argv = self.argv(launch, run)
-        return workloads.run_container(argv, name=run.name, log_path=run.log_path)
+        return workloads.run_container(
+            argv, name=run.name, log_path=run.log_path, timeout_s=run.timeout_s
+        )
 
     def argv(self, launch: Launch, run: Started) -> list[str]:
         """`docker run` of the launch on a local engine, RUN_DIR mounted (DESIGN §6)."""
@@ -210,7 +217,9 @@ class PodmanRunner:
         from ..host import workloads
 
         argv = container_argv(self.name, launch, run)
-        return workloads.run_container(argv, name=run.name, log_path=run.log_path, cli=PODMAN)
+        return workloads.run_container(
+            argv, name=run.name, log_path=run.log_path, timeout_s=run.timeout_s, cli=PODMAN
+        )
 
 
 def container_argv(cli: str, launch: Launch, run: Started) -> list[str]:

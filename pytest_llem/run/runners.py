@@ -213,10 +213,19 @@ def preflight_settings(
         ),
         gpus=measured_gpus(found),
         skip=frozenset(study.execution.skip_checks) | frozenset(skip_checks),
+        skip_origin=_skip_origin(study, skip_checks),
         measurement_only=not containers,
         local_runs=len(containers) < len(found),
         skipped_by=setting[1] if setting and setting[0] else None,
     )
+
+
+def _skip_origin(study: StudyConfig, given: Sequence[str]) -> str | None:
+    """Where the skipped check ids were named: ``--skip-check``, the study, or both."""
+    where = ["--skip-check"] if given else []
+    if study.execution.skip_checks:
+        where.append(f"execution.skip_checks in {study.origin}")
+    return " and ".join(where) or None
 
 
 def preflight_settings_from_study(path: str | Path) -> PreflightSettings:

@@ -199,9 +199,11 @@ def test_only_the_failing_image_is_held_back(
             for cid in (
                 "clock-events",
                 "energy-counter",
+                "gpu-health",
                 "gpu-idle",
                 "mig-mode",
                 "persistence-mode",
+                "power-limit",
             )
         },
     }

@@ -7,21 +7,32 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from testbed import DOCKER_CLI, Engine, HostTools, ProductRunner
+from testbed.host import popen_in_session
 from testbed.sshd import Sshd, free_port, sshd_unavailable_reason
 
 IMAGE = "llem-test/fleet:1"
 TIER1 = ["docker-cli", "docker-daemon", "host-driver", "nvidia-toolkit"]
 TIER2 = [f"cuda-compat[{IMAGE}]", f"gpu-in-container[{IMAGE}]"]
-TIER3 = ["clock-events", "energy-counter", "gpu-idle", "mig-mode", "persistence-mode"]
+TIER3 = [
+    "clock-events",
+    "energy-counter",
+    "gpu-health",
+    "gpu-idle",
+    "mig-mode",
+    "persistence-mode",
+    "power-limit",
+]
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +102,7 @@ def test_every_check_runs_on_every_host(
     )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert "Host gpuA: Docker pre-flight passed (11 checks)" in lines
+    assert "Host gpuA: Docker pre-flight passed (13 checks)" in lines
     start = lines.index("Host plainB:")
     assert lines[start + 1 : start + 3] == [
         "Docker pre-flight failed: 1 issue(s) found",
@@ -163,6 +174,36 @@ def test_llem_preflight_hosts_by_context(
         ("llem-gpu", "passed"),
         ("llem-plain", "failed"),
     ]
+
+
+def test_llem_preflight_hosts_as_junit(
+    run_product: ProductRunner, host_tools: HostTools, contexts: dict[str, str], images: None
+) -> None:
+    """`--junit` with `--host`: one test suite per host; one that cannot be reached has one
+    error case."""
+    nobody = f"127.0.0.1:{free_port()}"
+    result = run_product(
+        ["llem", "preflight", "--image", IMAGE, "--junit", "r.xml",
+         "--host", f"context:{contexts['gpu']}", "--host", f"context:{contexts['plain']}",
+         "--host", f"ssh://root@{nobody}"],
+        env=with_ssh(host_tools.env()),
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    root = ET.parse(host_tools.work / "r.xml").getroot()
+    assert root.tag == "testsuites"
+    suites = {suite.get("name"): suite for suite in root.findall("testsuite")}
+    assert list(suites) == ["llem-gpu", "llem-plain", nobody]
+    counts = ("tests", "failures", "errors", "skipped")
+    assert [suites["llem-gpu"].get(k) for k in counts] == ["11", "0", "0", "0"]
+    assert [suites["llem-plain"].get(k) for k in counts] == ["11", "1", "0", "5"]  # (tier 3)
+    assert [suites[nobody].get(k) for k in counts] == ["1", "0", "1", "0"]
+    assert [root.get(k) for k in counts] == ["23", "1", "1", "5"]
+    [case] = suites[nobody].findall("testcase")
+    error = case.find("error")
+    assert error is not None and error.get("type") == "host_unreachable"
+    assert (error.get("message") or "").startswith(f"[host-reachable] cannot reach {nobody} over")
+    [failed] = [c for c in suites["llem-plain"].iter("testcase") if c.find("failure") is not None]
+    assert failed.get("name") == f"gpu-in-container[{IMAGE}]"
 
 
 # -- over ssh --------------------------------------------------------------------------------
@@ -298,3 +339,223 @@ def test_workers_get_the_controllers_settings(
     [host] = read_json(host_tools.work / "r.json")["hosts"]
     assert host["host"] == "far"
     assert outcomes(host) == {c: "passed" for c in TIER1 + TIER2 + TIER3}
+
+
+# -- a host that fails after its first contact -----------------------------------------------
+
+# Loaded by the worker of a `faulty_python` (PYTEST_PLUGINS): it crashes, or stops itself
+# (SIGSTOP: a worker that is stuck, as a hung host is), at the point LLEM_TEST_FAULT names.
+FAULT_PLUGIN = """\
+import os
+import signal
+
+FAULT = os.environ.get("LLEM_TEST_FAULT", "")
+_STDERR = os.dup(2)  # (pytest captures file descriptor 2 while a check runs)
+_SEEN = []
+
+
+def _say(text):
+    os.write(_STDERR, text.encode() + b"\\n")
+
+
+def _stop():
+    open(os.path.join(os.path.dirname(__file__), "stopped"), "w").close()  # (for the test)
+    os.kill(os.getpid(), signal.SIGSTOP)
+
+
+def pytest_configure(config):
+    if FAULT == "stall-start":
+        _say("llem-test: stopping before the checks")
+        _stop()
+
+
+def pytest_runtest_setup(item):
+    _SEEN.append(item.nodeid)
+    if len(_SEEN) != 2:  # (the first check's results are on their way by now)
+        return
+    if FAULT == "crash":
+        _say("llem-test: the worker died")
+        os._exit(70)
+    if FAULT == "stall-run":
+        _say("llem-test: stopping at the second check")
+        _stop()
+"""
+
+
+def faulty_python(sshd: Sshd, fault: str) -> Path:
+    """A Python for the ssh host: the real one for the first contact, then a worker that
+    fails: 'exit' (it cannot start: a word on stderr, exit status 1), 'crash' (it dies at its
+    second check), 'stall-start' / 'stall-run' (it stops: before its checks / at its
+    second)."""
+    where = sshd.dir / f"fault-{fault}"
+    where.mkdir()
+    (where / "llem_test_fault.py").write_text(FAULT_PLUGIN)
+    lines = ["#!/bin/sh", f'case "$*" in *"import pytest_llem"*) exec {sys.executable} "$@";; esac']
+    if fault == "exit":
+        lines += ['echo "llem-test: cannot allocate memory" >&2', "exit 1"]
+    else:
+        lines += [
+            f"export PYTHONPATH={where} PYTEST_PLUGINS=llem_test_fault LLEM_TEST_FAULT={fault}",
+            f'exec {sys.executable} "$@"',
+        ]
+    script = where / "python"
+    script.write_text("\n".join(lines) + "\n")
+    script.chmod(0o755)
+    return script
+
+
+def ssh_tx(sshd: Sshd, name: str, python: str | Path) -> str:
+    return (
+        f"ssh=-p {sshd.port} root@127.0.0.1//id={name}//ssh_config={sshd.client_config}"
+        f"//python={python}"
+    )
+
+
+def ssh_clients_of(sshd: Sshd) -> list[str]:
+    """The ssh clients on this machine still connected to (or connecting to) ``sshd``."""
+    table = subprocess.run(
+        ["ps", "-ww", "-e", "-o", "pid=,args="], capture_output=True, text=True, check=True
+    ).stdout
+    return [
+        line.strip()
+        for line in table.splitlines()
+        if line.split()[1:2] == ["ssh"] and f"-p {sshd.port} " in line
+    ]
+
+
+def test_a_host_whose_worker_cannot_start_fails_alone(
+    run_product: ProductRunner,
+    host_tools: HostTools,
+    ssh_host: Sshd,
+    contexts: dict[str, str],
+    images: None,
+) -> None:
+    """It answers its first contact, then its worker ends at once: that host fails with
+    what it said; the other host's results and the JSON report are there."""
+    python = faulty_python(ssh_host, "exit")
+    result = run_product(
+        ["llem", "preflight", "--image", IMAGE, "--json", "r.json",
+         "--host", f"context:{contexts['gpu']}", "--host", ssh_host.url,
+         "--ssh-config", str(ssh_host.client_config), "--remote-python", str(python)],
+        env=with_ssh(host_tools.env()), timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "INTERNALERROR" not in result.stdout + result.stderr
+    name = f"127.0.0.1:{ssh_host.port}"
+    hosts = by_host(read_json(host_tools.work / "r.json"))
+    assert outcomes(hosts["llem-gpu"]) == {c: "passed" for c in TIER1 + TIER2 + TIER3}
+    [failure] = hosts[name]["failures"]
+    assert (failure["id"], failure["cause"]) == ("host-reachable", "host_unreachable")
+    assert failure["message"] == (
+        f"the pre-flight could not start on {name} ({python}, exit status 1): "
+        "llem-test: cannot allocate memory"
+    )
+    assert failure["details"]["output"] == "llem-test: cannot allocate memory"
+    assert failure["details"]["stage"] == "starting"
+    assert (
+        result.stdout.splitlines()[-1] == f"Docker pre-flight: 1 of 2 hosts ready; failed: {name}"
+    )
+
+
+def test_a_host_whose_worker_crashes_fails_alone(
+    run_product: ProductRunner, host_tools: HostTools, ssh_host: Sshd, images: None
+) -> None:
+    """Its worker dies at its second check: that host fails with its last words, keeping the
+    result it sent; the other host runs all its checks."""
+    result = run_product(
+        ["pytest", "--llem-preflight", "-p", "no:cacheprovider", "--llem-image", IMAGE,
+         "--llem-json", "r.json", "--dist", "each",
+         "--tx", ssh_tx(ssh_host, "good", sys.executable),
+         "--tx", ssh_tx(ssh_host, "bad", faulty_python(ssh_host, "crash"))],
+        env=no_docker_host(host_tools), timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    hosts = by_host(read_json(host_tools.work / "r.json"))
+    assert outcomes(hosts["good"]) == {c: "passed" for c in TIER1 + TIER2 + TIER3}
+    [failure] = hosts["bad"]["failures"]
+    assert failure["cause"] == "host_unreachable"
+    assert failure["message"] == "the connection to bad was lost: llem-test: the worker died"
+    assert failure["details"]["stage"] == "running"
+    assert outcomes(hosts["bad"]) == {"host-reachable": "failed", "docker-cli": "passed"}
+    assert "Docker pre-flight: 1 of 2 hosts ready; failed: bad" in result.stdout
+
+
+@pytest.mark.parametrize(("fault", "front"), [("stall-start", "llem"), ("stall-run", "pytest")])
+def test_a_host_that_stops_answering_is_left_behind(
+    run_product: ProductRunner,
+    host_tools: HostTools,
+    ssh_host: Sshd,
+    contexts: dict[str, str],
+    images: None,
+    fault: str,
+    front: str,
+) -> None:
+    """Its worker stops (before its checks, or at its second one): after the host timeout
+    that host fails, the others' results are kept, and nothing of its session is left, here
+    (ssh) or over there (its Python), once the run has returned."""
+    python = faulty_python(ssh_host, fault)
+    name = f"127.0.0.1:{ssh_host.port}" if front == "llem" else "stuck"
+    if front == "llem":
+        args = [
+            "llem", "preflight", "--image", IMAGE, "--json", "r.json", "--host-timeout", "8",
+            "--host", f"context:{contexts['gpu']}", "--host", ssh_host.url,
+            "--ssh-config", str(ssh_host.client_config), "--remote-python", str(python),
+        ]  # fmt: skip
+        good = "llem-gpu"
+    else:
+        args = [
+            "pytest", "--llem-preflight", "-p", "no:cacheprovider", "--llem-image", IMAGE,
+            "--llem-json", "r.json", "--dist", "each", "--llem-host-timeout", "8",
+            "--tx", ssh_tx(ssh_host, "good", sys.executable),
+            "--tx", ssh_tx(ssh_host, name, python),
+        ]  # fmt: skip
+        good = "good"
+    start = time.monotonic()
+    result = run_product(args, env=no_docker_host(host_tools), timeout=90)
+    elapsed = time.monotonic() - start
+    assert result.returncode == 1, result.stdout + result.stderr
+    # Nothing of the stopped host's session is left: its Python and its guard over there
+    # (the test bed's sshd runs here), its ssh client here.
+    assert [p for p in ssh_host.session_processes() if " sshd: " not in f" {p}"] == []
+    assert ssh_clients_of(ssh_host) == []
+    hosts = by_host(read_json(host_tools.work / "r.json"))
+    assert outcomes(hosts[good]) == {c: "passed" for c in TIER1 + TIER2 + TIER3}
+    [failure] = hosts[name]["failures"]
+    assert (failure["id"], failure["cause"]) == ("host-reachable", "host_unreachable")
+    assert failure["message"] == f"{name} did not answer within 8 s"
+    assert "--host-timeout SECONDS" in failure["fix"]
+    stage, checks = {
+        "stall-start": ("starting", {"host-reachable": "failed"}),
+        "stall-run": ("running", {"host-reachable": "failed", "docker-cli": "passed"}),
+    }[fault]
+    assert failure["details"]["stage"] == stage
+    assert outcomes(hosts[name]) == checks
+    assert elapsed < 8 + 40, elapsed
+    deadline = time.monotonic() + 5  # (sshd's own processes of that session end right after)
+    while ssh_host.session_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ssh_host.session_processes() == []
+
+
+def test_an_interrupted_run_leaves_nothing_of_its_hosts_behind(
+    host_tools: HostTools, ssh_host: Sshd, contexts: dict[str, str], images: None
+) -> None:
+    """Ctrl-C while a host is stuck (and the host timeout far off): llem ends every host's
+    worker, the stuck one included, before it returns."""
+    python = faulty_python(ssh_host, "stall-run")
+    cmd = [
+        sys.executable, "-m", "pytest_llem", "preflight", "--image", IMAGE,
+        "--host", f"context:{contexts['gpu']}", "--host", ssh_host.url,
+        "--ssh-config", str(ssh_host.client_config), "--remote-python", str(python),
+    ]  # fmt: skip
+    with popen_in_session(cmd, no_docker_host(host_tools), host_tools.work) as llem:
+        deadline = time.monotonic() + 60
+        while not (python.parent / "stopped").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert llem.poll() is None and (python.parent / "stopped").exists()
+        assert ssh_clients_of(ssh_host) != []
+        llem.send_signal(signal.SIGINT)
+        _, err = llem.communicate(timeout=60)
+    assert (llem.returncode, err.splitlines()[-1]) == (130, "llem: stopped by Ctrl-C")
+    assert [p for p in ssh_host.session_processes() if " sshd: " not in f" {p}"] == []
+    assert ssh_clients_of(ssh_host) == []

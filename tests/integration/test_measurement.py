@@ -25,7 +25,15 @@ from testbed.scenario import GpuProcess
 
 IMAGE = "llem-test/measure:1"
 WORKLOAD = "llem-test/measure-workload:1"
-TIER3 = ["clock-events", "energy-counter", "gpu-idle", "mig-mode", "persistence-mode"]
+TIER3 = [
+    "clock-events",
+    "energy-counter",
+    "gpu-health",
+    "gpu-idle",
+    "mig-mode",
+    "persistence-mode",
+    "power-limit",
+]
 DOCKER_CHECKS = ("docker-cli", "docker-daemon", "host-driver", "nvidia-toolkit", "cuda-compat")
 FIRST, SECOND = DEFAULT_GPUS
 TRAINER = GpuProcess(pid=31337, name="python3", used_mib=20480)
@@ -123,8 +131,14 @@ def test_compute_process_on_gpu_1_fails_gpu_idle(
             "GPU 0: HW Thermal Slowdown",
         ),
         ({}, "energy-counter", "energy_counter_unsupported", "Pascal"),
+        (
+            {"power_limit_w": 450.0},
+            "power-limit",
+            "power_limit_changed",
+            "GPU 0: power limit 450.00 W, default 700.00 W",
+        ),
     ],
-    ids=["persistence-off", "mig-on", "thermal-slowdown", "pascal"],
+    ids=["persistence-off", "mig-on", "thermal-slowdown", "pascal", "power-limit-lowered"],
 )
 def test_each_measurement_warning(
     run_product: ProductRunner,
@@ -144,6 +158,47 @@ def test_each_measurement_warning(
     assert words in run.warnings[0]["message"], run.warnings[0]
     assert "Docker pre-flight passed with 1 warning(s)" in run.lines
     assert any(line.startswith(f"  - [{check_id}] ") for line in run.lines)
+
+
+def test_a_pending_row_remap_fails_llem_preflight(
+    run_product: ProductRunner, host_tools: HostTools, scenario: ScenarioSetter, images: None
+) -> None:
+    """GPU 1 waits for a reset to remap a row; GPU 0 runs at a lowered power limit. `llem
+    preflight` fails on the first and warns of the second; `--gpus 0` judges GPU 0 alone."""
+    scenario(
+        gpus=(
+            dataclasses.replace(FIRST, power_limit_w=450.0),
+            dataclasses.replace(SECOND, remap_pending=True),
+        )
+    )
+    result = run_product(["llem", "preflight", "--image", IMAGE, "--json", "r.json"])
+    assert result.returncode == 1, result.stderr + result.stdout
+    report = json.loads((host_tools.work / "r.json").read_text())
+    assert [(f["id"], f["cause"]) for f in report["failures"]] == [
+        ("gpu-health", "gpu_hardware_fault")
+    ]
+    assert [(w["id"], w["cause"]) for w in report["warnings"]] == [
+        ("power-limit", "power_limit_changed")
+    ]
+    [failure] = report["failures"]
+    assert failure["message"] == (
+        "memory fault on the GPU(s) to measure: GPU 1: pending row remapping "
+        "(Remapped Rows / Pending: Yes)"
+    )
+    assert "sudo nvidia-smi -r -i 1" in failure["fix"]
+    output = result.stdout + result.stderr
+    assert "Docker pre-flight failed: 1 issue(s) found" in output
+    assert "  1. [gpu-health] memory fault on the GPU(s) to measure: GPU 1: " in output
+    assert "  - [power-limit] GPU 0: power limit 450.00 W, default 700.00 W; " in output
+    assert "sudo nvidia-smi -i 0 -pl 700 " in output
+    # The study's GPU 0 alone: the fault of GPU 1 is not judged.
+    first_only = run_product(
+        ["llem", "preflight", "--image", IMAGE, "--gpus", "0", "--json", "r0.json"]
+    )
+    assert first_only.returncode == 0, first_only.stderr + first_only.stdout
+    report = json.loads((host_tools.work / "r0.json").read_text())
+    outcomes = {c["id"]: c["outcome"] for c in report["checks"]}
+    assert (outcomes["gpu-health"], outcomes["power-limit"]) == ("passed", "warning")
 
 
 def test_skip_and_gpu_choice(
@@ -211,6 +266,7 @@ def test_local_run_records_the_host_and_the_skipped_check(
             "persistence_mode": "Enabled",
             "mig_mode": "Disabled",
             "power_limit": "700.00 W",
+            "default_power_limit": "700.00 W",
         }
     ]
     outcomes = {m["id"]: m["outcome"] for m in host["measurement"]}

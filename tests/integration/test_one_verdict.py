@@ -16,7 +16,15 @@ from testbed.scenario import GpuProcess
 
 IMAGE = "llem-test/verdict:1"
 TIER1 = ["docker-cli", "docker-daemon", "host-driver", "nvidia-toolkit"]
-TIER3 = ["clock-events", "energy-counter", "gpu-idle", "mig-mode", "persistence-mode"]
+TIER3 = [
+    "clock-events",
+    "energy-counter",
+    "gpu-health",
+    "gpu-idle",
+    "mig-mode",
+    "persistence-mode",
+    "power-limit",
+]
 LOCAL = "{model: gpt2, backend: pytorch, command: [python3, -c, 'pass']}"
 DOCKER = "{model: m, backend: vllm}"
 

@@ -161,7 +161,7 @@ def test_a_pull_shows_live_progress_on_a_terminal(
     assert len(kept) == 1, run.terminal
     assert re.search(r"in \d+\.\d s \(1 of 1 layer\(s\), 1\.\d MB of 1\.\d MB\)$", kept[0]), kept
     assert "\x1b" not in run.stdout and "pull" not in run.stdout, run.stdout
-    assert run.stdout.rstrip().endswith("Docker pre-flight passed: 11 checks")
+    assert run.stdout.rstrip().endswith("Docker pre-flight passed: 13 checks")
 
 
 def test_without_a_terminal_a_pull_says_when_it_starts_and_ends(

@@ -26,7 +26,15 @@ from testbed.scenario import GpuProcess
 
 IMAGE = "llem-test/sizes:1"
 LABELLED = "llem-test/labelled:1"
-TIER3 = ("clock-events", "energy-counter", "gpu-idle", "mig-mode", "persistence-mode")
+TIER3 = (
+    "clock-events",
+    "energy-counter",
+    "gpu-health",
+    "gpu-idle",
+    "mig-mode",
+    "persistence-mode",
+    "power-limit",
+)
 TRAINER = GpuProcess(pid=4242, name="python3", used_mib=40960)
 # Four labels of 30 000 characters: over 100 kB of metadata (and each under the 128 KiB that
 # one argument of `docker import --change` may hold).

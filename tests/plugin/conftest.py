@@ -6,7 +6,7 @@ import pytest
 
 BUILTINS = (
     "docker-cli,docker-daemon,nvidia-toolkit,host-driver,cuda-compat,gpu-in-container,"
-    "gpu-idle,persistence-mode,mig-mode,clock-events,energy-counter"
+    "gpu-idle,persistence-mode,mig-mode,clock-events,energy-counter,power-limit,gpu-health"
 )
 
 

@@ -1,13 +1,16 @@
 """The README's quick start, as a new user runs it: its first command, in a fresh copy of this
 checkout, with only the system's own tools (`PATH=/usr/bin:/bin`, Debian's externally managed
-`/usr/bin/python3`). It must install llem and print the pre-flight's report."""
+`/usr/bin/python3`). It must install llem and print the pre-flight's report; then the README's
+fast-test command, as written, in that environment, must pass."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -15,9 +18,18 @@ ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 
 
+def quick_start_section() -> str:
+    return (ROOT / "README.md").read_text().split("\n## Quick start", 1)[1].split("\n## ")[0]
+
+
 def quick_start_command() -> str:
-    section = (ROOT / "README.md").read_text().split("\n## Quick start", 1)[1].split("\n## ")[0]
-    return section.split("```sh\n", 1)[1].split("\n```", 1)[0]
+    return quick_start_section().split("```sh\n", 1)[1].split("\n```", 1)[0]
+
+
+def fast_test_command() -> str:
+    """The sh block after "Only the fast tests" in the quick start."""
+    after = quick_start_section().split("\nOnly the fast tests", 1)[1]
+    return after.split("```sh\n", 1)[1].split("\n```", 1)[0]
 
 
 def unavailable_reason() -> str | None:
@@ -52,13 +64,22 @@ def test_the_command_keeps_to_the_system_python_and_a_virtual_environment() -> N
     assert command.endswith("llem preflight")
 
 
-def test_the_quick_start_installs_and_prints_the_preflight_report(tmp_path: Path) -> None:
+class QuickStart(NamedTuple):
+    clone: Path
+    env: dict[str, str]
+    result: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def quick_start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuickStart]:
+    """The quick start's command, run once in a fresh copy of this checkout."""
     reason = unavailable_reason()
     if reason:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{reason} (CI=true: the quick start must be proved)", pytrace=False)
         pytest.skip(reason)
-    clone, home = tmp_path / "pytest-llem", tmp_path / "home"
+    top = tmp_path_factory.mktemp("quickstart")
+    clone, home = top / "pytest-llem", top / "home"
     clone.mkdir()
     home.mkdir()
     fresh_copy(clone)
@@ -68,6 +89,12 @@ def test_the_quick_start_installs_and_prints_the_preflight_report(tmp_path: Path
         ["/bin/sh", "-c", quick_start_command()],
         cwd=clone, env=env, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
+    yield QuickStart(clone, env, result)
+    shutil.rmtree(top, ignore_errors=True)
+
+
+def test_the_quick_start_installs_and_prints_the_preflight_report(quick_start: QuickStart) -> None:
+    clone, result = quick_start.clone, quick_start.result
     output = result.stdout + result.stderr
     assert "externally-managed-environment" not in output
     assert (clone / ".venv" / "bin" / "llem").is_file(), output
@@ -76,3 +103,20 @@ def test_the_quick_start_installs_and_prints_the_preflight_report(tmp_path: Path
     verdicts = ("Docker pre-flight failed: ", "Docker pre-flight passed")
     assert any(line.startswith(verdicts) for line in result.stdout.splitlines()), output
     assert "docker-cli" in result.stdout and "Traceback" not in output
+
+
+def test_the_fast_tests_pass_as_written_in_the_quick_start_environment(
+    quick_start: QuickStart,
+) -> None:
+    """The README's fast-test command, in the shell and the `.venv` the quick start left: what
+    the tests need (the `dev` extra's hypothesis, `python` on PATH) it must bring itself."""
+    if not (quick_start.clone / ".venv" / "bin" / "python").is_file():
+        pytest.fail("the quick start made no .venv (see the test above)", pytrace=False)
+    result = subprocess.run(
+        ["/bin/sh", "-c", fast_test_command()],
+        cwd=quick_start.clone, env=quick_start.env, capture_output=True, text=True,
+        timeout=1800, check=False,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert " passed" in result.stdout.splitlines()[-1], output[-6000:]

@@ -85,6 +85,8 @@ class Gpu:
     clock_events: tuple[str, ...] = ()  # reasons shown Active, e.g. "HW Thermal Slowdown"
     utilization_pct: int = 0
     processes: tuple[GpuProcess, ...] = ()
+    power_limit_w: float | None = None  # None: the default (the capture's 700.00 W)
+    remap_pending: bool = False  # a row remapping waits for a GPU reset (one uncorrectable row)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Gpu:
@@ -273,6 +275,12 @@ def _q_values(scenario: GpuScenario, gpu: Gpu, index: int) -> dict[tuple[str, ..
         ("FB Memory Usage", "Used"): f"{sum(p.used_mib for p in gpu.processes)} MiB",
         ("Utilization", "GPU"): f"{gpu.utilization_pct} %",
     }
+    if gpu.power_limit_w is not None:
+        for label in ("Current Power Limit", "Requested Power Limit"):
+            values[("GPU Power Readings", label)] = f"{gpu.power_limit_w:.2f} W"
+    if gpu.remap_pending:
+        values[("Remapped Rows", "Uncorrectable Error")] = "1"
+        values[("Remapped Rows", "Pending")] = "Yes"
     busy = bool(gpu.clock_events or gpu.utilization_pct or gpu.processes)
     reasons = ("SW Power Cap", "HW Slowdown", "Sync Boost", "SW Thermal Slowdown")
     for reason in ("Idle", "Applications Clocks Setting", *reasons, "Display Clock Setting"):

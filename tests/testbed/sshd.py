@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -21,6 +23,8 @@ from pathlib import Path
 from .service import Service
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# In the environment of every session (and what it starts): which server's session it is.
+SESSION_MARKER = "LLEM_TEST_SSHD"
 
 
 class SshdError(RuntimeError):
@@ -73,7 +77,8 @@ class Sshd(Service):
         self.home.mkdir()
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # its privilege separation directory
         self.port = free_port()
-        setenv = " ".join(f"{k}={v}" for k, v in self.session_env.items())
+        marked = {**self.session_env, SESSION_MARKER: str(self.dir)}  # (see session_processes)
+        setenv = " ".join(f"{k}={v}" for k, v in marked.items())
         config = self.dir / "sshd_config"
         config.write_text(
             f"Port {self.port}\n"
@@ -134,12 +139,44 @@ class Sshd(Service):
                 raise SshdError(f"sshd did not answer: {self.log_tail()}")
             time.sleep(0.05)
 
+    def session_processes(self) -> list[str]:
+        """Every process of its sessions still there ("PID ARGS"): the server's descendants
+        (its own per-connection processes, ``sshd: ...``, among them), and every process that
+        carries the sessions' environment, wherever it went (an orphan is adopted by init)."""
+        if self._proc is None:
+            return []
+        table = subprocess.run(
+            ["ps", "-ww", "-e", "-o", "pid=,ppid=,args="],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        children: dict[int, list[int]] = {}
+        args: dict[int, str] = {}
+        for line in table.splitlines():
+            pid, ppid, *rest = line.split(None, 2)
+            children.setdefault(int(ppid), []).append(int(pid))
+            args[int(pid)] = " ".join(rest)
+        found: set[int] = set()
+        todo = [self._proc.pid]
+        while todo:
+            for pid in children.get(todo.pop(), []):
+                found.add(pid)
+                todo.append(pid)
+        marker = f"{SESSION_MARKER}={self.dir}".encode() + b"\0"
+        for pid in args:
+            with contextlib.suppress(OSError):
+                if marker in Path(f"/proc/{pid}/environ").read_bytes():
+                    found.add(pid)
+        return [f"{pid} {args[pid]}" for pid in sorted(found) if pid in args]
+
     def log_tail(self, lines: int = 20) -> str:
         with contextlib.suppress(OSError):
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         return ""
 
     def stop(self) -> None:
+        for line in self.session_processes():  # (what a failed test may have left)
+            with contextlib.suppress(OSError):
+                os.kill(int(line.split()[0]), signal.SIGKILL)
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()

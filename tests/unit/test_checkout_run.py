@@ -33,5 +33,6 @@ def test_the_checkouts_checks_are_found(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads((tmp_path / "r.json").read_text())
     assert sorted(c["id"] for c in data["checks"]) == [
-        "clock-events", "energy-counter", "gpu-idle", "mig-mode", "persistence-mode",
+        "clock-events", "energy-counter", "gpu-health", "gpu-idle", "mig-mode",
+        "persistence-mode", "power-limit",
     ]  # fmt: skip

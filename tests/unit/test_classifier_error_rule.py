@@ -5,6 +5,7 @@ that printed no error words)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,9 @@ ERROR_PHRASES = (
     "is not a valid field",
     "Insufficient Permissions",
 )
+# Lines a log labels as info, warning or debug (glog's I/W prefix, logrus' DEBU[): notes
+# beside a failure, never the failure itself.
+LABELLED_NOTE = re.compile(r"\s*(?:[IW]\d{4} |DEBU\[|INFO\[)")
 # Real failure lines of the corpus that carry such a phrase.
 REAL_ERROR_LINES = sorted(
     {
@@ -78,6 +82,7 @@ REAL_ERROR_LINES = sorted(
         for line in _transcript(m).splitlines()
         if any(p.lower() in line.lower() for p in ERROR_PHRASES)
         and not line.lstrip().lower().startswith(("unable to find image", "warn", "time="))
+        and not LABELLED_NOTE.match(line)
     }
 )
 PREFIXES = (

@@ -441,7 +441,15 @@ def test_local_run_contract(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     # gpu-idle says why (no host-driver check does for local experiments).
     assert [(m["id"], m["outcome"]) for m in manifest["host"]["measurement"]] == [
         (cid, "warning" if cid == "gpu-idle" else "skipped")
-        for cid in ("clock-events", "energy-counter", "gpu-idle", "mig-mode", "persistence-mode")
+        for cid in (
+            "clock-events",
+            "energy-counter",
+            "gpu-health",
+            "gpu-idle",
+            "mig-mode",
+            "persistence-mode",
+            "power-limit",
+        )
     ]
     assert "[gpu-idle] the GPUs to measure cannot be judged: nvidia-smi not found" in err
     assert manifest["skipped_checks"] == []
@@ -572,6 +580,9 @@ def test_the_summary_shows_an_odd_run_directory_name_escaped(
         (["--host=-oProxyCommand=evil"], "--host -oProxyCommand=evil: expected"),
         (["--remote-python", "/opt/py"], "--remote-python is for the hosts of --host or"),
         (["--ssh-config", "cfg"], "--ssh-config is for the hosts of --host or --hosts-file"),
+        (["--host-timeout", "30"], "--host-timeout is for the hosts of --host or --hosts-file"),
+        (["--host", "gpu1", "--host-timeout", "0"], "--host-timeout: should be greater than 0"),
+        (["--host", "gpu1", "--host-timeout", "x"], "--host-timeout: expected a number of"),
         (["--host", "gpu1", "--ssh-config", "nowhere"], "--ssh-config nowhere: not a file"),
         (["--hosts-file", "nowhere"], "--hosts-file nowhere: cannot read (No such file"),
         (["--hosts-file", "empty"], "--hosts-file empty: no host in it"),

@@ -161,3 +161,26 @@ def test_copy_in_sends_the_directory_and_its_files(
         ("run/llem/001_config.json", tarfile.REGTYPE, "0o644"),
     ]
     assert tar_of("/run/llem", {}) != b""
+
+
+def test_the_number_of_files_is_capped_but_the_result_comes_back(
+    fake_docker: dict[str, str], tmp_path: Path
+) -> None:
+    files = [(f"./f{n}", b"x", {}) for n in range(5)]
+    data = stream(*files, ("./001_result.json", b"{}", {}), ("./more", b"x", {}))
+    target = back_from(fake_docker, tmp_path, data)
+    back = copy_out(
+        "c1", "/run/llem", target, count_cap=3, keep=["001_result.json"], env=fake_docker
+    )
+    assert back.copied == ["f0", "f1", "f2", "001_result.json"]
+    assert back.error == "more than 3 files: 3 not copied"
+    assert back.notes() == ["llem: copying back the run directory: more than 3 files: 3 not copied"]
+    assert sorted(p.name for p in target.iterdir()) == ["001_result.json", "f0", "f1", "f2"]
+
+
+def test_refusals_count_towards_the_cap(fake_docker: dict[str, str], tmp_path: Path) -> None:
+    links = [(f"./l{n}", b"", {"type": tarfile.SYMTYPE, "linkname": "/etc"}) for n in range(4)]
+    target = back_from(fake_docker, tmp_path, stream(*links))
+    back = copy_out("c1", "/run/llem", target, count_cap=2, env=fake_docker)
+    assert back.refused == ["l0: a symbolic link", "l1: a symbolic link"]
+    assert back.error == "more than 2 files: 2 not copied"

@@ -185,10 +185,10 @@ INNER: dict[str, tuple[str, str, dict[str, str]]] = {
         "driver_not_loaded",
         {},
     ),
-    "wsl-driver": (
+    "hook-driver-error": (
         "nvidia-container-cli: initialization error: driver error: failed to process request",
         "driver_not_loaded",
-        {"platform": "wsl2"},
+        {},
     ),
     "cgroup-v2": (
         "nvidia-container-cli: container error: cgroup subsystem devices not found",
@@ -1042,7 +1042,8 @@ def test_lenient_inputs() -> None:
 def test_checks_only_causes_are_never_diagnosed() -> None:
     texts = [transcript(m) for m in MESSAGES] + [v[1] for v in VARIANTS]
     produced = {diagnose(t, rc).cause for t in texts for rc in (None, 0, 1, 125, 127)}
-    assert not produced & {"probe_timeout", "gpu_count_mismatch", "check_error", "unsafe_run_file"}
+    never = {"probe_timeout", "gpu_count_mismatch", "check_error", "unsafe_run_file"}
+    assert not produced & (never | {"experiment_timeout"})
 
 
 # -- remedies ---------------------------------------------------------------------------------
@@ -1083,3 +1084,42 @@ def test_named_remedies() -> None:
 def test_remedy_of_a_word_outside_the_vocabulary() -> None:
     with pytest.raises(KeyError, match="not a cause"):
         remedy("gpu_on_fire")
+
+
+FAILED_TO_PROCESS = (
+    "docker: Error response from daemon: failed to create task for container: failed to create "
+    "shim task: OCI runtime create failed: runc create failed: unable to start container "
+    "process: error during container init: error running hook #0: error running hook: exit "
+    "status 1, stdout: , stderr: nvidia-container-cli: initialization error: driver {rpc}error: "
+    "failed to process request: unknown."
+)
+
+
+@pytest.mark.parametrize("rpc", ["", "rpc "])
+def test_failed_to_process_request_without_a_sign_of_wsl_gets_the_linux_steps(rpc: str) -> None:
+    """Reported on bare Linux hosts (NVIDIA/nvidia-docker#1203, #726,
+    NVIDIA/nvidia-container-toolkit#183): not proof of WSL."""
+    for text in (
+        FAILED_TO_PROCESS.format(rpc=rpc),
+        FAILED_TO_PROCESS.format(rpc=rpc) + "\nI0913 11:52:12.170514 4764 nvc.c:395] dxcore "
+        "initialization failed, continuing assuming a non-WSL environment",
+    ):
+        d = diagnose(text, 125)
+        assert d.cause == "driver_not_loaded"
+        assert "wsl" not in d.fix.lower() and "wsl" not in d.url.lower()
+        assert "platform" not in d.details
+        assert "nvidia-smi" in d.fix and "persistence" in d.fix
+
+
+@pytest.mark.parametrize(
+    "sign",
+    [
+        "ls: cannot access '/usr/lib/wsl/lib': No such file or directory",
+        "Linux box 5.15.153.1-microsoft-standard-WSL2 #1 SMP x86_64 GNU/Linux",
+        "W0101 00:00:00.000000 1 nvc.c:400] skipping kernel modules load on WSL",
+    ],
+)
+def test_failed_to_process_request_with_a_sign_of_wsl_gets_the_wsl_steps(sign: str) -> None:
+    d = diagnose(FAILED_TO_PROCESS.format(rpc="") + "\n" + sign, 125)
+    assert d.cause == "driver_not_loaded"
+    assert d.details["platform"] == "wsl2" and "wsl --update" in d.fix

@@ -46,7 +46,13 @@ REAL_LINES = sorted(
 REAL_WORDS = sorted({word for line in REAL_LINES for word in line.split()})
 
 SOURCES = {"banner", "list", "q", "query", "version", "container-cli"}
-NEVER_FROM_TEXT = {"probe_timeout", "gpu_count_mismatch", "check_error", "unsafe_run_file"}
+NEVER_FROM_TEXT = {
+    "probe_timeout",
+    "gpu_count_mismatch",
+    "check_error",
+    "unsafe_run_file",
+    "experiment_timeout",
+}
 
 returncodes = st.none() | st.integers(min_value=-255, max_value=255)
 lines_like_real = st.lists(st.sampled_from(REAL_LINES) | st.text(max_size=80), max_size=12).map(

@@ -9,7 +9,7 @@ import pytest
 
 from pytest_llem.domain.fleet import FleetReport, unreachable
 from pytest_llem.domain.records import CommandResult
-from pytest_llem.domain.report import CheckResult, Finding, Report
+from pytest_llem.domain.report import CheckResult, Finding, Missing, Report
 from pytest_llem.errors import ConfigError
 from pytest_llem.facts import Facts
 from pytest_llem.fleet import (
@@ -17,8 +17,11 @@ from pytest_llem.fleet import (
     Gateway,
     gateways_of,
     judge_answer,
+    last_line,
     read_hosts_file,
+    silence,
     specs_for_hosts,
+    start_failure,
 )
 from pytest_llem.settings import PreflightSettings
 
@@ -208,6 +211,7 @@ def test_fleet_json() -> None:
         "failures",
         "warnings",
         "checks",
+        "missing",
         "host_facts",
     }
     assert [(f["number"], f["host"], f["cause"]) for f in data["failures"]] == [
@@ -220,8 +224,13 @@ def test_fleet_json() -> None:
     ("statuses", "worst"),
     [
         (["passed", "passed"], "passed"),
-        (["passed", "warning"], "warning"),
+        (["passed", "warning"], "passed"),  # warnings never fail a host
         (["warning", "failed", "passed"], "failed"),
+        (["incomplete", "passed"], "incomplete"),
+        (["failed", "incomplete"], "failed"),
+        (["skipped", "passed"], "passed"),
+        (["skipped", "skipped"], "skipped"),
+        (["skipped", "incomplete"], "incomplete"),
         ([], "failed"),
     ],
 )
@@ -232,6 +241,10 @@ def test_fleet_status_is_the_worst(statuses: list[str], worst: str) -> None:
         if status == "warning":
             finding = Finding("w", 1, "no_devices", "m", severity="warning")
             return Report(checks=[CheckResult("w", 1, "warning", finding=finding)])
+        if status == "incomplete":
+            return Report(missing=[Missing("docker-cli", 1, "deselected by -k 'x'")])
+        if status == "skipped":
+            return Report(skipped_by="--llem-skip all")
         return passed()
 
     assert FleetReport([(str(i), of(s)) for i, s in enumerate(statuses)]).status == worst
@@ -244,9 +257,10 @@ def test_a_host_that_reported_nothing_or_was_lost_failed(tmp_path: Path) -> None
     for name in "ab":
         session = fleet.session_of(node[name])
         assert session is not None
-        session.record(CheckResult("docker-cli", 1, "passed"), 0)
-    fleet.node_down(node["b"], "EOFError: connection closed\n")
-    fleet.node_down(node["a"], None)  # a worker that ended as it should
+        for order, cid in enumerate(PreflightSettings().required_ids()):
+            session.record(CheckResult(cid, 1, "passed"), order)
+    fleet.lose("b", "the connection to b was lost: EOFError", said=["Killed"], stage="running")
+    fleet.lose("b", "a second reason")  # (the first one stands)
     report = fleet.report()
     assert [(n, r.status) for n, r in report.hosts] == [
         ("a", "passed"),
@@ -254,7 +268,62 @@ def test_a_host_that_reported_nothing_or_was_lost_failed(tmp_path: Path) -> None
         ("c", "failed"),
     ]
     lost = report.hosts[1][1].failures[0]
-    assert lost.message == "the connection to b was lost: EOFError: connection closed"
-    assert [c.id for c in report.hosts[1][1].checks] == ["host-reachable", "docker-cli"]
+    assert lost.message == "the connection to b was lost: EOFError"
+    assert lost.details == {
+        "host": "b", "via": "a local process", "stage": "running", "output": "Killed"
+    }  # fmt: skip
+    assert [c.id for c in report.hosts[1][1].checks][:2] == ["host-reachable", "docker-cli"]
+    assert report.hosts[1][1].missing == []  # host-reachable stands for all its checks
     assert report.hosts[2][1].failures[0].message == "no check result came back from c"
-    assert fleet.report(interrupted=True).status == "interrupted"
+    stopped = fleet.report(interrupted=True)
+    assert stopped.status == "failed"  # b and c failed; a proved nothing:
+    assert (stopped.hosts[0][0], stopped.hosts[0][1].status) == ("a", "incomplete")
+
+
+# -- a host that fails after its first contact -----------------------------------------------
+
+
+def test_a_worker_that_did_not_start_is_named_with_its_last_words() -> None:
+    said = ["Traceback (most recent call last):", "MemoryError"]
+    assert start_failure(SSH, "it ended before its worker started", 1, said) == (
+        "the pre-flight could not start on gpu1 (python3, exit status 1): MemoryError"
+    )
+    assert start_failure(SSH, "ssh failed", 255, ["Connection closed by 10.0.0.1"]) == (
+        "cannot reach gpu1 over ssh: Connection closed by 10.0.0.1"
+    )
+    [local] = gateways_of(["popen//id=gpu2//python=/opt/py/bin/python"])
+    assert start_failure(local, "expected 1 bytes, got 0", None, []) == (
+        "the pre-flight could not start on gpu2 (/opt/py/bin/python): expected 1 bytes, got 0"
+    )
+
+
+def test_a_silent_host_is_named_with_the_limit_and_how_to_change_it() -> None:
+    message, fix = silence("gpu1", 690.0)
+    assert message == "gpu1 did not answer within 690 s"
+    assert "--host-timeout SECONDS" in fix and "--llem-host-timeout SECONDS" in fix
+
+
+def test_the_last_line_of_an_error() -> None:
+    assert last_line("Traceback:\n  File x\nOSError: gone\n\n") == "OSError: gone"
+    assert last_line(None) == "None"
+    assert last_line("  ") == "no reason given"
+
+
+@pytest.mark.parametrize(("host_timeout", "asked_within"), [(None, 20.0), (3.0, 3.0)])
+def test_the_first_contact_is_bounded_by_the_host_timeout_too(
+    monkeypatch: pytest.MonkeyPatch, host_timeout: float | None, asked_within: float
+) -> None:
+    from pytest_llem import fleet as module
+
+    limits: list[float] = []
+
+    def ask(gateway: Gateway, timeout: float) -> Report | None:
+        limits.append(timeout)
+        return unreachable("no") if gateway.name == "b" else None
+
+    monkeypatch.setattr(module, "_ask", ask)
+    gateways = gateways_of(["popen//id=a//python=python3", "popen//id=b//python=python3"])
+    fleet = Fleet(gateways, PreflightSettings(host_timeout_s=host_timeout), Facts(env={}))
+    assert [g.name for g in fleet.ask_hosts()] == ["a"]
+    assert limits == [asked_within] * 2
+    assert [g.name for g in fleet.to_start()] == ["a"]

@@ -1,12 +1,19 @@
-"""`nvidia-smi -q` read for measurement readiness: the real H200 capture and the layouts of
-drivers 470, 535 and 550 (labels from NVIDIA's own binaries)."""
+"""`nvidia-smi -q` read for measurement readiness: the real H200 capture, real outputs of
+drivers 470, 535 and 550 from public sources, and layouts assembled from NVIDIA's own binaries."""
 
 from __future__ import annotations
 
 import pytest
-from testbed.captures import verbatim
+from testbed.captures import verbatim, with_value
 
-from pytest_llem.domain.gpu_state import ClockReasons, GpuProcess, GpuState, parse_states
+from pytest_llem.domain.gpu_state import (
+    ClockReasons,
+    GpuProcess,
+    GpuState,
+    MemoryHealth,
+    parse_states,
+    watts,
+)
 from pytest_llem.domain.measurement import architecture_of
 
 
@@ -146,3 +153,138 @@ def test_architecture_from_the_product_name(name: str, arch: str | None) -> None
 def test_product_architecture_wins_over_the_name() -> None:
     gpu = GpuState(0, "", name="Tesla P100-PCIE-16GB", architecture="Pascal")
     assert architecture_of(gpu) == ("Pascal", "Product Architecture")
+
+
+# -- power limits and memory health, on real outputs of drivers 470 to 580 ----------------------
+
+V100_470 = "smi-q/nvidia-smi-q_470.129.06_v100-pcie-32gb.txt"
+GTX680_470 = "smi-q/nvidia-smi-q_470.256.02_gtx-680.txt"
+A100_535 = "smi-q/nvidia-smi-q_535.129.03_8x-a100-sxm4-40gb.txt"
+V100_550 = "smi-q/nvidia-smi-q_550.127.05_8x-v100-sxm2-16gb.txt"
+H200_550 = "smi-q/nvidia-smi-q_550.90.12_h200.txt"
+H200_580 = "captured/h200-580.159.04_smi-q.txt"
+# Healthy, as reported: pre-Ampere GPUs report ECC by bit count and retired pages, not rows;
+# Ampere and newer report rows, and print N/A for retired pages.
+BEFORE_AMPERE = MemoryHealth(volatile_uncorrectable=(), pages_pending=False)
+AMPERE_ON = MemoryHealth(remap_pending=False, remap_failure=False, volatile_uncorrectable=())
+
+
+@pytest.mark.parametrize(
+    ("path", "count", "limits", "memory"),
+    [
+        (V100_470, 1, ("250.00 W", "250.00 W"), BEFORE_AMPERE),
+        (A100_535, 8, ("400.00 W", "400.00 W"), AMPERE_ON),
+        (V100_550, 8, ("300.00 W", "300.00 W"), BEFORE_AMPERE),
+        (H200_550, 1, ("700.00 W", "700.00 W"), AMPERE_ON),
+        (H200_580, 1, ("700.00 W", "700.00 W"), AMPERE_ON),
+    ],
+    ids=["470-v100", "535-a100", "550-v100", "550-h200", "580-h200"],
+)
+def test_power_limits_and_memory_health_of_real_layouts(
+    path: str, count: int, limits: tuple[str, str], memory: MemoryHealth
+) -> None:
+    states = parse_states(verbatim(path))
+    assert len(states) == count
+    for gpu in states:
+        assert (gpu.power_limit, gpu.default_power_limit) == limits
+        assert gpu.memory == memory and gpu.memory.reported and gpu.memory.faults() == ()
+
+
+def test_driver_470_reads_power_readings_and_old_counters() -> None:
+    """The real V100 of driver 470 has one retired page and three aggregate single-bit errors:
+    history, corrected, no fault. `Remapped Rows : N/A` (before Ampere) is not reported."""
+    text = verbatim(V100_470)
+    assert "    Remapped Rows                         : N/A" in text
+    assert "        Single Bit ECC                    : 1" in text
+    [gpu] = parse_states(text)
+    assert (gpu.memory.remap_pending, gpu.memory.remap_failure) == (None, None)
+    lowered = with_value(text, 0, ("Power Readings", "Power Limit"), "200.00 W")
+    [gpu] = parse_states(lowered)
+    assert (gpu.power_limit, gpu.default_power_limit) == ("200.00 W", "250.00 W")
+
+
+def test_a_geforce_without_ecc_reports_nothing() -> None:
+    """Driver 470, GTX 680: every power limit and memory counter prints N/A."""
+    [gpu] = parse_states(verbatim(GTX680_470))
+    assert (gpu.power_limit, gpu.default_power_limit) == (None, None)
+    assert gpu.memory == MemoryHealth() and not gpu.memory.reported
+
+
+@pytest.mark.parametrize(
+    ("path", "changes", "fault"),
+    [
+        (
+            V100_470,
+            [
+                (("ECC Errors", "Volatile", "Double Bit", "Device Memory"), "2"),
+                (("ECC Errors", "Volatile", "Double Bit", "Total"), "2"),
+            ],
+            ("volatile uncorrectable ECC errors", "ECC Errors / Volatile / Double Bit / Total: 2"),
+        ),
+        (
+            V100_550,
+            [(("Retired Pages", "Pending Page Blacklist"), "Yes")],
+            ("pages pending retirement", "Retired Pages / Pending Page Blacklist: Yes"),
+        ),
+        (
+            A100_535,
+            [(("ECC Errors", "Volatile", "SRAM Uncorrectable"), "1")],
+            ("volatile uncorrectable ECC errors", "ECC Errors / Volatile / SRAM Uncorrectable: 1"),
+        ),
+        (
+            H200_550,
+            [(("ECC Errors", "Volatile", "SRAM Uncorrectable SEC-DED"), "4")],
+            (
+                "volatile uncorrectable ECC errors",
+                "ECC Errors / Volatile / SRAM Uncorrectable SEC-DED: 4",
+            ),
+        ),
+        (
+            H200_580,
+            [(("Remapped Rows", "Remapping Failure Occurred"), "Yes")],
+            ("row remapping failure", "Remapped Rows / Remapping Failure Occurred: Yes"),
+        ),
+    ],
+    ids=["470-double-bit", "550-pending-page", "535-sram", "550-sram-sec-ded", "580-failure"],
+)
+def test_each_fault_is_read_where_the_driver_prints_it(
+    path: str, changes: list[tuple[tuple[str, ...], str]], fault: tuple[str, str]
+) -> None:
+    text = verbatim(path)
+    for where, value in changes:
+        text = with_value(text, 0, where, value)
+    assert parse_states(text)[0].memory.faults() == (fault,)
+
+
+def test_only_volatile_uncorrectable_counts() -> None:
+    """Corrected errors, aggregate (lifetime) counts and rows remapped in the past are history:
+    the GPU already dealt with them."""
+    text = verbatim(A100_535)
+    for where, value in [
+        (("ECC Errors", "Volatile", "DRAM Correctable"), "12"),
+        (("ECC Errors", "Aggregate", "DRAM Uncorrectable"), "3"),
+        (("Remapped Rows", "Correctable Error"), "2"),
+        (("Remapped Rows", "Uncorrectable Error"), "1"),
+    ]:
+        text = with_value(text, 0, where, value)
+    memory = parse_states(text)[0].memory
+    assert memory.faults() == () and memory.volatile_uncorrectable == ()
+
+
+def test_other_retired_pages_labels() -> None:
+    """`Pending Page Retirement`, another form of the label, is read as well (no real output
+    printing it is at hand: this renames the label in a copy of a real one)."""
+    text = verbatim(V100_550).replace("Pending Page Blacklist    ", "Pending Page Retirement   ")
+    text = with_value(text, 3, ("Retired Pages", "Pending Page Retirement"), "Yes")
+    states = parse_states(text)
+    assert [g.index for g in states if g.memory.faults()] == [3]
+    assert states[3].memory.faults() == (
+        ("pages pending retirement", "Retired Pages / Pending Page Retirement: Yes"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("450.00 W", 450.0), ("312.5 W", 312.5), (None, None), ("", None)]
+)
+def test_watts(value: str | None, expected: float | None) -> None:
+    assert watts(value) == expected

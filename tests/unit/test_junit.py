@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from pytest_llem.cli import main
-from pytest_llem.domain.junit import junit_xml
-from pytest_llem.domain.report import CheckResult, Finding, Report
+from pytest_llem.domain.fleet import FleetReport, unreachable
+from pytest_llem.domain.junit import fleet_junit_xml, junit_xml, with_missing
+from pytest_llem.domain.report import CheckResult, Finding, Missing, Report
 from pytest_llem.errors import DockerPreFlightError
 
 
@@ -105,6 +106,70 @@ def test_warnings_pass_and_skips_say_which_kind() -> None:
         )
 
 
+# -- a fleet ----------------------------------------------------------------------------------
+
+
+def fleet_report() -> FleetReport:
+    lost = unreachable("the connection to gpu3 was lost: Killed", details={"host": "gpu3"})
+    lost.checks.append(CheckResult("docker-cli", 1, "passed", 0.5))  # (what it sent before)
+    return FleetReport(
+        [
+            ("gpu1", Report(checks=[CheckResult("docker-cli", 1, "passed", 0.25)])),
+            ("gpu2", REPORT),
+            ("gpu3", lost),
+            ("gpu<4>", unreachable("cannot reach gpu<4> over ssh: Connection refused")),
+        ]
+    )
+
+
+def test_a_fleet_is_one_suite_per_host() -> None:
+    root = ET.fromstring(fleet_junit_xml(fleet_report(), timestamp=0))
+    suites = root.findall("testsuite")
+    assert [(s.get("name"), s.get("hostname")) for s in suites] == [
+        (host, host) for host in ("gpu1", "gpu2", "gpu3", "gpu<4>")
+    ]
+    counts = ("tests", "failures", "errors", "skipped")
+    assert [[s.get(k) for k in counts] for s in suites] == [
+        ["1", "0", "0", "0"],
+        ["5", "1", "0", "2"],
+        ["2", "0", "1", "0"],
+        ["1", "0", "1", "0"],
+    ]
+    assert [root.get(k) for k in counts] == ["9", "1", "2", "2"]
+    assert root.get("time") == "0.810"  # (0.25, 0.06 for gpu2's, 0.5)
+    assert [properties(s)["llem_status"] for s in suites] == ["passed", "failed"] + ["failed"] * 2
+    assert suites[0].get("timestamp") == "1970-01-01T00:00:00+00:00"
+
+
+def test_a_host_that_could_not_be_reached_is_an_error_case() -> None:
+    root = ET.fromstring(fleet_junit_xml(fleet_report()))
+    lost = root.findall("testsuite")[2]
+    assert [c.get("name") for c in lost.iter("testcase")] == ["host-reachable", "docker-cli"]
+    case = next(lost.iter("testcase"))
+    assert case.find("failure") is None
+    error = case.find("error")
+    assert error is not None
+    assert (error.get("type"), error.get("message")) == (
+        "host_unreachable",
+        "[host-reachable] the connection to gpu3 was lost: Killed",
+    )
+    assert properties(case) == {"llem_outcome": "failed", "llem_cause": "host_unreachable"}
+
+
+def test_llem_preflight_hosts_writes_junit(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(
+        "pytest_llem.preflight.run_fleet_preflight", lambda hosts, *, settings: fleet_report()
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["preflight", "--host", "gpu1", "--junit", "f.xml", "--json", "f.json"]) == 1
+    root = ET.parse("f.xml").getroot()
+    assert [s.get("name") for s in root.findall("testsuite")] == ["gpu1", "gpu2", "gpu3", "gpu<4>"]
+    assert Path("f.json").is_file()
+    assert capsys.readouterr().err == ""
+
+
 # -- the command ------------------------------------------------------------------------------
 
 
@@ -151,3 +216,47 @@ def test_a_junit_path_that_cannot_be_written_is_a_usage_error(
     out, err = capsys.readouterr()
     assert out == "" and err.startswith(f"llem: error: {message}") and err.count("\n") == 1
     assert ran == []  # found before any check ran
+
+
+INCOMPLETE = Report(
+    checks=[REPORT.checks[0]], missing=[Missing("nvidia-toolkit", 1, "deselected by -k 'x'")]
+)
+
+
+def test_a_check_that_did_not_run_is_an_error_case() -> None:
+    """An incomplete pre-flight never reads as a pass in a test-report viewer."""
+    root = ET.fromstring(junit_xml(INCOMPLETE))
+    [suite] = root.findall("testsuite")
+    counts = ("tests", "failures", "errors", "skipped")
+    assert [suite.get(k) for k in counts] == ["2", "0", "1", "0"]
+    assert properties(suite)["llem_status"] == "incomplete"
+    case = cases(root)["nvidia-toolkit"]
+    error = case.find("error")
+    assert error is not None and case.get("classname") == "llem.tier1"
+    assert (error.get("type"), error.get("message")) == (
+        "incomplete",
+        "[nvidia-toolkit] deselected by -k 'x'",
+    )
+
+
+PYTEST_XML = (
+    '<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests">'
+    '<testsuite name="pytest" errors="0" failures="0" skipped="0" tests="1" time="0.1">'
+    '<testcase classname="host_checks" name="check_host_driver" time="0.001" />'
+    "</testsuite></testsuites>"
+)
+
+
+def test_the_file_of_pytest_junitxml_gets_the_verdict_and_the_missing_checks() -> None:
+    root = ET.fromstring(with_missing(PYTEST_XML, "incomplete", INCOMPLETE.missing))
+    [suite] = root.findall("testsuite")
+    assert (suite.get("tests"), suite.get("errors"), suite.get("failures")) == ("2", "1", "0")
+    assert properties(suite) == {"llem_status": "incomplete"}
+    assert [c.get("name") for c in suite.iter("testcase")] == [
+        "check_host_driver",
+        "nvidia-toolkit",
+    ]
+    assert suite[0].tag == "properties"  # before the cases, as the schema wants
+    passed = ET.fromstring(with_missing(PYTEST_XML, "passed", []))
+    assert properties(passed.findall("testsuite")[0]) == {"llem_status": "passed"}
+    assert passed.findall("testsuite")[0].get("errors") == "0"

@@ -18,6 +18,7 @@ GPU = {
     "persistence_mode": "Disabled",
     "mig_mode": "Disabled",
     "power_limit": "700.00 W",
+    "default_power_limit": "700.00 W",
     "utilization_gpu": 0,
     "clock_events_active": ["Idle"],
     "processes": [],
@@ -48,7 +49,7 @@ def test_the_host_block(tmp_path: Path) -> None:
     assert (host["driver_version"], host["cuda_version"]) == ("580.159.04", "13.0")
     assert host["gpus"] == [
         {k: GPU[k] for k in ("index", "name", "uuid", "architecture", "persistence_mode")}
-        | {"mig_mode": "Disabled", "power_limit": "700.00 W"}
+        | {"mig_mode": "Disabled", "power_limit": "700.00 W", "default_power_limit": "700.00 W"}
     ]
     assert host["measurement"] == [
         {"id": "energy-counter", "outcome": "passed", "cause": None, "message": "energy counter"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from testbed.captures import verbatim
+from testbed.captures import verbatim, with_value
 
 from pytest_llem.domain import measurement
 from pytest_llem.domain.records import CommandResult, Endpoint, HostFacts
@@ -17,6 +17,12 @@ H200_CONTEXT = "captured/h200-580.159.04_smi-q_context.txt"
 P100 = "assembled/nvidia-smi-q_470.256.02_2x-tesla-p100.txt"
 A100_MIG = "assembled/nvidia-smi-q_535.261.03_a100-mig.txt"
 RTX_DESKTOP = "assembled/nvidia-smi-q_550.163.01_rtx-4070-desktop.txt"
+# Real outputs of public sources (each file names its own).
+V100_470 = "smi-q/nvidia-smi-q_470.129.06_v100-pcie-32gb.txt"
+GTX680_470 = "smi-q/nvidia-smi-q_470.256.02_gtx-680.txt"
+A100_535 = "smi-q/nvidia-smi-q_535.129.03_8x-a100-sxm4-40gb.txt"
+V100_550 = "smi-q/nvidia-smi-q_550.127.05_8x-v100-sxm2-16gb.txt"
+H200_550 = "smi-q/nvidia-smi-q_550.90.12_h200.txt"
 
 CHECKS = {
     "gpu-idle": measurement.gpu_idle,
@@ -24,6 +30,8 @@ CHECKS = {
     "mig-mode": measurement.mig_mode,
     "clock-events": measurement.clock_events,
     "energy-counter": measurement.energy_counter,
+    "power-limit": measurement.power_limit,
+    "gpu-health": measurement.gpu_health,
 }
 
 
@@ -74,7 +82,7 @@ def test_a_process_holding_a_context_fails_gpu_idle_at_zero_utilization() -> Non
     assert verdict.finding.cause == "gpu_busy"
     assert "PID 532 python3 (1542 MiB)" in verdict.finding.message
     others = [CHECKS[c](host(H200_CONTEXT)).outcome for c in CHECKS if c != "gpu-idle"]
-    assert others == ["passed"] * 4
+    assert others == ["passed"] * (len(CHECKS) - 1)
 
 
 def test_driver_470_two_p100() -> None:
@@ -109,6 +117,8 @@ def test_only_the_studys_gpus_are_judged() -> None:
         "mig-mode": "passed",
         "clock-events": "passed",
         "energy-counter": "warning",
+        "power-limit": "passed",
+        "gpu-health": "skipped",  # this layout has no ECC, retired pages or remapped rows
     }
     verdict = measurement.gpu_idle(host(P100), (0,))
     assert [g["index"] for g in verdict.details["gpus"]] == [0]
@@ -253,3 +263,238 @@ def test_gpus_the_host_does_not_have_fail_for_every_runner_kind(local: bool) -> 
     # the others judge the GPUs the host has, or skip when it has none of them
     assert measurement.persistence_mode(host(P100), (0, 7), local=local).outcome != "skipped"
     assert measurement.persistence_mode(host(P100), (7,), local=local).outcome == "skipped"
+
+
+# -- power-limit and gpu-health on the real layouts of drivers 470, 535, 550 and 580 -----------
+
+# (file, its GPUs, where the current power limit is, the default in W)
+LAYOUTS = {
+    "470-v100": (V100_470, 1, ("Power Readings", "Power Limit"), 250.0),
+    "535-a100": (A100_535, 8, ("GPU Power Readings", "Current Power Limit"), 400.0),
+    "550-v100": (V100_550, 8, ("GPU Power Readings", "Current Power Limit"), 300.0),
+    "550-h200": (H200_550, 1, ("GPU Power Readings", "Current Power Limit"), 700.0),
+    "580-h200": (H200, 1, ("GPU Power Readings", "Current Power Limit"), 700.0),
+}
+GPU_MEMORY_ERRORS_URL = "https://docs.nvidia.com/deploy/a100-gpu-mem-error-mgmt/index.html"
+
+
+def injected(path: str, *changes: tuple[int, tuple[str, ...], str]) -> HostFacts:
+    """The real output at ``path`` with values injected: (GPU section, label path, value)."""
+    text = verbatim(path)
+    for gpu, where, value in changes:
+        text = with_value(text, gpu, where, value)
+    return host(smi=CommandResult(("nvidia-smi", "-q"), 0, text))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_healthy_real_layouts_pass(layout: str) -> None:
+    path, count, _, default = LAYOUTS[layout]
+    limit = measurement.power_limit(host(path))
+    assert limit.outcome == "passed", limit
+    assert limit.reason.startswith("power limit at its default on GPU 0")
+    health = measurement.gpu_health(host(path))
+    assert health.outcome == "passed", health
+    assert health.reason == "no memory fault on " + ", ".join(f"GPU {i}" for i in range(count))
+    assert health.details["gpus"][0]["default_power_limit"] == f"{default:.2f} W"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_lowered_power_limit_warns_naming_both_in_watts(layout: str) -> None:
+    path, count, where, default = LAYOUTS[layout]
+    gpu = count - 1  # the last GPU of the host
+    verdict = measurement.power_limit(injected(path, (gpu, where, "150.00 W")))
+    assert verdict.outcome == "warning" and verdict.finding is not None
+    assert verdict.finding.cause == "power_limit_changed"
+    assert verdict.finding.message.startswith(
+        f"GPU {gpu}: power limit 150.00 W, default {default:.2f} W; "
+    )
+    assert verdict.finding.fix.startswith(f"sudo nvidia-smi -i {gpu} -pl {default:g} ")
+    assert verdict.finding.url == "https://docs.nvidia.com/deploy/nvidia-smi/index.html"
+    assert verdict.details["power_limits"] == {str(gpu): {"current_w": 150.0, "default_w": default}}
+    # a limit raised above the default (a board allowing more) warns the same way
+    raised = measurement.power_limit(injected(path, (gpu, where, f"{default + 50:.2f} W")))
+    assert raised.outcome == "warning"
+
+
+def test_several_changed_limits_are_named_each_with_its_command() -> None:
+    where = LAYOUTS["535-a100"][2]
+    verdict = measurement.power_limit(
+        injected(A100_535, (1, where, "250.00 W"), (6, where, "312.50 W"))
+    )
+    assert verdict.finding is not None
+    assert verdict.finding.message.startswith(
+        "GPU 1: power limit 250.00 W, default 400.00 W; "
+        "GPU 6: power limit 312.50 W, default 400.00 W; "
+    )
+    assert verdict.finding.fix.startswith(
+        "sudo nvidia-smi -i 1 -pl 400 && sudo nvidia-smi -i 6 -pl 400 "
+    )
+
+
+DOUBLE_BIT = ("ECC Errors", "Volatile", "Double Bit")
+# (layout, GPU, injected values, the counter the finding names)
+FAULTS = [
+    pytest.param(
+        V100_470, 0,
+        [((*DOUBLE_BIT, "Device Memory"), "1"), ((*DOUBLE_BIT, "Total"), "1")],
+        "volatile uncorrectable ECC errors (ECC Errors / Volatile / Double Bit / Total: 1)",
+        id="470-volatile-double-bit",
+    ),
+    pytest.param(
+        V100_470, 0, [(("Retired Pages", "Pending Page Blacklist"), "Yes")],
+        "pages pending retirement (Retired Pages / Pending Page Blacklist: Yes)",
+        id="470-pending-page",
+    ),
+    pytest.param(
+        A100_535, 3,
+        [(("Remapped Rows", "Uncorrectable Error"), "1"), (("Remapped Rows", "Pending"), "Yes")],
+        "pending row remapping (Remapped Rows / Pending: Yes)",
+        id="535-pending-remap",
+    ),
+    pytest.param(
+        A100_535, 7, [(("Remapped Rows", "Remapping Failure Occurred"), "Yes")],
+        "row remapping failure (Remapped Rows / Remapping Failure Occurred: Yes)",
+        id="535-remap-failure",
+    ),
+    pytest.param(
+        A100_535, 2, [(("ECC Errors", "Volatile", "DRAM Uncorrectable"), "3")],
+        "volatile uncorrectable ECC errors (ECC Errors / Volatile / DRAM Uncorrectable: 3)",
+        id="535-volatile-dram",
+    ),
+    pytest.param(
+        V100_550, 5,
+        [((*DOUBLE_BIT, "L2 Cache"), "2"), ((*DOUBLE_BIT, "Total"), "2")],
+        "volatile uncorrectable ECC errors (ECC Errors / Volatile / Double Bit / Total: 2)",
+        id="550-volatile-double-bit",
+    ),
+    pytest.param(
+        V100_550, 4, [(("Retired Pages", "Pending Page Blacklist"), "Yes")],
+        "pages pending retirement (Retired Pages / Pending Page Blacklist: Yes)",
+        id="550-pending-page",
+    ),
+    pytest.param(
+        H200_550, 0, [(("Remapped Rows", "Pending"), "Yes")],
+        "pending row remapping (Remapped Rows / Pending: Yes)",
+        id="550-pending-remap",
+    ),
+    pytest.param(
+        H200_550, 0, [(("Remapped Rows", "Remapping Failure Occurred"), "Yes")],
+        "row remapping failure (Remapped Rows / Remapping Failure Occurred: Yes)",
+        id="550-remap-failure",
+    ),
+    pytest.param(
+        H200_550, 0, [(("ECC Errors", "Volatile", "SRAM Uncorrectable Parity"), "1")],
+        "volatile uncorrectable ECC errors (ECC Errors / Volatile / SRAM Uncorrectable Parity: 1)",
+        id="550-volatile-sram",
+    ),
+    pytest.param(
+        H200, 0, [(("Remapped Rows", "Pending"), "Yes")],
+        "pending row remapping (Remapped Rows / Pending: Yes)",
+        id="580-pending-remap",
+    ),
+    pytest.param(
+        H200, 0, [(("Remapped Rows", "Remapping Failure Occurred"), "Yes")],
+        "row remapping failure (Remapped Rows / Remapping Failure Occurred: Yes)",
+        id="580-remap-failure",
+    ),
+    pytest.param(
+        H200, 0, [(("ECC Errors", "Volatile", "DRAM Uncorrectable"), "1")],
+        "volatile uncorrectable ECC errors (ECC Errors / Volatile / DRAM Uncorrectable: 1)",
+        id="580-volatile-dram",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "gpu", "values", "named"), FAULTS)
+def test_each_memory_fault_fails_gpu_health(
+    path: str, gpu: int, values: list[tuple[tuple[str, ...], str]], named: str
+) -> None:
+    verdict = measurement.gpu_health(injected(path, *((gpu, w, v) for w, v in values)))
+    assert verdict.outcome == "failed" and verdict.finding is not None
+    assert verdict.finding.cause == "gpu_hardware_fault"
+    assert verdict.finding.message == f"memory fault on the GPU(s) to measure: GPU {gpu}: {named}"
+    fix = verdict.finding.fix
+    assert fix.startswith(f"Drain GPU {gpu} ") and f"sudo nvidia-smi -r -i {gpu}," in fix
+    assert verdict.finding.url == GPU_MEMORY_ERRORS_URL
+    [found] = verdict.details["faults"][str(gpu)]
+    assert f"{found['fault']} ({found['counters']})" == named
+
+
+def test_several_faults_on_several_gpus() -> None:
+    verdict = measurement.gpu_health(
+        injected(
+            A100_535,
+            (1, ("Remapped Rows", "Pending"), "Yes"),
+            (1, ("ECC Errors", "Volatile", "DRAM Uncorrectable"), "2"),
+            (1, ("ECC Errors", "Volatile", "SRAM Uncorrectable"), "1"),
+            (4, ("Remapped Rows", "Remapping Failure Occurred"), "Yes"),
+        )
+    )
+    assert verdict.finding is not None
+    assert verdict.finding.message == (
+        "memory fault on the GPU(s) to measure: GPU 1: pending row remapping (Remapped Rows / "
+        "Pending: Yes), volatile uncorrectable ECC errors (ECC Errors / Volatile / SRAM "
+        "Uncorrectable: 1, ECC Errors / Volatile / DRAM Uncorrectable: 2); GPU 4: row "
+        "remapping failure (Remapped Rows / Remapping Failure Occurred: Yes)"
+    )
+    assert "sudo nvidia-smi -r -i 1 && sudo nvidia-smi -r -i 4" in verdict.finding.fix
+    assert "-i 1,4`" in verdict.finding.fix
+    assert verdict.details["memory"]["1"]["volatile_uncorrectable_ecc"] == {
+        "Volatile / SRAM Uncorrectable": 1,
+        "Volatile / DRAM Uncorrectable": 2,
+    }
+
+
+def test_gpus_outside_the_study_are_not_judged() -> None:
+    """GPU 5 has a pending remap, GPU 6 a lowered limit; a study of GPUs 0 and 1 sees neither."""
+    facts = injected(
+        A100_535,
+        (5, ("Remapped Rows", "Pending"), "Yes"),
+        (6, ("GPU Power Readings", "Current Power Limit"), "250.00 W"),
+    )
+    assert measurement.gpu_health(facts, (0, 1)).outcome == "passed"
+    assert measurement.power_limit(facts, (0, 1)).outcome == "passed"
+    health = measurement.gpu_health(facts, (5,))
+    assert health.outcome == "failed" and health.finding is not None
+    assert health.finding.message.startswith("memory fault on the GPU(s) to measure: GPU 5: ")
+    assert [g["index"] for g in health.details["gpus"]] == [5]
+    limit = measurement.power_limit(facts, (1, 6))
+    assert limit.finding is not None
+    assert limit.finding.message.startswith("GPU 6: power limit 250.00 W, default 400.00 W;")
+    assert "GPU 1" not in limit.finding.message
+    assert measurement.gpu_health(facts, (6,)).outcome == "passed"
+
+
+def test_what_a_driver_does_not_report_is_no_finding() -> None:
+    """Driver 470, GTX 680: the power limits and every memory counter print N/A."""
+    limit = measurement.power_limit(host(GTX680_470))
+    assert limit.outcome == "skipped"
+    assert limit.reason == "nvidia-smi -q shows no current and default power limit for GPU 0"
+    health = measurement.gpu_health(host(GTX680_470))
+    assert health.outcome == "skipped"
+    assert health.reason.startswith("nvidia-smi -q reports no memory error counters")
+    # N/A where a value could be: a pre-Ampere GPU's `Remapped Rows : N/A`, an Ampere GPU's
+    # `Pending Page Blacklist : N/A` (both real) and an N/A remap flag are not reported
+    assert measurement.gpu_health(host(V100_470)).outcome == "passed"
+    na = injected(A100_535, (0, ("Remapped Rows", "Pending"), "N/A"))
+    assert measurement.gpu_health(na, (0,)).outcome == "passed"
+
+
+def test_historic_and_corrected_errors_pass() -> None:
+    """The real driver 470 V100 has a retired page and aggregate single-bit errors; corrected
+    and lifetime counts, and rows remapped before (no longer pending), are no fault."""
+    assert measurement.gpu_health(host(V100_470)).outcome == "passed"
+    facts = injected(
+        A100_535,
+        (0, ("ECC Errors", "Volatile", "DRAM Correctable"), "12"),
+        (0, ("ECC Errors", "Aggregate", "DRAM Uncorrectable"), "3"),
+        (0, ("Remapped Rows", "Uncorrectable Error"), "3"),
+    )
+    assert measurement.gpu_health(facts).outcome == "passed"
+
+
+def test_the_new_checks_are_skipped_for_a_remote_daemon() -> None:
+    facts = host(H200, url="tcp://gpu-box:2376")
+    for judge in (measurement.power_limit, measurement.gpu_health):
+        verdict = judge(facts, ())
+        assert verdict.outcome == "skipped" and "remote daemon" in verdict.reason

@@ -220,6 +220,7 @@ def test_a_remembered_plan_of_a_local_study_keeps_its_gpus_and_skips(
     expected = PreflightSettings(
         gpus=(1,),
         skip=frozenset({"mig-mode", "gpu-idle"}),
+        skip_origin="--skip-check and execution.skip_checks in study.yaml",
         measurement_only=True,
         local_runs=True,
     )

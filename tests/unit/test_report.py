@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from pytest_llem import DockerPreFlightError
-from pytest_llem.domain.report import CheckResult, Finding, Report
+from pytest_llem.domain.report import STATUSES, CheckResult, Finding, Missing, Report
 
 
 def _failed(cid: str, message: str, fix: str, url: str = "", tier: int = 1) -> CheckResult:
@@ -99,3 +99,80 @@ def test_json_shape() -> None:
         "cached": True,
     }
     assert data["host"] == {"driver_version": "550.54.15"}
+
+
+# --- the verdict (DESIGN §10) -----------------------------------------------------------------
+
+WARNING = Finding("host-driver", 1, "host_driver_unavailable", "no nvidia-smi", severity="warning")
+MISSING = [
+    Missing("docker-cli", 1, "deselected by -k 'not cli'"),
+    Missing("gpu-idle", 3, "not run: collect only (--co)"),
+]
+
+
+def test_the_verdict_is_one_of_four_words() -> None:
+    warned = Report(checks=[CheckResult("host-driver", 1, "warning", finding=WARNING)])
+    cases = {
+        "passed": Report(checks=[CheckResult("docker-cli", 1, "passed")]),
+        "warned": warned,
+        "failed": Report(checks=[_failed("docker-cli", "m", "f")], missing=MISSING),
+        "incomplete": Report(checks=warned.checks, missing=MISSING),
+        "interrupted": Report(checks=[CheckResult("docker-cli", 1, "passed")], interrupted=True),
+        "skipped": Report(skipped_by="--llem-skip all"),
+    }
+    statuses = {name: report.status for name, report in cases.items()}
+    assert statuses == {
+        "passed": "passed",
+        "warned": "passed",  # warnings are listed, and never fail the run
+        "failed": "failed",  # a failure wins over checks that did not run
+        "incomplete": "incomplete",
+        "interrupted": "incomplete",
+        "skipped": "skipped",
+    }
+    assert {s for s in statuses.values()} == set(STATUSES)
+    assert [name for name, r in cases.items() if r.ok] == ["passed", "warned", "skipped"]
+
+
+def test_an_incomplete_report_names_each_check_that_did_not_run_and_why() -> None:
+    report = Report(
+        checks=[CheckResult("host-driver", 1, "warning", finding=WARNING)], missing=MISSING
+    )
+    assert report.render().splitlines() == [
+        "Docker pre-flight incomplete: 2 required check(s) did not run",
+        "  - [docker-cli] deselected by -k 'not cli'",
+        "  - [gpu-idle] not run: collect only (--co)",
+        "Warnings:",
+        "  - [host-driver] no nvidia-smi",
+    ]
+    assert str(DockerPreFlightError(report)) == report.render()
+    data = json.loads(json.dumps(report.to_json()))
+    assert data["status"] == "incomplete"
+    assert data["missing"] == [
+        {"id": "docker-cli", "tier": 1, "reason": "deselected by -k 'not cli'"},
+        {"id": "gpu-idle", "tier": 3, "reason": "not run: collect only (--co)"},
+    ]
+
+
+def test_a_failed_report_also_names_what_did_not_run() -> None:
+    report = Report(checks=[_failed("nvidia-toolkit", "m", "f")], missing=MISSING[:1])
+    assert report.render().splitlines() == [
+        "Docker pre-flight failed: 1 issue(s) found",
+        "  1. [nvidia-toolkit] m",
+        "     Fix: f",
+        "Docker pre-flight incomplete: 1 required check(s) did not run",
+        "  - [docker-cli] deselected by -k 'not cli'",
+    ]
+
+
+def test_an_interrupted_report_is_incomplete_even_when_every_check_had_ended() -> None:
+    report = Report(checks=[CheckResult("docker-cli", 1, "passed")], interrupted=True)
+    assert report.render() == "Docker pre-flight incomplete: interrupted after 1 check(s)"
+    assert report.to_json()["status"] == "incomplete"
+
+
+def test_a_skipped_report_says_by_what() -> None:
+    for source in ("--llem-skip all", "execution.skip_preflight in study.yaml"):
+        report = Report(skipped_by=source)
+        assert report.render() == f"Docker pre-flight skipped: {source}"
+        data = report.to_json()
+        assert (data["status"], data["skipped_by"], data["missing"]) == ("skipped", source, [])

@@ -103,3 +103,22 @@ def test_a_directory_planted_as_the_manifest_is_one_clear_error(tmp_path: Path) 
     with pytest.raises(LLEMError, match=r"manifest\.json: something that is not a file is in"):
         Manifest("s", tmp_path).write()
     assert not [p for p in tmp_path.iterdir() if p.name != "manifest.json"]  # no temporary left
+
+
+def test_append_adds_to_a_regular_file(run_dir: Path) -> None:
+    runfiles.write(run_dir / "001.log", b"first\n")
+    runfiles.append(run_dir / "001.log", b"second\n")
+    assert (run_dir / "001.log").read_bytes() == b"first\nsecond\n"
+
+
+def test_append_never_follows_a_link(run_dir: Path, victim: Path) -> None:
+    (run_dir / "001.log").symlink_to(victim)
+    with pytest.raises(UnsafeRunFile, match=r"^001\.log in the run directory is a symbolic link"):
+        runfiles.append(run_dir / "001.log", b"note\n")
+    assert victim.read_text() == "SECRET host file\n"
+
+
+def test_append_to_a_fifo_does_not_wait(run_dir: Path) -> None:
+    os.mkfifo(run_dir / "001.log")
+    with pytest.raises(UnsafeRunFile, match=r"^001\.log: cannot write"):
+        runfiles.append(run_dir / "001.log", b"note\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -14,6 +15,17 @@ def test_defaults() -> None:
     settings = PreflightSettings()
     assert settings.images_to_check == ("nvidia/cuda:12.0.0-base-ubuntu22.04",)
     assert (settings.timeout_s, settings.pull_timeout_s, settings.cache_s) == (30, 600, 900)
+
+
+def test_the_host_timeout_covers_a_pull_and_a_probe_unless_given() -> None:
+    assert PreflightSettings().host_timeout == 600 + 30 + 60
+    assert PreflightSettings(pull_timeout_s=100, timeout_s=5).host_timeout == 165
+    assert PreflightSettings(wait_s=3600).host_timeout == 3660  # (a tier-1 wait, longer)
+    assert PreflightSettings(host_timeout_s=8).host_timeout == 8
+    given = PreflightSettings.from_options({"llem_host_timeout": "2.5"})
+    assert given.host_timeout == 2.5
+    with pytest.raises(SettingError, match=r"^--host-timeout: should be greater than 0, got 0"):
+        PreflightSettings.from_options({"llem_host_timeout": "0"}, named_by="cli")
 
 
 def test_images_are_deduplicated_in_order() -> None:
@@ -38,6 +50,15 @@ def test_images_are_deduplicated_in_order() -> None:
 def test_every_value_is_checked_when_built(changes: dict[str, object], message: str) -> None:
     with pytest.raises(SettingError, match="^" + message.replace("(", r"\(")):
         PreflightSettings(**changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("index", ["²", "١", "٣"])
+def test_gpu_indices_are_ascii_digits(index: str) -> None:
+    """`int()` takes "١" (1) and refuses "²", which str.isdigit() accepts: neither is an index."""
+    message = f"--llem-gpus: expected GPU indices (0, 1, ...), got {index!r}"
+    with pytest.raises(SettingError, match="^" + re.escape(message) + "$"):
+        PreflightSettings(gpus=("0", index))  # type: ignore[arg-type]
+    assert PreflightSettings(gpus=(" 1", "0")).gpus == (0, 1)  # type: ignore[arg-type]
 
 
 def test_options_name_the_flag_the_user_typed() -> None:
