@@ -194,10 +194,11 @@ def test_llem_preflight_hosts_as_junit(
     suites = {suite.get("name"): suite for suite in root.findall("testsuite")}
     assert list(suites) == ["llem-gpu", "llem-plain", nobody]
     counts = ("tests", "failures", "errors", "skipped")
-    assert [suites["llem-gpu"].get(k) for k in counts] == ["11", "0", "0", "0"]
-    assert [suites["llem-plain"].get(k) for k in counts] == ["11", "1", "0", "5"]  # (tier 3)
+    every, tier3 = len(TIER1 + TIER2 + TIER3), len(TIER3)
+    assert [suites["llem-gpu"].get(k) for k in counts] == [str(every), "0", "0", "0"]
+    assert [suites["llem-plain"].get(k) for k in counts] == [str(every), "1", "0", str(tier3)]
     assert [suites[nobody].get(k) for k in counts] == ["1", "0", "1", "0"]
-    assert [root.get(k) for k in counts] == ["23", "1", "1", "5"]
+    assert [root.get(k) for k in counts] == [str(2 * every + 1), "1", "1", str(tier3)]
     [case] = suites[nobody].findall("testcase")
     error = case.find("error")
     assert error is not None and error.get("type") == "host_unreachable"
