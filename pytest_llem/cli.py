@@ -103,6 +103,11 @@ def _parser() -> argparse.ArgumentParser:
         help="write the checks as JUnit XML to PATH (for a CI system's test report)",
     )  # fmt: skip
     pre.add_argument("-v", "--verbose", action="store_true", help="details and timings")
+    pre.add_argument(
+        "--reason", action="store_true",
+        help="print only the drain reason of a failed pre-flight, 'llem: [check-id] message', "
+        "cut to what Slurm keeps (nothing when it passed): for a Slurm prolog or health check",
+    )  # fmt: skip
     hosts = pre.add_argument_group(
         "many hosts",
         "Check other hosts instead of this one: every check runs on every host (through "
@@ -399,14 +404,23 @@ def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
             raise ConfigError(f"{option}: cannot write {path}: {problem}")
     hosts = _fleet_hosts(args)
     if hosts is not None:
+        if args.reason:
+            raise ConfigError("--reason is for this host's pre-flight: not with --host")
         return _fleet_preflight(hosts, settings, json_path, verbose=args.verbose)
     started = time.time()
     try:
         report = run_docker_preflight(settings=settings, facts=facts)
     except DockerPreFlightError as exc:
         report = exc.report
-    _print_checklist(report, verbose=args.verbose, out=sys.stdout)
     status = EXIT_FAILED if report.failures else EXIT_OK
+    if args.reason:  # one line for `scontrol update ... reason=`, and only on a failure
+        from .domain.slurm import drain_reason, reason_of
+
+        line = reason_of(report) or (drain_reason("preflight", "did not pass") if status else "")
+        if line:
+            print(line)
+    else:
+        _print_checklist(report, verbose=args.verbose, out=sys.stdout)
     if json_path is not None:
         sys.stdout.flush()  # the path may be /dev/stdout: the checklist comes first
         try:
