@@ -14,6 +14,8 @@
 # Settings (environment): LLEM, LLEM_DOCKER, LLEM_IMAGE, LLEM_SKIP_CHECKS and LLEM_TIMEOUT_S as
 # for prolog.sh; LLEM_RESUME.
 set -u
+# slurmd starts it with SLURMD_NODENAME alone: a PATH for llem, nvidia-smi and Slurm's clients.
+export PATH="${PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}"
 
 llem=${LLEM:-llem}
 limit=${LLEM_TIMEOUT_S:-45}
@@ -52,7 +54,7 @@ fi
 
 case $status in
   124 | 137) reason="llem: [preflight] the GPU check took longer than ${limit}s" ;;
-  *) [ -n "$reason" ] || reason="llem: [preflight] llem could not check the GPUs (exit status $status)" ;;
+  *) [ -n "$reason" ] || reason="llem: [preflight] llem could not check the GPUs (exit $status)" ;;
 esac
 reason=$(printf '%s\n' "$reason" | head -n 1)
 echo "llem-healthcheck: draining $node: $reason" >&2

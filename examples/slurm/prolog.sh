@@ -20,6 +20,8 @@
 #   LLEM_SKIP_CHECKS  check ids not to run, comma-separated (e.g. persistence-mode)
 #   LLEM_TIMEOUT_S  the limit of the whole check, in seconds (default 30)
 set -u
+# (slurmd gives a prolog PATH=/usr/local/bin:/usr/bin:/bin; a site's wrapper may set another.)
+export PATH="${PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}"
 
 llem=${LLEM:-llem}
 limit=${LLEM_TIMEOUT_S:-30}
@@ -40,7 +42,7 @@ status=$?
 
 case $status in
   124 | 137) reason="llem: [preflight] the GPU check took longer than ${limit}s" ;;
-  *) [ -n "$reason" ] || reason="llem: [preflight] llem could not check the GPUs (exit status $status)" ;;
+  *) [ -n "$reason" ] || reason="llem: [preflight] llem could not check the GPUs (exit $status)" ;;
 esac
 reason=$(printf '%s\n' "$reason" | head -n 1)
 echo "llem-prolog: job ${SLURM_JOB_ID:-?}: draining $node: $reason" >&2
