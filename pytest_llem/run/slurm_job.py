@@ -89,6 +89,11 @@ def run_job(run_dir: Path, exp_id: str, env: Mapping[str, str] | None = None) ->
             record.status, record.message = "interrupted", f"interrupted by {signame} on {node}"
             write_record(run_dir, record)
             return 143 if isinstance(exc, Terminated) else 130
+        except (LLEMError, OSError) as exc:  # llem itself could not go on (said in the record)
+            print(f"llem: error: {exc}", file=sys.stderr)
+            record.cause, record.message = "unknown", f"llem failed on {node}: {exc}"
+            write_record(run_dir, record)
+            return 1
     done.slurm_job_id, done.node, done.preflight = job_id, node, preflight_summary(report)
     write_record(run_dir, done)
     return 0 if done.status == "ok" else 1

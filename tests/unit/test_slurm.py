@@ -416,3 +416,77 @@ def test_run_slurm_without_sbatch_says_so_and_leaves_no_job(
     assert code == 1
     assert "cannot submit experiment 001 to Slurm: sbatch not found on PATH" in err
     assert json.loads((in_tmp / "r" / "slurm" / "submission.json").read_text())["jobs"] == []
+
+
+# -- the job's side ---------------------------------------------------------------------------
+
+
+def _submitted(tmp_path: Path, command: list[str]) -> Path:
+    from pytest_llem.run.config import with_user_defaults
+
+    (tmp_path / "w.py").write_text(
+        "import json, os\nconfig = json.load(open(os.environ['LLEM_CONFIG_PATH']))\n"
+        "json.dump({'energy_j': 2.0}, open(config['result_path'], 'w'))\n"
+    )
+    study = with_user_defaults(
+        _study(name="s", experiments=[{"model": "m", "backend": "pytorch", "command": command,
+                                       "gpus": [5]}]),
+        StudyConfig().user, tmp_path / "study.yaml",
+    )  # fmt: skip
+    run_dir = tmp_path / "run"
+    (run_dir / "slurm").mkdir(parents=True)
+    Submission(
+        study=study.model_dump(mode="json"), study_path=str(tmp_path / "study.yaml"),
+        runners={"pytorch": "local"}, cli_skip=True, run_id="ab12",
+    ).save(run_dir)  # fmt: skip
+    return run_dir
+
+
+def test_a_job_runs_its_experiment_and_leaves_its_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from pytest_llem.run.slurm_job import run_job
+    from pytest_llem.run.slurm_jobs import read_record
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for name, value in {"SLURM_JOB_ID": "12", "SLURMD_NODENAME": "gpu07",
+                        "SLURM_JOB_GPUS": "1", "CUDA_VISIBLE_DEVICES": "1"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    run_dir = _submitted(tmp_path, [sys.executable, "w.py"])
+    assert run_job(run_dir, "001") == 0
+    record = read_record(run_dir, "001")
+    assert record is not None
+    assert (record.status, record.result, record.slurm_job_id, record.node) == (
+        "ok", {"energy_j": 2.0}, "12", "gpu07",
+    )  # fmt: skip
+    assert record.preflight == {"status": "skipped", "skipped_by": "--skip-preflight"}
+    config = json.loads((run_dir / "001_config.json").read_text())
+    assert config["id"] == "001"
+    with pytest.raises(ConfigError, match="no experiment '009'"):
+        run_job(run_dir, "009")
+
+
+def test_a_job_whose_llem_cannot_go_on_says_so_in_its_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_llem.run import slurm_job
+    from pytest_llem.run.slurm_jobs import read_record
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("SLURMD_NODENAME", "gpu07")
+    run_dir = _submitted(tmp_path, ["python3", "w.py"])
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        from pytest_llem.errors import PreFlightError
+
+        raise PreFlightError("the Docker pre-flight could not run (pytest exit status 3)")
+
+    monkeypatch.setattr("pytest_llem.run.study.run_study_preflight", broken)
+    assert slurm_job.run_job(run_dir, "001") == 1
+    record = read_record(run_dir, "001")
+    assert record is not None and (record.status, record.cause) == ("failed", "unknown")
+    assert record.message == (
+        "llem failed on gpu07: the Docker pre-flight could not run (pytest exit status 3)"
+    )
