@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .domain.report import CheckResult, Report
     from .facts import Facts
     from .run.config import StudyConfig
+    from .run.manifest import Manifest
     from .run.plans import Plan
     from .settings import PreflightSettings
 
@@ -75,6 +76,25 @@ def _parser() -> argparse.ArgumentParser:
     wait = _field("wait_s").metadata
     run.add_argument(wait["cli"], metavar=wait["metavar"], help=wait["help"])
     run.add_argument("--output", metavar="DIR", help="run directory (default ./llem-runs/...)")
+    slurm = run.add_argument_group(
+        "Slurm",
+        "Run each experiment as a Slurm job (execution.slurm in the study: partition, "
+        "gpus_per_experiment, time_limit, extra_args): each job pre-flights its node, then runs "
+        "its experiment into the run directory, which must be on a filesystem the nodes share.",
+    )
+    slurm.add_argument(
+        "--slurm", action="store_true",
+        help="submit the experiments with sbatch, wait for them (Ctrl-C cancels them), then "
+        "write the manifest",
+    )  # fmt: skip
+    slurm.add_argument(
+        "--no-wait", action="store_true",
+        help="with --slurm: return once the jobs are submitted (--resume collects them)",
+    )  # fmt: skip
+    slurm.add_argument(
+        "--resume", metavar="RUN_DIR",
+        help="wait for the jobs of an earlier --slurm --no-wait run, then write its manifest",
+    )  # fmt: skip
     run.add_argument(
         "--overwrite", action="store_true",
         help="reuse an --output directory that holds an earlier run's manifest",
@@ -104,6 +124,11 @@ def _parser() -> argparse.ArgumentParser:
         help="write the checks as JUnit XML to PATH (for a CI system's test report)",
     )  # fmt: skip
     pre.add_argument("-v", "--verbose", action="store_true", help="details and timings")
+    pre.add_argument(
+        "--reason", action="store_true",
+        help="print only the drain reason of a failed pre-flight, 'llem: [check-id] message', "
+        "cut to what Slurm keeps (nothing when it passed): for a Slurm prolog or health check",
+    )  # fmt: skip
     hosts = pre.add_argument_group(
         "many hosts",
         "Check other hosts instead of this one: every check runs on every host (through "
@@ -257,6 +282,10 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
 
     from .errors import ConfigError, DockerPreFlightError
 
+    if args.resume is not None:
+        return _resume(args, command)
+    if args.no_wait and not args.slurm:
+        raise ConfigError("--no-wait goes with --slurm")
     if (args.model is None) != (args.backend is None):
         raise ConfigError("--model and --backend go together")
     if args.config is None and args.model is None:
@@ -270,7 +299,7 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
         from .host.study_file import read_bytes
 
         data = read_bytes(Path(args.config))  # read once: what is validated is what was read
-        if args.dry_run and args.model is None:
+        if args.dry_run and args.model is None and not args.slurm:
             from .run.plans import load_plan, plan_key
 
             key = plan_key(
@@ -288,6 +317,8 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
     study = _study(args.config, data)
     if args.model is not None:
         study = single_experiment(study, args.model, args.backend, command)
+    if args.slurm:
+        return _run_slurm(args, study, overrides)
     try:
         manifest = run_study(
             study, cli_skip=args.skip_preflight, runner_overrides=overrides,
@@ -310,6 +341,60 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
     )
     print(printable(f"{summary}manifest: {manifest.path}"), file=sys.stderr)
     return EXIT_FAILED if failed or left else EXIT_OK
+
+
+def _run_slurm(args: argparse.Namespace, study: StudyConfig, overrides: dict[str, str]) -> int:
+    """`llem run --slurm`: the experiments as Slurm jobs, each pre-flighting its own node."""
+    from .domain.check_ids import BUILTIN_IDS, unknown_check_ids
+    from .errors import ConfigError
+    from .run.runners import resolve_runners
+    from .run.slurm_jobs import run_study_slurm
+
+    unknown = unknown_check_ids(args.skip_check)
+    if unknown:
+        raise ConfigError(
+            f"--skip-check: unknown check id {unknown[0]!r} (valid ids: all, "
+            f"{', '.join(BUILTIN_IDS)})"
+        )
+    if args.wait is not None:
+        raise ConfigError("--wait is for this host's pre-flight: not with --slurm")
+    manifest = run_study_slurm(
+        study, resolve_runners(study, os.environ, overrides), output=args.output,
+        overwrite=args.overwrite, cli_skip=args.skip_preflight, skip_checks=args.skip_check,
+        dry_run=args.dry_run, no_wait=args.no_wait, progress=sys.stderr,
+    )  # fmt: skip
+    if manifest is None or args.dry_run:
+        return EXIT_OK
+    return _summary(manifest)
+
+
+def _resume(args: argparse.Namespace, command: list[str] | None) -> int:
+    """`llem run --resume RUN_DIR`: the results of a `--slurm --no-wait` run."""
+    from .errors import ConfigError
+    from .run.slurm_jobs import resume
+
+    given = [
+        flag
+        for flag, value in (
+            ("CONFIG", args.config), ("--model", args.model), ("--output", args.output),
+            ("--slurm", args.slurm), ("--no-wait", args.no_wait), ("--dry-run", args.dry_run),
+            ("a command after '--'", command),
+        )
+        if value
+    ]  # fmt: skip
+    if given:
+        raise ConfigError(f"--resume RUN_DIR takes the run as it was submitted: not {given[0]}")
+    return _summary(resume(args.resume, progress=sys.stderr))
+
+
+def _summary(manifest: Manifest) -> int:
+    """The closing line of a run; its exit status."""
+    from .domain.text import printable
+
+    failed, total = len(manifest.failed), len(manifest.experiments)
+    summary = f"llem: {total - failed} of {total} experiment(s) ok; manifest: {manifest.path}"
+    print(printable(summary), file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _wait_s(text: str | None) -> float:
@@ -411,14 +496,23 @@ def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
             raise ConfigError(f"{option}: cannot write {path}: {problem}")
     hosts = _fleet_hosts(args)
     if hosts is not None:
+        if args.reason:
+            raise ConfigError("--reason is for this host's pre-flight: not with --host")
         return _fleet_preflight(hosts, settings, json_path, junit_path, verbose=args.verbose)
     started = time.time()
     try:
         report = run_docker_preflight(settings=settings, facts=facts)
     except DockerPreFlightError as exc:
         report = exc.report
-    _print_checklist(report, verbose=args.verbose, out=sys.stdout)
     status = EXIT_OK if report.ok else EXIT_FAILED  # failed or incomplete: the gate stays shut
+    if args.reason:  # one line for `scontrol update ... reason=`, and only on a failure
+        from .domain.slurm import drain_reason, reason_of
+
+        line = reason_of(report) or (drain_reason("preflight", "did not pass") if status else "")
+        if line:
+            print(line)
+    else:
+        _print_checklist(report, verbose=args.verbose, out=sys.stdout)
     if json_path is not None:
         sys.stdout.flush()  # the path may be /dev/stdout: the checklist comes first
         try:

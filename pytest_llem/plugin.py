@@ -106,9 +106,14 @@ def settings_of(config: pytest.Config) -> PreflightSettings:
         except ConfigError as exc:
             raise pytest.UsageError(f"--llem-config: {exc}") from None
     try:
-        return PreflightSettings.from_options(vars(config.option), below)
+        settings = PreflightSettings.from_options(vars(config.option), below)
     except SettingError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if config.getoption("dist", "no") == "each":  # a fleet: the hosts' GPUs, not this job's
+        return settings
+    from .domain.allocation import allocation_of  # inside a Slurm job: its GPUs by default
+
+    return settings.with_allocation(allocation_of(os.environ))
 
 
 class PreflightHooks:

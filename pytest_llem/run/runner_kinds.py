@@ -35,6 +35,7 @@ class Launch:
     image: str | None  # a container's image; None for a local process
     request: str  # the GPU request's label (`domain.gpu_request`): all, device=1,3
     endpoint: Endpoint | None  # the engine a container goes to; None for a local process
+    allocated: bool = False  # its GPUs are the Slurm allocation this runs in (by default)
 
     @property
     def remote(self) -> bool:
@@ -96,7 +97,9 @@ class LocalRunner:
     def launch(
         self, exp_id: str, image: str | None, devices: list[int] | None, env: Mapping[str, str]
     ) -> Launch:
-        return Launch(exp_id, self.name, None, gpu_request.label_of(devices), None)
+        allocated = allocated_gpus(devices, env)
+        label = gpu_request.label_of(allocated or devices)
+        return Launch(exp_id, self.name, None, label, None, allocated=bool(allocated))
 
     def seen_dir(self, run_dir: Path) -> str:
         return str(run_dir)
@@ -106,6 +109,8 @@ class LocalRunner:
 
         env = {**os.environ, "LLEM_CONFIG_PATH": str(run.config_path)}
         visible = gpu_request.cuda_visible_devices(launch.request)
+        if launch.allocated and env.get("CUDA_VISIBLE_DEVICES"):
+            visible = None  # Slurm's own (renumbered from 0 where devices are constrained)
         if visible is not None:  # numbered as nvidia-smi numbers them (PCI bus order)
             env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
             env["CUDA_VISIBLE_DEVICES"] = visible
@@ -131,7 +136,9 @@ class DockerRunner:
         from ..host.docker import daemon_endpoint
 
         endpoint = daemon_endpoint(env)
-        return Launch(exp_id, self.name, image, gpu_request.label_of(devices), endpoint)
+        allocated = None if endpoint.remote else allocated_gpus(devices, env)
+        label = gpu_request.label_of(allocated or devices)
+        return Launch(exp_id, self.name, image, label, endpoint, allocated=bool(allocated))
 
     def seen_dir(self, run_dir: Path) -> str:
         return RUN_MOUNT
@@ -161,6 +168,17 @@ class DockerRunner:
             "-e", f"LLEM_CONFIG_PATH={RUN_MOUNT}/{launch.exp_id}_config.json",
             str(launch.image), *(run.command or []),
         ]  # fmt: skip
+
+
+def allocated_gpus(devices: list[int] | None, env: Mapping[str, str]) -> list[int] | None:
+    """The GPUs of an experiment that names none (``devices`` None), inside a Slurm job, step
+    or prolog: its allocation's, in host indices. None otherwise (named GPUs win)."""
+    if devices is not None:
+        return None
+    from ..domain.allocation import allocation_of
+
+    allocation = allocation_of(env)
+    return list(allocation.gpus) if allocation is not None and allocation.gpus else None
 
 
 KINDS: dict[str, RunnerKind] = {LOCAL: LocalRunner(), DOCKER: DockerRunner()}
