@@ -18,7 +18,7 @@ import io
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from .domain.report import CheckResult, Report
     from .facts import Facts
+    from .host.jsonfile import ReportTarget
     from .run.config import StudyConfig
     from .run.plans import Plan
     from .settings import PreflightSettings
@@ -380,10 +381,7 @@ def _remember_plan(
 
 
 def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
-    from pathlib import Path
-
     from .errors import ConfigError, DockerPreFlightError
-    from .host.jsonfile import unwritable_reason, write_json, write_text
     from .preflight import run_docker_preflight
     from .run.runners import preflight_settings
     from .settings import PreflightSettings, SettingError
@@ -405,40 +403,81 @@ def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
     json_path, junit_path = given.json_path, args.junit
     if junit_path is not None and (not junit_path or "\0" in junit_path):
         raise ConfigError(f"--junit: expected a path, got {junit_path!r}")
-    for option, path in (("--json", json_path), ("--junit", junit_path)):
-        problem = unwritable_reason(Path(path)) if path is not None else None
-        if problem:
-            raise ConfigError(f"{option}: cannot write {path}: {problem}")
+    targets = _report_targets(json_path, junit_path)
+    # A report on stdout is all that goes there (`--json - | jq`): the checklist goes to stderr.
+    out = sys.stderr if any(t is not None and t.to_stdout for t in targets) else sys.stdout
     hosts = _fleet_hosts(args)
     if hosts is not None:
-        return _fleet_preflight(hosts, settings, json_path, junit_path, verbose=args.verbose)
+        return _fleet_preflight(hosts, settings, targets, verbose=args.verbose, out=out)
     started = time.time()
     try:
         report = run_docker_preflight(settings=settings, facts=facts)
     except DockerPreFlightError as exc:
         report = exc.report
-    _print_checklist(report, verbose=args.verbose, out=sys.stdout)
+    _print_checklist(report, verbose=args.verbose, out=out)
     status = EXIT_OK if report.ok else EXIT_FAILED  # failed or incomplete: the gate stays shut
-    if json_path is not None:
-        sys.stdout.flush()  # the path may be /dev/stdout: the checklist comes first
-        try:
-            write_json(Path(json_path), report.to_json(), follow=True)
-        except OSError as exc:
-            status = _error(
-                f"cannot write the JSON report to {json_path}: {exc.strerror or exc}", 1
-            )
-    if junit_path is not None:
+
+    def junit() -> str:
         import socket
 
         from .domain.junit import junit_xml
 
-        xml = junit_xml(report, timestamp=started, hostname=socket.gethostname())
+        return junit_xml(report, timestamp=started, hostname=socket.gethostname())
+
+    return _write_reports(targets, report.to_json, junit, status)
+
+
+def _report_targets(
+    json_path: str | None, junit_path: str | None
+) -> tuple[ReportTarget | None, ReportTarget | None]:
+    """Where `--json` and `--junit` go, judged before anything runs (a usage error, exit 2:
+    a path no report may go to, or both reports to one place, where one would be lost)."""
+    from .errors import ConfigError
+    from .host.jsonfile import ReportPathError, report_target, same_destination
+
+    found: list[ReportTarget | None] = []
+    for option, path in (("--json", json_path), ("--junit", junit_path)):
         try:
-            write_text(Path(junit_path), xml, follow=True)
+            found.append(None if path is None else report_target(path))
+        except ReportPathError as exc:
+            raise ConfigError(f"{option}: cannot write {path}: {exc}") from None
+    json_target, junit_target = found
+    if json_target and junit_target and same_destination(json_target, junit_target):
+        named = json_path if json_path == junit_path else f"{json_path} and {junit_path}"
+        if json_target.to_stdout:
+            raise ConfigError(f"--json and --junit both name stdout ({named}): only one can be -")
+        raise ConfigError(
+            f"--json and --junit name one file ({named}): one report would be lost; give each "
+            "its own path"
+        )
+    return json_target, junit_target
+
+
+def _write_reports(
+    targets: tuple[ReportTarget | None, ReportTarget | None],
+    json_data: Callable[[], dict[str, Any]],
+    junit_xml: Callable[[], str],
+    status: int,
+) -> int:
+    """Write the `--json` and `--junit` reports; a failed write is one line and exit 1."""
+    from .host.jsonfile import dumps, write_report
+
+    def json_text() -> str:
+        return dumps(json_data())
+
+    json_target, junit_target = targets
+    for target, what, text in (
+        (json_target, "JSON", json_text),
+        (junit_target, "JUnit", junit_xml),
+    ):
+        if target is None:
+            continue
+        sys.stdout.flush()  # (what llem printed before comes first, wherever the report goes)
+        try:
+            write_report(target, text())
         except OSError as exc:
-            status = _error(
-                f"cannot write the JUnit report to {junit_path}: {exc.strerror or exc}", 1
-            )
+            shown = "stdout" if target.given == "-" else target.given
+            status = _error(f"cannot write the {what} report to {shown}: {exc.strerror or exc}", 1)
     return status
 
 
@@ -485,42 +524,28 @@ def _fleet_hosts(args: argparse.Namespace) -> list[str] | None:
 def _fleet_preflight(
     hosts: list[str],
     settings: PreflightSettings,
-    json_path: str | None,
-    junit_path: str | None,
+    targets: tuple[ReportTarget | None, ReportTarget | None],
     *,
     verbose: bool,
+    out: TextIO,
 ) -> int:
-    from pathlib import Path
-
     from .domain.text import printable
-    from .host.jsonfile import write_json, write_text
     from .preflight import run_fleet_preflight
 
     started = time.time()
     report = run_fleet_preflight(hosts, settings=settings)
     for name, host_report in report.hosts:
-        sys.stdout.write(printable(f"Host {name}:") + "\n")
-        _print_checks(host_report, verbose=verbose, out=sys.stdout, indent="  ")
-    sys.stdout.write(report.render() + "\n")
+        out.write(printable(f"Host {name}:") + "\n")
+        _print_checks(host_report, verbose=verbose, out=out, indent="  ")
+    out.write(report.render() + "\n")
     status = EXIT_OK if report.ok else EXIT_FAILED
-    if json_path is not None:
-        sys.stdout.flush()  # (the path may be /dev/stdout)
-        try:
-            write_json(Path(json_path), report.to_json(), follow=True)
-        except OSError as exc:
-            status = _error(
-                f"cannot write the JSON report to {json_path}: {exc.strerror or exc}", 1
-            )
-    if junit_path is not None:  # one test suite per host
+
+    def junit() -> str:  # one test suite per host
         from .domain.junit import fleet_junit_xml
 
-        try:
-            write_text(Path(junit_path), fleet_junit_xml(report, timestamp=started), follow=True)
-        except OSError as exc:
-            status = _error(
-                f"cannot write the JUnit report to {junit_path}: {exc.strerror or exc}", 1
-            )
-    return status
+        return fleet_junit_xml(report, timestamp=started)
+
+    return _write_reports(targets, report.to_json, junit, status)
 
 
 def _print_checklist(report: Report, *, verbose: bool, out: TextIO) -> None:

@@ -538,11 +538,51 @@ def test_an_unusable_json_path_is_one_line_and_exit_2_before_any_check(
 def test_a_json_write_that_fails_after_the_run_exits_1_with_one_line(
     capsys: pytest.CaptureFixture[str], preflight: FakePreflight
 ) -> None:
-    code, out, err = llem(capsys, "preflight", "--json", "/dev/full")
+    """A FIFO that nobody reads: opened without blocking, one line, not a hang."""
+    os.mkfifo("r.fifo")
+    code, out, err = llem(capsys, "preflight", "--json", "r.fifo")
     assert code == 1 and out.endswith("Docker pre-flight passed: 1 checks\n")
-    assert err == (
-        "llem: error: cannot write the JSON report to /dev/full: No space left on device\n"
+    assert (
+        err == "llem: error: cannot write the JSON report to r.fifo: no process reads this FIFO\n"
     )
+    assert Path("r.fifo").is_fifo()
+
+
+def test_json_to_stdout_is_the_json_alone(
+    capsys: pytest.CaptureFixture[str], preflight: FakePreflight
+) -> None:
+    code, out, err = llem(capsys, "preflight", "--json", "-")
+    assert code == 0
+    assert json.loads(out) == PASSED.to_json()
+    assert err == "✓ docker-cli: docker 28.2.2\nDocker pre-flight passed: 1 checks\n"
+    assert not Path("-").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--json", "r", "--junit", "r"],
+         "--json and --junit name one file (r): one report would be lost; give each its own "
+         "path"),
+        (["--json", "r", "--junit", "./sub/../r"], "--json and --junit name one file (r and "),
+        (["--json", "old", "--junit", "link"], "--json and --junit name one file (old and link)"),
+        (["--json", "-", "--junit", "-"], "--json and --junit both name stdout (-): only one can"),
+        (["--json", "stdout-link", "--junit", "-"], "--json and --junit both name stdout"),
+        (["--json", "/dev/zero"], "--json: cannot write /dev/zero: is a character device (1:5)"),
+        (["--json", "-", "--host", "gpu1", "--junit", "stdout-link"], "--json and --junit both"),
+    ],
+)  # fmt: skip
+def test_two_reports_in_one_place_are_refused_before_anything_runs(
+    capsys: pytest.CaptureFixture[str], preflight: FakePreflight, args: list[str], message: str
+) -> None:
+    Path("sub").mkdir()
+    Path("old").write_text("")
+    Path("link").symlink_to("old")
+    # Where /dev/stdout points (a link of ours: were it ever replaced, /dev/stdout is not).
+    Path("stdout-link").symlink_to("/proc/self/fd/1")
+    assert one_error(capsys, "preflight", *args).startswith(message)
+    assert preflight.calls == []
+    assert Path("old").read_text() == "" and not Path("r").exists()
 
 
 @pytest.mark.usefixtures("idle_gpu_host")
