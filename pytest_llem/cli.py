@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 if TYPE_CHECKING:
     import dataclasses
 
-    from .domain.report import CheckResult, Report
+    from .domain.report import Report
     from .facts import Facts
     from .host.jsonfile import ReportTarget
     from .run.config import StudyConfig
@@ -534,10 +534,10 @@ def _fleet_preflight(
 
     started = time.time()
     report = run_fleet_preflight(hosts, settings=settings)
-    for name, host_report in report.hosts:
+    for name, host_report in report.hosts:  # each host once: its checks, then its report
         out.write(printable(f"Host {name}:") + "\n")
-        _print_checks(host_report, verbose=verbose, out=out, indent="  ")
-    out.write(report.render() + "\n")
+        _print_checklist(host_report, verbose=verbose, out=out, indent="  ")
+    out.write(report.summary() + "\n")
     status = EXIT_OK if report.ok else EXIT_FAILED
 
     def junit() -> str:  # one test suite per host
@@ -548,42 +548,79 @@ def _fleet_preflight(
     return _write_reports(targets, report.to_json, junit, status)
 
 
-def _print_checklist(report: Report, *, verbose: bool, out: TextIO) -> None:
-    _print_checks(report, verbose=verbose, out=out)
+def _print_checklist(report: Report, *, verbose: bool, out: TextIO, indent: str = "") -> None:
+    _print_checks(report, verbose=verbose, out=out, indent=indent)
     # The verdict: the report (failed, incomplete, skipped, or passed with warnings), or a
     # pass line when it is empty.
     out.write((report.render() or f"Docker pre-flight passed: {len(report.checks)} checks") + "\n")
 
 
 def _print_checks(report: Report, *, verbose: bool, out: TextIO, indent: str = "") -> None:
+    """One line per check. A finding is stated once, in the numbered report that follows: a
+    failed check's line points at its number (`✗ docker-daemon (see 1.)`), a warned one's at
+    the warnings. With ``verbose``, each check's details follow it, and a detail that an
+    earlier check showed is named, not shown again (`gpus: as for host-driver`)."""
     from .domain.text import printable
 
     marks = _marks(out)
-    shown: dict[str, tuple[object, str]] = {}  # detail -> its value and the check that showed it
+    shown: dict[str, list[tuple[object, str]]] = {}  # detail -> each value shown, and by whom
+    numbered = 0
     for check in report.checks:
         line = f"{indent}{marks[check.outcome]} {check.id}"
-        note = _note(check)
-        if note:
-            line += f": {note}"
+        if check.finding is not None and check.outcome == "failed":
+            numbered += 1
+            line += f" (see {numbered}.)"
+        elif check.finding is not None and check.outcome == "warning":
+            line += " (see Warnings)"
+        elif check.reason:
+            line += f": {check.reason}"
         if verbose:
             line += f" ({check.duration_s:.2f}s{', cached' if check.cached else ''})"
         out.write(printable(line) + "\n")
         if verbose:
             for key, value in sorted(check.details.items()):
-                earlier = shown.setdefault(key, (value, check.id))
-                # The measurement checks share one GPU listing: shown once, then named.
-                text = (
-                    f"as for {earlier[1]}"
-                    if earlier[1] != check.id and earlier[0] == value
-                    else value
-                )
+                text = _detail(shown.setdefault(key, []), value, check.id)
                 out.write(printable(f"{indent}    {key}: {text}") + "\n")
 
 
-def _note(check: CheckResult) -> str:
-    if check.finding is not None and check.outcome in ("failed", "warning"):
-        return check.finding.message
-    return check.reason
+def _detail(earlier: list[tuple[object, str]], value: object, check_id: str) -> object:
+    """A detail as `-v` shows it: the value, or which earlier check showed it (the GPU
+    listing the checks share is shown once; a later one names it and adds what is new)."""
+    for seen, where in earlier:
+        if seen == value:
+            return f"as for {where}"
+    earlier.append((value, check_id))
+    for seen, where in earlier[:-1]:
+        more = _more_of_the_same_gpus(seen, value)
+        if more is not None:
+            return f"as for {where}" + (f", and {more}" if more else "")
+    return value
+
+
+def _more_of_the_same_gpus(seen: object, value: object) -> str | None:
+    """What the GPU listing ``value`` adds to ``seen``, a listing of the same GPUs (by UUID,
+    else index); None when they are not listings of the same GPUs."""
+    if not (isinstance(seen, list) and isinstance(value, list) and seen and value):
+        return None
+    if not all(isinstance(g, dict) for g in [*seen, *value]):
+        return None
+
+    def key(gpu: dict[str, Any]) -> tuple[str, object]:
+        return ("uuid", gpu["uuid"]) if gpu.get("uuid") else ("index", gpu.get("index"))
+
+    before = {key(g): g for g in seen}
+    if len(before) != len(seen):
+        return None
+    parts = []
+    for gpu in value:
+        old = before.get(key(gpu))
+        if old is None:
+            return None
+        new = {k: v for k, v in gpu.items() if k not in old or old[k] != v}
+        if new:
+            fields = ", ".join(f"{k}={v!r}" for k, v in new.items())
+            parts.append(f"GPU {old.get('index', '?')}: {fields}")
+    return "; ".join(parts)
 
 
 def _marks(out: TextIO) -> dict[str, str]:

@@ -281,21 +281,45 @@ def test_preflight_checklist_of_a_failure(
     preflight.report = FAILED
     code, out, err = llem(capsys, "preflight")
     assert (code, err) == (1, "")
+    # Each finding is stated once, in the numbered report: its check's line points there.
     assert out.splitlines()[:5] == [
         "✓ docker-cli: docker 28.2.2",
-        "✗ nvidia-toolkit: NVIDIA Container Toolkit not found",
-        "! host-driver: nvidia-smi not found",
+        "✗ nvidia-toolkit (see 1.)",
+        "! host-driver (see Warnings)",
         "- cuda-compat[v/img:1]: tier 1 failed",
         "- gpu-in-container[v/img:1]: --llem-skip",
     ]
     assert out.endswith(FAILED.render() + "\n")
+    assert out.count("NVIDIA Container Toolkit not found") == 1
+    assert out.count("nvidia-smi not found") == 1
+
+
+def test_the_checklist_points_each_failure_at_its_number(
+    capsys: pytest.CaptureFixture[str], preflight: FakePreflight
+) -> None:
+    preflight.report = Report(
+        checks=[
+            CheckResult("docker-cli", 1, "failed", finding=finding("docker-cli", "no docker")),
+            CheckResult("nvidia-toolkit", 1, "failed", finding=finding("nvidia-toolkit", "none")),
+        ]
+    )
+    code, out, _ = llem(capsys, "preflight")
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[:2] == ["✗ docker-cli (see 1.)", "✗ nvidia-toolkit (see 2.)"]
+    assert lines[3:] == [
+        "  1. [docker-cli] no docker",
+        "     Fix: Install it — https://x",
+        "  2. [nvidia-toolkit] none",
+        "     Fix: Install it — https://x",
+    ]
 
 
 def test_preflight_verbose(capsys: pytest.CaptureFixture[str], preflight: FakePreflight) -> None:
     preflight.report = WARNED
     code, out, _ = llem(capsys, "preflight", "-v")
     assert code == 0
-    assert "! host-driver: nvidia-smi not found (0.03s)\n    driver_version: 550\n" in out
+    assert "! host-driver (see Warnings) (0.03s)\n    driver_version: 550\n" in out
     assert out.endswith(WARNED.render() + "\n")
 
 
@@ -320,6 +344,37 @@ def test_preflight_verbose_shows_a_shared_detail_once(
         "✓ mig-mode (0.00s)",
         "    gpus: [{'index': 1}]",
     ]
+
+
+def test_preflight_verbose_shows_the_gpu_listing_once(
+    capsys: pytest.CaptureFixture[str], preflight: FakePreflight
+) -> None:
+    """host-driver lists the GPUs; the measurement checks list the same GPUs with their state:
+    named, with only what they add."""
+    gpu = {"index": 0, "name": "NVIDIA H200", "uuid": "GPU-0", "architecture": "Hopper"}
+    state = {**gpu, "persistence_mode": "Enabled", "utilization_gpu": 0}
+    preflight.report = Report(
+        checks=[
+            CheckResult("host-driver", 1, "passed", details={"gpus": [gpu]}),
+            CheckResult("gpu-idle", 3, "passed", reason="idle", details={"gpus": [state]}),
+            CheckResult("mig-mode", 3, "passed", details={"gpus": [state]}),
+            CheckResult("other", 3, "passed", details={"gpus": [{"index": 1, "name": "A"}]}),
+        ]
+    )
+    code, out, _ = llem(capsys, "preflight", "-v")
+    assert code == 0
+    assert out.splitlines()[:8] == [
+        "✓ host-driver (0.00s)",
+        "    gpus: [{'index': 0, 'name': 'NVIDIA H200', 'uuid': 'GPU-0', 'architecture': "
+        "'Hopper'}]",
+        "✓ gpu-idle: idle (0.00s)",
+        "    gpus: as for host-driver, and GPU 0: persistence_mode='Enabled', utilization_gpu=0",
+        "✓ mig-mode (0.00s)",
+        "    gpus: as for gpu-idle",
+        "✓ other (0.00s)",
+        "    gpus: [{'index': 1, 'name': 'A'}]",  # (other GPUs: shown)
+    ]
+    assert out.count("NVIDIA H200") == 1
 
 
 def test_preflight_passed(capsys: pytest.CaptureFixture[str], preflight: FakePreflight) -> None:
@@ -354,7 +409,7 @@ def test_checklist_without_unicode() -> None:
     out.seek(0)
     assert out.read().splitlines()[:2] == [
         "+ docker-cli: docker 28.2.2",
-        "x nvidia-toolkit: NVIDIA Container Toolkit not found",
+        "x nvidia-toolkit (see 1.)",
     ]
 
 
@@ -662,5 +717,16 @@ def test_hosts_go_to_the_fleet_preflight(
     ]
     assert "python=python3" in seen[0][0]
     assert out.splitlines()[-1] == "Docker pre-flight: 1 of 2 hosts ready; failed: gpu2"
+    # Each host once: its heading, its checks, its report.
+    lines = out.splitlines()
+    assert lines[:6] == [
+        "Host gpu1:",
+        "Docker pre-flight passed: 0 checks",
+        "Host gpu2:",
+        "  ✗ host-reachable (see 1.)",
+        "Docker pre-flight failed: 1 issue(s) found",
+        "  1. [host-reachable] cannot reach gpu2",
+    ]
+    assert [line for line in lines if line.startswith("Host ")] == ["Host gpu1:", "Host gpu2:"]
     data = json.loads(Path("r.json").read_text())
     assert [h["host"] for h in data["hosts"]] == ["gpu1", "gpu2"]
