@@ -18,15 +18,17 @@ import io
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 if TYPE_CHECKING:
     import dataclasses
 
-    from .domain.report import CheckResult, Report
+    from .domain.report import Report
     from .facts import Facts
+    from .host.jsonfile import ReportTarget
     from .run.config import StudyConfig
+    from .run.manifest import Manifest
     from .run.plans import Plan
     from .settings import PreflightSettings
 
@@ -75,6 +77,25 @@ def _parser() -> argparse.ArgumentParser:
     wait = _field("wait_s").metadata
     run.add_argument(wait["cli"], metavar=wait["metavar"], help=wait["help"])
     run.add_argument("--output", metavar="DIR", help="run directory (default ./llem-runs/...)")
+    slurm = run.add_argument_group(
+        "Slurm",
+        "Run each experiment as a Slurm job (execution.slurm in the study: partition, "
+        "gpus_per_experiment, time_limit, extra_args): each job pre-flights its node, then runs "
+        "its experiment into the run directory, which must be on a filesystem the nodes share.",
+    )
+    slurm.add_argument(
+        "--slurm", action="store_true",
+        help="submit the experiments with sbatch, wait for them (Ctrl-C cancels them), then "
+        "write the manifest",
+    )  # fmt: skip
+    slurm.add_argument(
+        "--no-wait", action="store_true",
+        help="with --slurm: return once the jobs are submitted (--resume collects them)",
+    )  # fmt: skip
+    slurm.add_argument(
+        "--resume", metavar="RUN_DIR",
+        help="wait for the jobs of an earlier --slurm --no-wait run, then write its manifest",
+    )  # fmt: skip
     run.add_argument(
         "--overwrite", action="store_true",
         help="reuse an --output directory that holds an earlier run's manifest",
@@ -104,6 +125,11 @@ def _parser() -> argparse.ArgumentParser:
         help="write the checks as JUnit XML to PATH (for a CI system's test report)",
     )  # fmt: skip
     pre.add_argument("-v", "--verbose", action="store_true", help="details and timings")
+    pre.add_argument(
+        "--reason", action="store_true",
+        help="print only the drain reason of a failed pre-flight, 'llem: [check-id] message', "
+        "cut to what Slurm keeps (nothing when it passed): for a Slurm prolog or health check",
+    )  # fmt: skip
     hosts = pre.add_argument_group(
         "many hosts",
         "Check other hosts instead of this one: every check runs on every host (through "
@@ -257,6 +283,10 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
 
     from .errors import ConfigError, DockerPreFlightError
 
+    if args.resume is not None:
+        return _resume(args, command)
+    if args.no_wait and not args.slurm:
+        raise ConfigError("--no-wait goes with --slurm")
     if (args.model is None) != (args.backend is None):
         raise ConfigError("--model and --backend go together")
     if args.config is None and args.model is None:
@@ -270,7 +300,7 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
         from .host.study_file import read_bytes
 
         data = read_bytes(Path(args.config))  # read once: what is validated is what was read
-        if args.dry_run and args.model is None:
+        if args.dry_run and args.model is None and not args.slurm:
             from .run.plans import load_plan, plan_key
 
             key = plan_key(
@@ -288,6 +318,8 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
     study = _study(args.config, data)
     if args.model is not None:
         study = single_experiment(study, args.model, args.backend, command)
+    if args.slurm:
+        return _run_slurm(args, study, overrides)
     try:
         manifest = run_study(
             study, cli_skip=args.skip_preflight, runner_overrides=overrides,
@@ -310,6 +342,60 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
     )
     print(printable(f"{summary}manifest: {manifest.path}"), file=sys.stderr)
     return EXIT_FAILED if failed or left else EXIT_OK
+
+
+def _run_slurm(args: argparse.Namespace, study: StudyConfig, overrides: dict[str, str]) -> int:
+    """`llem run --slurm`: the experiments as Slurm jobs, each pre-flighting its own node."""
+    from .domain.check_ids import BUILTIN_IDS, unknown_check_ids
+    from .errors import ConfigError
+    from .run.runners import resolve_runners
+    from .run.slurm_jobs import run_study_slurm
+
+    unknown = unknown_check_ids(args.skip_check)
+    if unknown:
+        raise ConfigError(
+            f"--skip-check: unknown check id {unknown[0]!r} (valid ids: all, "
+            f"{', '.join(BUILTIN_IDS)})"
+        )
+    if args.wait is not None:
+        raise ConfigError("--wait is for this host's pre-flight: not with --slurm")
+    manifest = run_study_slurm(
+        study, resolve_runners(study, os.environ, overrides), output=args.output,
+        overwrite=args.overwrite, cli_skip=args.skip_preflight, skip_checks=args.skip_check,
+        dry_run=args.dry_run, no_wait=args.no_wait, progress=sys.stderr,
+    )  # fmt: skip
+    if manifest is None or args.dry_run:
+        return EXIT_OK
+    return _summary(manifest)
+
+
+def _resume(args: argparse.Namespace, command: list[str] | None) -> int:
+    """`llem run --resume RUN_DIR`: the results of a `--slurm --no-wait` run."""
+    from .errors import ConfigError
+    from .run.slurm_jobs import resume
+
+    given = [
+        flag
+        for flag, value in (
+            ("CONFIG", args.config), ("--model", args.model), ("--output", args.output),
+            ("--slurm", args.slurm), ("--no-wait", args.no_wait), ("--dry-run", args.dry_run),
+            ("a command after '--'", command),
+        )
+        if value
+    ]  # fmt: skip
+    if given:
+        raise ConfigError(f"--resume RUN_DIR takes the run as it was submitted: not {given[0]}")
+    return _summary(resume(args.resume, progress=sys.stderr))
+
+
+def _summary(manifest: Manifest) -> int:
+    """The closing line of a run; its exit status."""
+    from .domain.text import printable
+
+    failed, total = len(manifest.failed), len(manifest.experiments)
+    summary = f"llem: {total - failed} of {total} experiment(s) ok; manifest: {manifest.path}"
+    print(printable(summary), file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _wait_s(text: str | None) -> float:
@@ -380,10 +466,7 @@ def _remember_plan(
 
 
 def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
-    from pathlib import Path
-
     from .errors import ConfigError, DockerPreFlightError
-    from .host.jsonfile import unwritable_reason, write_json, write_text
     from .preflight import run_docker_preflight
     from .run.runners import preflight_settings
     from .settings import PreflightSettings, SettingError
@@ -405,40 +488,90 @@ def _preflight(args: argparse.Namespace, facts: Facts | None) -> int:
     json_path, junit_path = given.json_path, args.junit
     if junit_path is not None and (not junit_path or "\0" in junit_path):
         raise ConfigError(f"--junit: expected a path, got {junit_path!r}")
-    for option, path in (("--json", json_path), ("--junit", junit_path)):
-        problem = unwritable_reason(Path(path)) if path is not None else None
-        if problem:
-            raise ConfigError(f"{option}: cannot write {path}: {problem}")
+    targets = _report_targets(json_path, junit_path)
+    # A report on stdout is all that goes there (`--json - | jq`): the checklist goes to stderr.
+    out = sys.stderr if any(t is not None and t.to_stdout for t in targets) else sys.stdout
     hosts = _fleet_hosts(args)
     if hosts is not None:
-        return _fleet_preflight(hosts, settings, json_path, junit_path, verbose=args.verbose)
+        if args.reason:
+            raise ConfigError("--reason is for this host's pre-flight: not with --host")
+        return _fleet_preflight(hosts, settings, targets, verbose=args.verbose, out=out)
     started = time.time()
     try:
         report = run_docker_preflight(settings=settings, facts=facts)
     except DockerPreFlightError as exc:
         report = exc.report
-    _print_checklist(report, verbose=args.verbose, out=sys.stdout)
     status = EXIT_OK if report.ok else EXIT_FAILED  # failed or incomplete: the gate stays shut
-    if json_path is not None:
-        sys.stdout.flush()  # the path may be /dev/stdout: the checklist comes first
-        try:
-            write_json(Path(json_path), report.to_json(), follow=True)
-        except OSError as exc:
-            status = _error(
-                f"cannot write the JSON report to {json_path}: {exc.strerror or exc}", 1
-            )
-    if junit_path is not None:
+    if args.reason:  # one line for `scontrol update ... reason=`, and only on a failure
+        from .domain.slurm import drain_reason, reason_of
+
+        line = reason_of(report) or (drain_reason("preflight", "did not pass") if status else "")
+        if line:
+            print(line)
+    else:
+        _print_checklist(report, verbose=args.verbose, out=out)
+
+    def junit() -> str:
         import socket
 
         from .domain.junit import junit_xml
 
-        xml = junit_xml(report, timestamp=started, hostname=socket.gethostname())
+        return junit_xml(report, timestamp=started, hostname=socket.gethostname())
+
+    return _write_reports(targets, report.to_json, junit, status)
+
+
+def _report_targets(
+    json_path: str | None, junit_path: str | None
+) -> tuple[ReportTarget | None, ReportTarget | None]:
+    """Where `--json` and `--junit` go, judged before anything runs (a usage error, exit 2:
+    a path no report may go to, or both reports to one place, where one would be lost)."""
+    from .errors import ConfigError
+    from .host.jsonfile import ReportPathError, report_target, same_destination
+
+    found: list[ReportTarget | None] = []
+    for option, path in (("--json", json_path), ("--junit", junit_path)):
         try:
-            write_text(Path(junit_path), xml, follow=True)
+            found.append(None if path is None else report_target(path))
+        except ReportPathError as exc:
+            raise ConfigError(f"{option}: cannot write {path}: {exc}") from None
+    json_target, junit_target = found
+    if json_target and junit_target and same_destination(json_target, junit_target):
+        named = json_path if json_path == junit_path else f"{json_path} and {junit_path}"
+        if json_target.to_stdout:
+            raise ConfigError(f"--json and --junit both name stdout ({named}): only one can be -")
+        raise ConfigError(
+            f"--json and --junit name one file ({named}): one report would be lost; give each "
+            "its own path"
+        )
+    return json_target, junit_target
+
+
+def _write_reports(
+    targets: tuple[ReportTarget | None, ReportTarget | None],
+    json_data: Callable[[], dict[str, Any]],
+    junit_xml: Callable[[], str],
+    status: int,
+) -> int:
+    """Write the `--json` and `--junit` reports; a failed write is one line and exit 1."""
+    from .host.jsonfile import dumps, write_report
+
+    def json_text() -> str:
+        return dumps(json_data())
+
+    json_target, junit_target = targets
+    for target, what, text in (
+        (json_target, "JSON", json_text),
+        (junit_target, "JUnit", junit_xml),
+    ):
+        if target is None:
+            continue
+        sys.stdout.flush()  # (what llem printed before comes first, wherever the report goes)
+        try:
+            write_report(target, text())
         except OSError as exc:
-            status = _error(
-                f"cannot write the JUnit report to {junit_path}: {exc.strerror or exc}", 1
-            )
+            shown = "stdout" if target.given == "-" else target.given
+            status = _error(f"cannot write the {what} report to {shown}: {exc.strerror or exc}", 1)
     return status
 
 
@@ -485,80 +618,103 @@ def _fleet_hosts(args: argparse.Namespace) -> list[str] | None:
 def _fleet_preflight(
     hosts: list[str],
     settings: PreflightSettings,
-    json_path: str | None,
-    junit_path: str | None,
+    targets: tuple[ReportTarget | None, ReportTarget | None],
     *,
     verbose: bool,
+    out: TextIO,
 ) -> int:
-    from pathlib import Path
-
     from .domain.text import printable
-    from .host.jsonfile import write_json, write_text
     from .preflight import run_fleet_preflight
 
     started = time.time()
     report = run_fleet_preflight(hosts, settings=settings)
-    for name, host_report in report.hosts:
-        sys.stdout.write(printable(f"Host {name}:") + "\n")
-        _print_checks(host_report, verbose=verbose, out=sys.stdout, indent="  ")
-    sys.stdout.write(report.render() + "\n")
+    for name, host_report in report.hosts:  # each host once: its checks, then its report
+        out.write(printable(f"Host {name}:") + "\n")
+        _print_checklist(host_report, verbose=verbose, out=out, indent="  ")
+    out.write(report.summary() + "\n")
     status = EXIT_OK if report.ok else EXIT_FAILED
-    if json_path is not None:
-        sys.stdout.flush()  # (the path may be /dev/stdout)
-        try:
-            write_json(Path(json_path), report.to_json(), follow=True)
-        except OSError as exc:
-            status = _error(
-                f"cannot write the JSON report to {json_path}: {exc.strerror or exc}", 1
-            )
-    if junit_path is not None:  # one test suite per host
+
+    def junit() -> str:  # one test suite per host
         from .domain.junit import fleet_junit_xml
 
-        try:
-            write_text(Path(junit_path), fleet_junit_xml(report, timestamp=started), follow=True)
-        except OSError as exc:
-            status = _error(
-                f"cannot write the JUnit report to {junit_path}: {exc.strerror or exc}", 1
-            )
-    return status
+        return fleet_junit_xml(report, timestamp=started)
+
+    return _write_reports(targets, report.to_json, junit, status)
 
 
-def _print_checklist(report: Report, *, verbose: bool, out: TextIO) -> None:
-    _print_checks(report, verbose=verbose, out=out)
+def _print_checklist(report: Report, *, verbose: bool, out: TextIO, indent: str = "") -> None:
+    _print_checks(report, verbose=verbose, out=out, indent=indent)
     # The verdict: the report (failed, incomplete, skipped, or passed with warnings), or a
     # pass line when it is empty.
     out.write((report.render() or f"Docker pre-flight passed: {len(report.checks)} checks") + "\n")
 
 
 def _print_checks(report: Report, *, verbose: bool, out: TextIO, indent: str = "") -> None:
+    """One line per check. A finding is stated once, in the numbered report that follows: a
+    failed check's line points at its number (`✗ docker-daemon (see 1.)`), a warned one's at
+    the warnings. With ``verbose``, each check's details follow it, and a detail that an
+    earlier check showed is named, not shown again (`gpus: as for host-driver`)."""
     from .domain.text import printable
 
     marks = _marks(out)
-    shown: dict[str, tuple[object, str]] = {}  # detail -> its value and the check that showed it
+    shown: dict[str, list[tuple[object, str]]] = {}  # detail -> each value shown, and by whom
+    numbered = 0
     for check in report.checks:
         line = f"{indent}{marks[check.outcome]} {check.id}"
-        note = _note(check)
-        if note:
-            line += f": {note}"
+        if check.finding is not None and check.outcome == "failed":
+            numbered += 1
+            line += f" (see {numbered}.)"
+        elif check.finding is not None and check.outcome == "warning":
+            line += " (see Warnings)"
+        elif check.reason:
+            line += f": {check.reason}"
         if verbose:
             line += f" ({check.duration_s:.2f}s{', cached' if check.cached else ''})"
         out.write(printable(line) + "\n")
         if verbose:
             for key, value in sorted(check.details.items()):
-                earlier = shown.setdefault(key, (value, check.id))
-                # The measurement checks share one GPU listing: shown once, then named.
-                text = (
-                    f"as for {earlier[1]}"
-                    if earlier[1] != check.id and earlier[0] == value
-                    else value
-                )
+                text = _detail(shown.setdefault(key, []), value, check.id)
                 out.write(printable(f"{indent}    {key}: {text}") + "\n")
 
 
-def _note(check: CheckResult) -> str:
-    if check.finding is not None and check.outcome in ("failed", "warning"):
-        return check.finding.message
-    return check.reason
+def _detail(earlier: list[tuple[object, str]], value: object, check_id: str) -> object:
+    """A detail as `-v` shows it: the value, or which earlier check showed it (the GPU
+    listing the checks share is shown once; a later one names it and adds what is new)."""
+    for seen, where in earlier:
+        if seen == value:
+            return f"as for {where}"
+    earlier.append((value, check_id))
+    for seen, where in earlier[:-1]:
+        more = _more_of_the_same_gpus(seen, value)
+        if more is not None:
+            return f"as for {where}" + (f", and {more}" if more else "")
+    return value
+
+
+def _more_of_the_same_gpus(seen: object, value: object) -> str | None:
+    """What the GPU listing ``value`` adds to ``seen``, a listing of the same GPUs (by UUID,
+    else index); None when they are not listings of the same GPUs."""
+    if not (isinstance(seen, list) and isinstance(value, list) and seen and value):
+        return None
+    if not all(isinstance(g, dict) for g in [*seen, *value]):
+        return None
+
+    def key(gpu: dict[str, Any]) -> tuple[str, object]:
+        return ("uuid", gpu["uuid"]) if gpu.get("uuid") else ("index", gpu.get("index"))
+
+    before = {key(g): g for g in seen}
+    if len(before) != len(seen):
+        return None
+    parts = []
+    for gpu in value:
+        old = before.get(key(gpu))
+        if old is None:
+            return None
+        new = {k: v for k, v in gpu.items() if k not in old or old[k] != v}
+        if new:
+            fields = ", ".join(f"{k}={v!r}" for k, v in new.items())
+            parts.append(f"GPU {old.get('index', '?')}: {fields}")
+    return "; ".join(parts)
 
 
 def _marks(out: TextIO) -> dict[str, str]:

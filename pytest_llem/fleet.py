@@ -343,12 +343,55 @@ def judge_answer(
     if result.returncode == MISSING_PACKAGE:
         return unreachable(
             f"pytest-llem is not installed for {python} on {name} ({last})",
-            fix=f"Install it there ({python} -m pip install pytest-llem), or {name_python}",
+            fix=f"Install there the pytest-llem this machine runs, from a path or a pinned git "
+            f"URL, never by the bare name (it is not published): {install_hint(python)}; "
+            f"or {name_python}",
             details=details,
         )
     return unreachable(
         f"{python} on {name} failed (exit status {result.returncode}): {last}", details=details
     )
+
+
+def install_hint(python: str) -> str:
+    """How to install on another host the pytest-llem this machine runs (what pip recorded of
+    where it came from, PEP 610's direct_url.json): the git URL pinned to its commit, or a
+    copy of the checkout it was installed from."""
+    source = installed_from()
+    url = str(source.get("url", ""))
+    vcs = source.get("vcs_info")
+    pip = f"{python} -m pip install"
+    commit = str(vcs.get("commit_id", "")) if isinstance(vcs, dict) else ""
+    if isinstance(vcs, dict) and vcs.get("vcs") == "git" and _SHA.fullmatch(commit):
+        return f"{pip} {shlex.quote(f'git+{url}@{commit}')}"
+    if url.startswith("file://") and ("dir_info" in source or "archive_info" in source):
+        from urllib.parse import unquote
+
+        path = unquote(urlsplit(url).path)
+        here = os.path.basename(path.rstrip("/")) or "pytest-llem"
+        return f"copy {shlex.quote(path)} there, then {pip} {shlex.quote(f'./{here}')}"
+    return (
+        f"{pip} ./pytest-llem in a copy of its checkout, or {pip} "
+        "'git+https://…/pytest-llem@<40-hex commit>'"
+    )
+
+
+def installed_from() -> dict[str, Any]:
+    """pip's record of where this pytest-llem came from (``direct_url.json``), or {}."""
+    import json
+    from importlib import metadata
+
+    for found in metadata.distributions(name="pytest-llem"):  # (an egg-info may come first)
+        try:
+            data = json.loads(found.read_text("direct_url.json") or "null")
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            return data
+    return {}
+
+
+_SHA = re.compile(r"[0-9a-f]{40}")
 
 
 def _via(gateway: Gateway) -> str:

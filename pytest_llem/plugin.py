@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .domain.fleet import FleetReport
     from .domain.report import Report
     from .fleet import Fleet
+    from .host.jsonfile import ReportTarget
     from .session import Session
     from .settings import PreflightSettings
 
@@ -106,9 +107,14 @@ def settings_of(config: pytest.Config) -> PreflightSettings:
         except ConfigError as exc:
             raise pytest.UsageError(f"--llem-config: {exc}") from None
     try:
-        return PreflightSettings.from_options(vars(config.option), below)
+        settings = PreflightSettings.from_options(vars(config.option), below)
     except SettingError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if config.getoption("dist", "no") == "each":  # a fleet: the hosts' GPUs, not this job's
+        return settings
+    from .domain.allocation import allocation_of  # inside a Slurm job: its GPUs by default
+
+    return settings.with_allocation(allocation_of(os.environ))
 
 
 class PreflightHooks:
@@ -117,7 +123,6 @@ class PreflightHooks:
     def __init__(self, config: pytest.Config) -> None:
         from .collect import checks_dir
         from .facts import Facts
-        from .host.jsonfile import unwritable_reason
         from .progress import Progress
         from .session import FACTS_KEY, SESSION_KEY, Session
         from .signals import sigterm_interrupts
@@ -125,12 +130,12 @@ class PreflightHooks:
         self.config = config
         settings = settings_of(config)
         worker = getattr(config, "workerinput", None)
-        if settings.json_path and worker is None:
-            problem = unwritable_reason(Path(settings.json_path))
-            if problem:
-                raise pytest.UsageError(
-                    f"--llem-json: cannot write {settings.json_path}: {problem}"
-                )
+        # Where the JSON report goes, judged before anything runs (the controller writes it).
+        self.json_target = (
+            _json_target(config, settings.json_path)
+            if settings.json_path and worker is None
+            else None
+        )
         explicit = config.args_source == pytest.Config.ArgsSource.ARGS
         given = [Path(a).resolve() for a in config.args] if explicit else []
         # The checks' own directory may be named too (llem does, to keep pytest away from the
@@ -426,14 +431,14 @@ class PreflightHooks:
             ok = pytest.ExitCode.OK
             session.exitstatus = ok if report.ok else pytest.ExitCode.TESTS_FAILED
         self._junit_verdict(report)
-        path = self.session.settings.json_path
-        if path:
-            from .host.jsonfile import write_json
+        target = self.json_target
+        if target is not None:
+            from .host.jsonfile import dumps, write_report
 
             try:
-                write_json(Path(path), report.to_json(), follow=True)
+                write_report(target, dumps(report.to_json()))
             except OSError as exc:
-                self.config.stash[JSON_ERROR_KEY] = f"{path}: {exc.strerror or exc}"
+                self.config.stash[JSON_ERROR_KEY] = f"{target.given}: {exc.strerror or exc}"
                 if session.exitstatus == 0:
                     session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
@@ -477,6 +482,33 @@ class PreflightHooks:
                 interrupted=self.session.interrupted_by is not None, stopped=self.session.stopped
             )
         return self.session.report()
+
+
+def _json_target(config: pytest.Config, path: str) -> ReportTarget:
+    """Where `--llem-json` goes; a usage error for a path no report may go to, for ``-``
+    (stdout is pytest's own output) and for the file `--junitxml` names (one would be lost)."""
+    from .host.jsonfile import STDOUT, ReportPathError, report_target, same_destination
+
+    if path == STDOUT:
+        raise pytest.UsageError(
+            "--llem-json -: stdout is pytest's own output; name a file (or run "
+            "`llem preflight --json -`, which writes the JSON alone to stdout)"
+        )
+    try:
+        target = report_target(path)
+    except ReportPathError as exc:
+        raise pytest.UsageError(f"--llem-json: cannot write {path}: {exc}") from None
+    xmlpath = getattr(config.option, "xmlpath", None)
+    if xmlpath:
+        where = config.invocation_params.dir  # (what pytest's own path is relative to)
+        junit = where / Path(os.path.expandvars(xmlpath)).expanduser()
+        with contextlib.suppress(ReportPathError):  # (pytest says what is wrong with it)
+            if same_destination(target, report_target(str(junit))):
+                raise pytest.UsageError(
+                    f"--llem-json and --junitxml name one file ({path}, {xmlpath}): one "
+                    "report would be lost; give each its own path"
+                )
+    return target
 
 
 def _fleet(config: pytest.Config, session: Session) -> Fleet | None:

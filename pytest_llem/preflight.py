@@ -225,6 +225,10 @@ def run_docker_preflight(
         )
     if settings.skipped_by:  # (a study's execution.skip_preflight): nothing runs
         return Report(skipped_by=settings.skipped_by)
+    if settings.allocation is None:  # inside a Slurm job: its GPUs, unless GPUs were named
+        from .domain.allocation import allocation_of
+
+        settings = settings.with_allocation(allocation_of(facts.env if facts else os.environ))
     from .facts import Facts
 
     facts = (facts or Facts()).adopt(settings)

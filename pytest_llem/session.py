@@ -132,9 +132,12 @@ class Session:
 
     def report(self) -> Report:
         checks = sorted(self._results.values(), key=lambda r: self._order[r.id])
+        host = host_summary(checks)
+        if self.settings.allocation is not None:  # inside a Slurm job: which, and its GPUs
+            host["slurm"] = self.settings.allocation.summary()
         return Report(
             checks=checks,
-            host=host_summary(checks),
+            host=host,
             interrupted=self.interrupted_by is not None,
             skipped_by=self.skipped_by(checks),
             missing=self.missing(),

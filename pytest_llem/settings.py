@@ -13,7 +13,10 @@ import dataclasses
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .domain.allocation import Allocation
 
 Kind = Literal[
     "seconds",
@@ -25,6 +28,7 @@ Kind = Literal[
     "flag",
     "path",
     "requests",
+    "allocation",
     "choice",
 ]
 
@@ -216,6 +220,12 @@ class PreflightSettings:
         "reported unreachable and left behind (default: the pull limit plus the probe limit, "
         "or --wait if longer, plus 60)",
     )
+    allocation: Allocation | None = _setting(  # noqa: RUF009 (a NamedTuple: immutable)
+        None,
+        kind="allocation",
+        option=None,
+        help="the Slurm job this pre-flight runs in (its GPUs are the default of gpus)",
+    )
     json_path: str | None = _setting(
         None,
         kind="path",
@@ -278,6 +288,15 @@ class PreflightSettings:
 
     def replace(self, **changes: Any) -> PreflightSettings:
         return dataclasses.replace(self, **changes)
+
+    def with_allocation(self, allocation: Allocation | None) -> PreflightSettings:
+        """These settings inside a Slurm job, step or prolog: the GPUs to judge and request
+        default to its allocation (host indices); GPUs named already (``--gpus``, a study's
+        ``gpus:``, its launches) win. The job is remembered for the report either way."""
+        if allocation is None:
+            return self
+        gpus = self.gpus or allocation.gpus
+        return dataclasses.replace(self, gpus=gpus, allocation=allocation)
 
     # --- option values ------------------------------------------------------------------
 
@@ -403,6 +422,8 @@ def _checked(
         return bool(value)
     if kind == "requests":
         return _requests(value, name)
+    if kind == "allocation":
+        return _allocation(value, name)
     if kind == "choice":
         choices = f.metadata["choices"]
         if value not in choices:
@@ -450,6 +471,23 @@ def _requests(value: Any, name: str) -> tuple[tuple[str, str], ...]:
             raise SettingError(f"{name}: {exc}") from None
         pairs.append((image, label))
     return tuple(dict.fromkeys(pairs))
+
+
+def _allocation(value: Any, name: str) -> Allocation | None:
+    """A Slurm allocation, or its plain form (the list of its values that an xdist worker's
+    copy of the settings holds)."""
+    from .domain.allocation import Allocation
+
+    if value is None or isinstance(value, Allocation):
+        return value
+    try:
+        job_id, gpus, source, step_id, node, visible, note = value
+    except (TypeError, ValueError):
+        raise SettingError(f"{name}: expected a Slurm allocation, got {value!r}") from None
+    texts = (job_id, source, step_id, node, note)
+    if not all(isinstance(v, str) for v in texts) or not isinstance(visible, (str, type(None))):
+        raise SettingError(f"{name}: expected a Slurm allocation, got {value!r}")
+    return Allocation(job_id, _indices(gpus, name), source, step_id, node, visible, note)
 
 
 def _short(value: Any) -> str:

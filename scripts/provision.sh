@@ -2,11 +2,12 @@
 # Installs what the test bed needs: dockerd, containerd and runc (Debian's docker.io), a static
 # busybox (busybox-static), OpenSSH's server and client (openssh-server, openssh-client) for
 # the fleet tests over ssh, an image registry (docker-registry, served on 127.0.0.1 by the
-# tests), Podman (podman, with conmon, containers-common and its network plugins as
-# dependencies; run as root with `--network none`, so no uidmap or slirp4netns), and what the
-# system python3 needs to make a virtual environment (python3-venv).
+# tests), Slurm's controller, node daemon and clients (slurmctld, slurmd, slurm-client: the
+# tests run a one-node Slurm on 127.0.0.1), Podman (podman, with conmon, containers-common and
+# its network plugins as dependencies; run as root with `--network none`, so no uidmap or
+# slirp4netns), and what the system python3 needs to make a virtual environment (python3-venv).
 # Idempotent and quiet when all is present. It never starts a system service (Docker, sshd,
-# the registry): the test bed starts private ones of its own.
+# the registry, Slurm, munge): the test bed starts private ones of its own.
 set -eu
 
 static_busybox() { # the image root filesystems need a busybox without a program interpreter
@@ -29,6 +30,12 @@ for tool in ssh ssh-keygen; do
 done
 PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH" command -v docker-registry >/dev/null 2>&1 ||
   missing="$missing docker-registry"
+for tool in slurmctld slurmd; do
+  PATH="/usr/sbin:/sbin:$PATH" command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+done
+for tool in sbatch srun squeue scontrol scancel sinfo; do
+  command -v "$tool" >/dev/null 2>&1 || { missing="$missing slurm-client"; break; }
+done
 [ -x /usr/bin/podman ] || missing="$missing podman"
 # The system's python3 (the one the README's quick start uses), able to make a venv.
 py=/usr/bin/python3

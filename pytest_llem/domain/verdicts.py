@@ -139,7 +139,19 @@ def docker_daemon(host: HostFacts) -> Verdict:
     label = {"daemon_permission_denied": "Permission denied on the Docker daemon socket"}.get(
         d.cause, "Cannot reach the Docker daemon"
     )
-    return _from_diagnosis(d, f"{label} at {host.endpoint.url}: {line}", **where)
+    said = _after_address(line, host.endpoint.url)
+    message = f"{label} at {host.endpoint.url}" + (f": {said}" if said else "")
+    return _from_diagnosis(d, message, **where)
+
+
+def _after_address(line: str, url: str) -> str:
+    """What the CLI said beyond the daemon's address, which the message already names:
+    "Cannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon running?"
+    gives "Is the docker daemon running?"."""
+    head, found, tail = line.partition(f" at {url}")
+    if not found or "docker daemon" not in head.lower():
+        return line
+    return tail.lstrip(".:").strip()
 
 
 def _refused_endpoint(host: HostFacts, where: dict[str, Any]) -> Verdict:

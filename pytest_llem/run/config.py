@@ -158,11 +158,35 @@ class _Model(BaseModel):
         return value
 
 
+def _time_limit(value: str) -> str:
+    from ..domain.slurm import TIME_LIMIT
+
+    if not TIME_LIMIT.match(value):
+        raise ValueError(
+            f"invalid time limit {value!r} (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, "
+            "D-HH:MM:SS or UNLIMITED, as sbatch --time takes it)"
+        )
+    return value
+
+
+TimeLimit = Annotated[str, BeforeValidator(_int_to_str), AfterValidator(_time_limit)]
+
+
+class SlurmExecution(_Model):
+    """``execution.slurm``: how `llem run --slurm` submits each experiment as a job."""
+
+    partition: NonEmpty | None = None  # None: the cluster's default partition
+    gpus_per_experiment: Annotated[int, Field(ge=0, le=64)] = 1
+    time_limit: TimeLimit | None = None  # sbatch --time; None: the partition's default
+    extra_args: list[NonEmpty] = Field(default_factory=list)  # more sbatch arguments
+
+
 class Execution(_Model):
     skip_preflight: bool | None = None
     skip_checks: CheckIds = Field(default_factory=list)  # check ids not to run
     # An experiment still running after this many seconds is stopped (None: no limit).
     experiment_timeout_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    slurm: SlurmExecution = Field(default_factory=SlurmExecution)
 
 
 class _DockerBase(_Model):

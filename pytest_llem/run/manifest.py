@@ -38,6 +38,21 @@ class ExperimentRecord:
     leftovers_killed: list[dict[str, Any]] = field(default_factory=list)
     # Set when its container could not be removed (it may still be there): what went wrong.
     cleanup: str | None = None
+    # A Slurm job's (`llem run --slurm`): its id, its node, and its node's pre-flight.
+    slurm_job_id: str | None = None
+    node: str | None = None
+    preflight: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Its manifest entry; the Slurm keys only for a Slurm job's."""
+        data = asdict(self)
+        for key in SLURM_KEYS:
+            if data[key] is None:
+                del data[key]
+        return data
+
+
+SLURM_KEYS = ("slurm_job_id", "node", "preflight")
 
 
 @dataclass
@@ -70,7 +85,7 @@ class Manifest:
             "study": self.study,
             "host": host_block(self.preflight),
             "skipped_checks": skipped,
-            "experiments": [asdict(e) for e in self.experiments],
+            "experiments": [e.to_json() for e in self.experiments],
         }
 
     def write(self) -> Path:
@@ -102,6 +117,7 @@ def host_block(report: Report | None) -> dict[str, Any] | None:
         for gpu in check.details.get("gpus", []):
             states.setdefault(gpu["index"], gpu)
     host = report.host
+    slurm = {"slurm": host["slurm"]} if "slurm" in host else {}  # run inside a Slurm job
     return {
         # The report's host block already falls back to what the measurement checks read.
         "driver_version": host.get("driver_version", ""),
@@ -132,4 +148,5 @@ def host_block(report: Report | None) -> dict[str, Any] | None:
             }
             for c in measured
         ],
+        **slurm,
     }

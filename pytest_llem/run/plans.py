@@ -3,8 +3,9 @@
 A plan is what a validated study means for a dry run: whether a runner is Docker, the
 pre-flight's settings, where a skip comes from, the plan lines. It is stored under a key made
 of the very bytes that were validated and everything else that went into it (the study's
-path, the user config, every LLEM_RUNNER_* variable, the command-line options, llem's and
-pydantic's installs), so an unchanged study gives the same plan without importing pydantic.
+path, the user config, every LLEM_RUNNER_* variable, the Slurm allocation's variables, the
+command-line options, llem's and pydantic's installs), so an unchanged study gives the same
+plan without importing pydantic.
 A plan file is used only when it is a regular file owned by this user and writable by no
 one else, and only when every value in it is valid; anything else is a miss. The pre-flight
 itself is never remembered here: it runs every time.
@@ -22,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..domain.allocation import ENV_NAMES as ALLOCATION_ENV
 from ..host.jsonfile import read_trusted_json
 from ..host.paths import cache_dir, user_config_path
 from ..settings import PreflightSettings
@@ -74,6 +76,7 @@ def plan_key(
         study_bytes,
         _file_part(user_config_path(env)),
         json.dumps(sorted((k, v) for k, v in env.items() if k.startswith("LLEM_RUNNER_"))).encode(),
+        json.dumps([env.get(name) for name in ALLOCATION_ENV]).encode(),  # a Slurm job's GPUs
         json.dumps([list(runner_options), cli_skip, list(skip_checks)]).encode(),
     ):
         digest.update(hashlib.sha256(part).digest())

@@ -38,6 +38,7 @@ class Launch:
     # How the request reaches the GPUs: gpus (the NVIDIA hook), cdi, or auto (what the engine
     # is set up for, as the pre-flight decides it: `domain.gpu_access.choose_path`).
     gpu_path: str = gpu_request.GPUS
+    allocated: bool = False  # its GPUs are the Slurm allocation this runs in (by default)
 
     @property
     def remote(self) -> bool:
@@ -117,7 +118,9 @@ class LocalRunner:
         env: Mapping[str, str],
         gpu_path: str = gpu_request.GPUS,
     ) -> Launch:
-        return Launch(exp_id, self.name, None, gpu_request.label_of(devices), None)
+        allocated = allocated_gpus(devices, env)
+        label = gpu_request.label_of(allocated or devices)
+        return Launch(exp_id, self.name, None, label, None, allocated=bool(allocated))
 
     def seen_dir(self, run_dir: Path) -> str:
         return str(run_dir)
@@ -127,6 +130,8 @@ class LocalRunner:
 
         env = {**os.environ, "LLEM_CONFIG_PATH": str(run.config_path)}
         visible = gpu_request.cuda_visible_devices(launch.request)
+        if launch.allocated and env.get("CUDA_VISIBLE_DEVICES"):
+            visible = None  # Slurm's own (renumbered from 0 where devices are constrained)
         if visible is not None:  # numbered as nvidia-smi numbers them (PCI bus order)
             env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
             env["CUDA_VISIBLE_DEVICES"] = visible
@@ -157,7 +162,11 @@ class DockerRunner:
         from ..host.docker import daemon_endpoint
 
         endpoint = daemon_endpoint(env)
-        return Launch(exp_id, self.name, image, gpu_request.label_of(devices), endpoint, gpu_path)
+        allocated = None if endpoint.remote else allocated_gpus(devices, env)
+        label = gpu_request.label_of(allocated or devices)
+        return Launch(
+            exp_id, self.name, image, label, endpoint, gpu_path, allocated=bool(allocated)
+        )
 
     def seen_dir(self, run_dir: Path) -> str:
         return RUN_MOUNT
@@ -207,8 +216,11 @@ class PodmanRunner:
         from ..domain.records import Endpoint
 
         where = Endpoint("local", source="podman")  # (Podman has only CDI: gpu_path unused)
-        label = gpu_request.label_of(devices)
-        return Launch(exp_id, self.name, image, label, where, gpu_request.CDI)
+        allocated = allocated_gpus(devices, env)
+        label = gpu_request.label_of(allocated or devices)
+        return Launch(
+            exp_id, self.name, image, label, where, gpu_request.CDI, allocated=bool(allocated)
+        )
 
     def seen_dir(self, run_dir: Path) -> str:
         return RUN_MOUNT
@@ -243,6 +255,17 @@ def decided(launch: Launch) -> Launch:
     from ..host.gpu_path import docker_gpu_path
 
     return dataclasses.replace(launch, gpu_path=docker_gpu_path(os.environ))
+
+
+def allocated_gpus(devices: list[int] | None, env: Mapping[str, str]) -> list[int] | None:
+    """The GPUs of an experiment that names none (``devices`` None), inside a Slurm job, step
+    or prolog: its allocation's, in host indices. None otherwise (named GPUs win)."""
+    if devices is not None:
+        return None
+    from ..domain.allocation import allocation_of
+
+    allocation = allocation_of(env)
+    return list(allocation.gpus) if allocation is not None and allocation.gpus else None
 
 
 KINDS: dict[str, RunnerKind] = {

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from testbed import Engine, HostTools, ProductRunner, build_workload_image
@@ -84,8 +85,11 @@ def test_bad_options_are_refused_before_any_work(
 def test_the_json_report_can_go_to_stdout(
     run_product: ProductRunner, host_tools: HostTools, images: None
 ) -> None:
-    """`--json /dev/stdout` writes through the link, in place: a pipe in CI, not a new file."""
-    result = run_product(["llem", "preflight", "--image", WORKLOAD, "--json", "/dev/stdout"])
-    assert result.returncode == 0, result.stderr
-    start = result.stdout.index('{\n  "schema"')
-    assert json.loads(result.stdout[start:])["status"] == "passed"
+    """`--json /dev/stdout` (and `--json -`) writes the JSON alone to stdout, a pipe in CI
+    (`| jq .status`), not a new file; the checklist goes to stderr."""
+    for where in ("/dev/stdout", "-"):
+        result = run_product(["llem", "preflight", "--image", WORKLOAD, "--json", where])
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["status"] == "passed"
+        assert "Docker pre-flight passed: " in result.stderr
+    assert Path("/dev/stdout").is_symlink()

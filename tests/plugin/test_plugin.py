@@ -339,11 +339,45 @@ def test_the_json_report_goes_into_a_fifo_in_place(pytester: pytest.Pytester) ->
 def test_a_failed_json_write_fails_the_run_and_leaves_no_temporary_file(
     pytester: pytest.Pytester,
 ) -> None:
-    result = pytester.runpytest(
-        "--llem-preflight", "--llem-skip", "all", "--llem-json", "/dev/full"
-    )
+    """A FIFO nobody reads: opened without blocking, an error, not a hang."""
+    os.mkfifo(pytester.path / "r.fifo")
+    result = pytester.runpytest("--llem-preflight", "--llem-skip", "all", "--llem-json", "r.fifo")
     assert result.ret != 0
-    assert "llem: cannot write the JSON report: /dev/full" in result.stdout.str()
+    assert (
+        "llem: cannot write the JSON report: r.fifo: no process reads this FIFO"
+        in result.stdout.str()
+    )
+    assert not list(pytester.path.glob(".r.fifo.*"))
+
+
+def test_the_json_report_is_written_through_a_link(pytester: pytest.Pytester) -> None:
+    target = pytester.path / "reports" / "latest.json"
+    target.parent.mkdir()
+    target.write_text("")
+    (pytester.path / "r.json").symlink_to(target)
+    result = pytester.runpytest("--llem-preflight", "--llem-skip", "all", "--llem-json", "r.json")
+    assert result.ret == 0
+    assert (pytester.path / "r.json").is_symlink()
+    assert json.loads(target.read_text())["status"] == "skipped"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--llem-json", "-"], "--llem-json -: stdout is pytest's own output; name a file"),
+        (["--llem-json", "r.xml", "--junitxml", "./r.xml"],
+         "--llem-json and --junitxml name one file (r.xml, ./r.xml): one report would be lost"),
+        (["--llem-json", "/dev/zero"],
+         "--llem-json: cannot write /dev/zero: is a character device"),
+    ],
+)  # fmt: skip
+def test_json_report_paths_refused_before_anything_runs(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    result = pytester.runpytest("--llem-preflight", "--llem-skip", "all", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+    assert not (pytester.path / "-").exists() and not (pytester.path / "r.xml").exists()
 
 
 @pytest.mark.parametrize(

@@ -162,3 +162,13 @@ def test_the_first_host_queries_start_before_the_heavy_modules_load() -> None:
         check=True,
     )
     assert result.stdout.split() == []
+
+
+def test_every_test_module_has_a_basename_of_its_own() -> None:
+    """The suites are collected together (rootdir-relative imports by basename): two test
+    modules of one name in different folders make one of them an import error."""
+    tests = PACKAGE.parent / "tests"
+    names: dict[str, list[str]] = {}
+    for path in tests.rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    assert {name: where for name, where in names.items() if len(where) > 1} == {}

@@ -281,21 +281,45 @@ def test_preflight_checklist_of_a_failure(
     preflight.report = FAILED
     code, out, err = llem(capsys, "preflight")
     assert (code, err) == (1, "")
+    # Each finding is stated once, in the numbered report: its check's line points there.
     assert out.splitlines()[:5] == [
         "✓ docker-cli: docker 28.2.2",
-        "✗ nvidia-toolkit: NVIDIA Container Toolkit not found",
-        "! host-driver: nvidia-smi not found",
+        "✗ nvidia-toolkit (see 1.)",
+        "! host-driver (see Warnings)",
         "- cuda-compat[v/img:1]: tier 1 failed",
         "- gpu-in-container[v/img:1]: --llem-skip",
     ]
     assert out.endswith(FAILED.render() + "\n")
+    assert out.count("NVIDIA Container Toolkit not found") == 1
+    assert out.count("nvidia-smi not found") == 1
+
+
+def test_the_checklist_points_each_failure_at_its_number(
+    capsys: pytest.CaptureFixture[str], preflight: FakePreflight
+) -> None:
+    preflight.report = Report(
+        checks=[
+            CheckResult("docker-cli", 1, "failed", finding=finding("docker-cli", "no docker")),
+            CheckResult("nvidia-toolkit", 1, "failed", finding=finding("nvidia-toolkit", "none")),
+        ]
+    )
+    code, out, _ = llem(capsys, "preflight")
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[:2] == ["✗ docker-cli (see 1.)", "✗ nvidia-toolkit (see 2.)"]
+    assert lines[3:] == [
+        "  1. [docker-cli] no docker",
+        "     Fix: Install it — https://x",
+        "  2. [nvidia-toolkit] none",
+        "     Fix: Install it — https://x",
+    ]
 
 
 def test_preflight_verbose(capsys: pytest.CaptureFixture[str], preflight: FakePreflight) -> None:
     preflight.report = WARNED
     code, out, _ = llem(capsys, "preflight", "-v")
     assert code == 0
-    assert "! host-driver: nvidia-smi not found (0.03s)\n    driver_version: 550\n" in out
+    assert "! host-driver (see Warnings) (0.03s)\n    driver_version: 550\n" in out
     assert out.endswith(WARNED.render() + "\n")
 
 
@@ -320,6 +344,37 @@ def test_preflight_verbose_shows_a_shared_detail_once(
         "✓ mig-mode (0.00s)",
         "    gpus: [{'index': 1}]",
     ]
+
+
+def test_preflight_verbose_shows_the_gpu_listing_once(
+    capsys: pytest.CaptureFixture[str], preflight: FakePreflight
+) -> None:
+    """host-driver lists the GPUs; the measurement checks list the same GPUs with their state:
+    named, with only what they add."""
+    gpu = {"index": 0, "name": "NVIDIA H200", "uuid": "GPU-0", "architecture": "Hopper"}
+    state = {**gpu, "persistence_mode": "Enabled", "utilization_gpu": 0}
+    preflight.report = Report(
+        checks=[
+            CheckResult("host-driver", 1, "passed", details={"gpus": [gpu]}),
+            CheckResult("gpu-idle", 3, "passed", reason="idle", details={"gpus": [state]}),
+            CheckResult("mig-mode", 3, "passed", details={"gpus": [state]}),
+            CheckResult("other", 3, "passed", details={"gpus": [{"index": 1, "name": "A"}]}),
+        ]
+    )
+    code, out, _ = llem(capsys, "preflight", "-v")
+    assert code == 0
+    assert out.splitlines()[:8] == [
+        "✓ host-driver (0.00s)",
+        "    gpus: [{'index': 0, 'name': 'NVIDIA H200', 'uuid': 'GPU-0', 'architecture': "
+        "'Hopper'}]",
+        "✓ gpu-idle: idle (0.00s)",
+        "    gpus: as for host-driver, and GPU 0: persistence_mode='Enabled', utilization_gpu=0",
+        "✓ mig-mode (0.00s)",
+        "    gpus: as for gpu-idle",
+        "✓ other (0.00s)",
+        "    gpus: [{'index': 1, 'name': 'A'}]",  # (other GPUs: shown)
+    ]
+    assert out.count("NVIDIA H200") == 1
 
 
 def test_preflight_passed(capsys: pytest.CaptureFixture[str], preflight: FakePreflight) -> None:
@@ -354,7 +409,7 @@ def test_checklist_without_unicode() -> None:
     out.seek(0)
     assert out.read().splitlines()[:2] == [
         "+ docker-cli: docker 28.2.2",
-        "x nvidia-toolkit: NVIDIA Container Toolkit not found",
+        "x nvidia-toolkit (see 1.)",
     ]
 
 
@@ -538,11 +593,51 @@ def test_an_unusable_json_path_is_one_line_and_exit_2_before_any_check(
 def test_a_json_write_that_fails_after_the_run_exits_1_with_one_line(
     capsys: pytest.CaptureFixture[str], preflight: FakePreflight
 ) -> None:
-    code, out, err = llem(capsys, "preflight", "--json", "/dev/full")
+    """A FIFO that nobody reads: opened without blocking, one line, not a hang."""
+    os.mkfifo("r.fifo")
+    code, out, err = llem(capsys, "preflight", "--json", "r.fifo")
     assert code == 1 and out.endswith("Docker pre-flight passed: 1 checks\n")
-    assert err == (
-        "llem: error: cannot write the JSON report to /dev/full: No space left on device\n"
+    assert (
+        err == "llem: error: cannot write the JSON report to r.fifo: no process reads this FIFO\n"
     )
+    assert Path("r.fifo").is_fifo()
+
+
+def test_json_to_stdout_is_the_json_alone(
+    capsys: pytest.CaptureFixture[str], preflight: FakePreflight
+) -> None:
+    code, out, err = llem(capsys, "preflight", "--json", "-")
+    assert code == 0
+    assert json.loads(out) == PASSED.to_json()
+    assert err == "✓ docker-cli: docker 28.2.2\nDocker pre-flight passed: 1 checks\n"
+    assert not Path("-").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--json", "r", "--junit", "r"],
+         "--json and --junit name one file (r): one report would be lost; give each its own "
+         "path"),
+        (["--json", "r", "--junit", "./sub/../r"], "--json and --junit name one file (r and "),
+        (["--json", "old", "--junit", "link"], "--json and --junit name one file (old and link)"),
+        (["--json", "-", "--junit", "-"], "--json and --junit both name stdout (-): only one can"),
+        (["--json", "stdout-link", "--junit", "-"], "--json and --junit both name stdout"),
+        (["--json", "/dev/zero"], "--json: cannot write /dev/zero: is a character device (1:5)"),
+        (["--json", "-", "--host", "gpu1", "--junit", "stdout-link"], "--json and --junit both"),
+    ],
+)  # fmt: skip
+def test_two_reports_in_one_place_are_refused_before_anything_runs(
+    capsys: pytest.CaptureFixture[str], preflight: FakePreflight, args: list[str], message: str
+) -> None:
+    Path("sub").mkdir()
+    Path("old").write_text("")
+    Path("link").symlink_to("old")
+    # Where /dev/stdout points (a link of ours: were it ever replaced, /dev/stdout is not).
+    Path("stdout-link").symlink_to("/proc/self/fd/1")
+    assert one_error(capsys, "preflight", *args).startswith(message)
+    assert preflight.calls == []
+    assert Path("old").read_text() == "" and not Path("r").exists()
 
 
 @pytest.mark.usefixtures("idle_gpu_host")
@@ -622,5 +717,16 @@ def test_hosts_go_to_the_fleet_preflight(
     ]
     assert "python=python3" in seen[0][0]
     assert out.splitlines()[-1] == "Docker pre-flight: 1 of 2 hosts ready; failed: gpu2"
+    # Each host once: its heading, its checks, its report.
+    lines = out.splitlines()
+    assert lines[:6] == [
+        "Host gpu1:",
+        "Docker pre-flight passed: 0 checks",
+        "Host gpu2:",
+        "  ✗ host-reachable (see 1.)",
+        "Docker pre-flight failed: 1 issue(s) found",
+        "  1. [host-reachable] cannot reach gpu2",
+    ]
+    assert [line for line in lines if line.startswith("Host ")] == ["Host gpu1:", "Host gpu2:"]
     data = json.loads(Path("r.json").read_text())
     assert [h["host"] for h in data["hosts"]] == ["gpu1", "gpu2"]

@@ -146,13 +146,51 @@ def test_no_python_there() -> None:
     assert "--remote-python PATH" in finding.fix
 
 
-def test_no_pytest_llem_there() -> None:
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize(
+    ("source", "how"),
+    [
+        ({"url": "https://github.com/o/pytest-llem", "vcs_info": {"vcs": "git", "commit_id": SHA}},
+         f"python3 -m pip install git+https://github.com/o/pytest-llem@{SHA}"),
+        ({"url": "file:///src/pytest-llem", "dir_info": {"editable": True}},
+         "copy /src/pytest-llem there, then python3 -m pip install ./pytest-llem"),
+        ({"url": "file:///w/my%20llem", "dir_info": {}},
+         "copy '/w/my llem' there, then python3 -m pip install './my llem'"),
+        # From an index, a branch (no full commit), or unknown: the two pinned forms.
+        ({"url": "https://github.com/o/pytest-llem",
+          "vcs_info": {"vcs": "git", "commit_id": "main"}},
+         "python3 -m pip install ./pytest-llem in a copy of its checkout, or python3 -m pip "
+         "install 'git+https://…/pytest-llem@<40-hex commit>'"),
+        ({}, "python3 -m pip install ./pytest-llem in a copy of its checkout, or "),
+    ],
+)  # fmt: skip
+def test_no_pytest_llem_there(
+    monkeypatch: pytest.MonkeyPatch, source: dict[str, object], how: str
+) -> None:
+    """The fix installs the pytest-llem this machine runs, from a path or a pinned git URL:
+    never `pip install pytest-llem`, a name that is not published (anyone could register it)."""
+    monkeypatch.setattr("pytest_llem.fleet.installed_from", lambda: source)
     out = "No module named 'pytest_llem'\n"
     finding = finding_of(judge_answer(SSH, "python3", answer(3, out), 20))
     assert finding.message == (
         "pytest-llem is not installed for python3 on gpu1 (No module named 'pytest_llem')"
     )
-    assert finding.fix.startswith("Install it there (python3 -m pip install pytest-llem)")
+    assert finding.fix.startswith(
+        "Install there the pytest-llem this machine runs, from a path or a pinned git URL, "
+        f"never by the bare name (it is not published): {how}"
+    )
+    assert "install pytest-llem" not in finding.fix
+
+
+def test_the_install_hint_names_where_this_pytest_llem_came_from() -> None:
+    """What pip recorded of this installation (here: a checkout, editable) is what is named."""
+    from pytest_llem.fleet import install_hint
+
+    hint = install_hint("python3")
+    assert "install pytest-llem" not in hint
+    assert hint.startswith(("copy ", "python3 -m pip install 'git+", "python3 -m pip install ./"))
 
 
 def test_no_ssh_client_here() -> None:

@@ -48,9 +48,14 @@ def host_bin(tmp_path: Path) -> Iterator[Path]:
 
 
 def _tool(bin_dir: Path, name: str, script: str) -> Path:
+    """An executable made whole under another name, then renamed: a command started meanwhile
+    (a thread of an earlier test's) never finds it half-written or open for writing, where the
+    search of PATH would go on to the real tool."""
     path = bin_dir / name
-    path.write_text(script)
-    path.chmod(0o755)
+    draft = bin_dir / f".{name}.draft"
+    draft.write_text(script)
+    draft.chmod(0o755)
+    draft.rename(path)
     return path
 
 

@@ -99,6 +99,45 @@ def test_daemon_down_and_daemon_hung() -> None:
     assert "did not answer `docker version" in v.finding.message
 
 
+def test_the_daemon_message_names_its_address_once() -> None:
+    """The CLI's own line repeats the address the message starts with: it is said once."""
+    down = CommandResult(
+        ("docker",),
+        1,
+        "",
+        "Cannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon running?",
+    )
+    v = verdicts.docker_daemon(_host(version=down, url="unix:///x.sock"))
+    assert v.finding is not None
+    assert v.finding.message == (
+        "Cannot reach the Docker daemon at unix:///x.sock: Is the docker daemon running?"
+    )
+    denied = CommandResult(
+        ("docker",),
+        1,
+        "",
+        "permission denied while trying to connect to the Docker daemon socket at "
+        'unix:///var/run/docker.sock: Get "http://%2Fvar%2Frun%2Fdocker.sock/v1.47/version":'
+        " dial unix /var/run/docker.sock: connect: permission denied",
+    )
+    v = verdicts.docker_daemon(_host(version=denied))
+    assert v.finding is not None
+    assert v.finding.message == (
+        "Permission denied on the Docker daemon socket at unix:///var/run/docker.sock: "
+        'Get "http://%2Fvar%2Frun%2Fdocker.sock/v1.47/version": dial unix '
+        "/var/run/docker.sock: connect: permission denied"
+    )
+    assert v.finding.message.count("unix:///var/run/docker.sock") == 1
+    # A line that names no address (or another one) is kept whole.
+    other = CommandResult(("docker",), 1, "", "error during connect: this error may indicate")
+    v = verdicts.docker_daemon(_host(version=other, url="unix:///x.sock"))
+    assert v.finding is not None
+    assert v.finding.message == (
+        "Cannot reach the Docker daemon at unix:///x.sock: error during connect: this error "
+        "may indicate"
+    )
+
+
 def test_remote_daemon_skips_host_side_checks() -> None:
     host = _host(url="ssh://me@gpu-box", driver=None)
     assert verdicts.nvidia_toolkit(host).outcome == "skipped"

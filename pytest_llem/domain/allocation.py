@@ -1,0 +1,121 @@
+"""The GPUs Slurm allocated to this job, step or prolog, in host indices (pure parsing).
+
+Slurm names them in ``SLURM_STEP_GPUS`` (inside a job step) and ``SLURM_JOB_GPUS`` (a batch
+or interactive job, the Prolog and the Epilog): "the global GPU IDs ... not relative to any
+device cgroup" (srun(1)), written as indices joined by commas
+(src/plugins/gres/common/gres_common.c). ``CUDA_VISIBLE_DEVICES`` is the same list where
+devices are not constrained, but renumbered from 0 where they are (and UUIDs for MIG or
+``env_uuid``), so it is only compared, never read as host indices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+# Where the allocation is read, the step's first (a step may hold part of its job's GPUs).
+SOURCES = ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS")
+# Everything that can change what `allocation_of` returns.
+ENV_NAMES = (*SOURCES, "SLURM_JOB_ID", "SLURM_STEP_ID", "SLURMD_NODENAME", "CUDA_VISIBLE_DEVICES")
+
+
+class Allocation(NamedTuple):
+    """A Slurm job's (or step's) GPUs on this node. A tuple of plain values, so that it
+    crosses to an xdist worker like the other settings."""
+
+    job_id: str
+    gpus: tuple[int, ...]  # host indices, as nvidia-smi numbers them; () for none
+    source: str = ""  # the variable they were read from
+    step_id: str = ""
+    node: str = ""
+    visible: str | None = None  # CUDA_VISIBLE_DEVICES as Slurm (or the user) set it
+    note: str = ""  # how CUDA_VISIBLE_DEVICES compares, when it is worth saying
+
+    def describe(self) -> str:
+        """One line: ``Slurm job 42 (step 0) on node1: GPU 0,1 (SLURM_STEP_GPUS)``."""
+        step = f" (step {self.step_id})" if self.step_id else ""
+        node = f" on {self.node}" if self.node else ""
+        gpus = f"GPU {_indices(self.gpus)}" if self.gpus else "no GPU"
+        source = f" ({self.source})" if self.source else ""
+        return f"Slurm job {self.job_id}{step}{node}: {gpus}{source}"
+
+    def summary(self) -> dict[str, Any]:
+        """The report's ``host.slurm`` block."""
+        found: dict[str, Any] = {"job_id": self.job_id, "gpus": list(self.gpus)}
+        for key in ("source", "step_id", "node", "note"):
+            if getattr(self, key):
+                found[key] = getattr(self, key)
+        if self.visible is not None:
+            found["cuda_visible_devices"] = self.visible
+        return found
+
+
+def parse_gpu_ids(text: str) -> tuple[int, ...] | None:
+    """``"0,2,3"`` -> (0, 2, 3); None when it is not such a list (empty text: ())."""
+    text = text.strip()
+    if not text:
+        return ()
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isascii() and part.isdigit() for part in parts):
+        return None
+    return tuple(int(part) for part in parts)
+
+
+def allocation_of(env: Mapping[str, str]) -> Allocation | None:
+    """The allocation this process runs in, or None outside a Slurm job (no ``SLURM_JOB_ID``).
+
+    A job with no GPU on this node (or a list that cannot be read, said in ``note``) gives an
+    allocation without GPUs: the job is named, nothing is narrowed.
+    """
+    job_id = env.get("SLURM_JOB_ID", "").strip()
+    if not job_id:
+        return None
+    source, note = "", ""
+    gpus: tuple[int, ...] = ()
+    for name in SOURCES:
+        text = env.get(name, "").strip()
+        if not text:
+            continue
+        parsed = parse_gpu_ids(text)
+        if parsed is None:
+            note = f"{name}={text!r} is not a list of GPU indices: all GPUs are judged"
+            source = ""
+        else:
+            source, gpus = name, parsed
+        break
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if gpus and visible is not None:
+        note = visible_note(gpus, visible, source)
+    return Allocation(
+        job_id=job_id,
+        gpus=tuple(sorted(set(gpus))),
+        source=source,
+        step_id=env.get("SLURM_STEP_ID", "").strip(),
+        node=env.get("SLURMD_NODENAME", "").strip(),
+        visible=visible,
+        note=note,
+    )
+
+
+def visible_note(gpus: tuple[int, ...], visible: str, source: str) -> str:
+    """How ``CUDA_VISIBLE_DEVICES`` compares with the allocation: "" when it names the very
+    same GPUs; a note when Slurm renumbered them (devices constrained by a cgroup), when they
+    are UUIDs, or when they disagree (someone changed it: the allocation is what is judged)."""
+    listed = parse_gpu_ids(visible)
+    if listed == gpus:
+        return ""
+    if listed is not None and listed == tuple(range(len(gpus))):
+        return (
+            f"CUDA_VISIBLE_DEVICES={visible} numbers the {source} GPUs from 0 (devices "
+            "constrained by a cgroup): the host indices are judged"
+        )
+    if listed is None and len([p for p in visible.split(",") if p.strip()]) == len(gpus):
+        return f"CUDA_VISIBLE_DEVICES names the {source} GPUs by UUID: the host indices are judged"
+    return (
+        f"CUDA_VISIBLE_DEVICES={visible or '(empty)'} does not match {source}="
+        f"{_indices(gpus)}: the allocation is judged"
+    )
+
+
+def _indices(indices: tuple[int, ...]) -> str:
+    return ",".join(str(i) for i in indices)
