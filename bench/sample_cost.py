@@ -6,14 +6,15 @@ the shell-script fake (`printf` of the whole report) and the live one that reads
 from a file at every call (a Python script), for hosts of 2 and 8 GPUs. Reported per sample:
 wall time, the CPU time of the `nvidia-smi` process, and llem's own CPU time (starting it,
 reading its output, parsing). A real driver's `nvidia-smi -q` is another program (it queries
-NVML for every field); its cost cannot be measured here.
+NVML for every field): on a GPU host, ``--real`` times the `nvidia-smi` found on PATH instead.
 
-Usage: python bench/sample_cost.py [--repeat N]
+Usage: python bench/sample_cost.py [--repeat N] [--real]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import sys
@@ -58,8 +59,18 @@ def sample_costs(env: dict[str, str], repeat: int) -> tuple[list[float], list[fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--real", action="store_true", help="the nvidia-smi on PATH")
     args = parser.parse_args()
     print(f"per sample, median of {args.repeat} (ms): wall | nvidia-smi CPU | llem CPU")
+    if args.real:
+        env = dict(os.environ)
+        wall, child, own = sample_costs(env, args.repeat)
+        gpus = len(Snapshot.parse(query(env).stdout, 0.0).gpus)
+        print(
+            f"{gpus} GPUs, nvidia-smi on PATH: {statistics.median(wall):6.1f} | "
+            f"{statistics.median(child):6.1f} | {statistics.median(own):6.1f}"
+        )
+        return
     for count in (2, 8):
         scenario = GpuScenario(
             driver_version="580.159.04", cuda_version="13.0", gpus=server_gpus(count)
