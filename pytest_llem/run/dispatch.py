@@ -142,6 +142,7 @@ def run_one(
         )
         with window or nullcontext():
             outcome = spec.kind.start(launch, started)
+        attestation = window.attestation() if window is not None else None  # read at its end
     except runfiles.UnsafeRunFile as exc:
         record.duration_s = round(time.monotonic() - start, 3)
         _unsafe(record, exc)
@@ -153,9 +154,9 @@ def run_one(
         _timed_out(record, study.execution.experiment_timeout_s, spec.kind.containers)
     else:
         _judge(record, outcome, result_path, error_path)
-    if window is not None:
+    if attestation is not None:
         require_clean = study.execution.require_clean
-        record_attestation(record, window.attestation(), require_clean=require_clean)
+        record_attestation(record, attestation, require_clean=require_clean)
     return record
 
 
