@@ -36,6 +36,7 @@ Cause = Literal[
     "energy_counter_unsupported",
     "power_limit_changed",
     "gpu_hardware_fault",
+    "driver_reloaded",
     "host_unreachable",
     "unknown",
     "ok",

@@ -54,6 +54,7 @@ def test_every_failure_cause_that_text_can_show_is_in_the_corpus(
         "energy_counter_unsupported",
         "power_limit_changed",
         "gpu_hardware_fault",
+        "driver_reloaded",  # an attestation's, from snapshots of nvidia-smi -q
     }
     report = report_module.classify(report_module.corpus())
     assert set(CAUSES) - never_from_text <= set(report.total)
