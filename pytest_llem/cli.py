@@ -335,6 +335,7 @@ def _run(args: argparse.Namespace, command: list[str] | None, facts: Facts | Non
         return EXIT_OK
     from .domain.text import printable
 
+    _suspects(manifest)
     failed, total = len(manifest.failed), len(manifest.experiments)
     left = len(manifest.left_behind)  # a container that may still hold a GPU is a failure
     summary = f"llem: {total - failed} of {total} experiment(s) ok; " + (
@@ -388,10 +389,20 @@ def _resume(args: argparse.Namespace, command: list[str] | None) -> int:
     return _summary(resume(args.resume, progress=sys.stderr))
 
 
+def _suspects(manifest: Manifest) -> None:
+    """A line per experiment whose measurement window is suspect (`run.attest`)."""
+    from .domain.text import printable
+    from .run.attest import suspect_lines
+
+    for line in suspect_lines(manifest.experiments):
+        print(printable(line), file=sys.stderr)
+
+
 def _summary(manifest: Manifest) -> int:
     """The closing line of a run; its exit status."""
     from .domain.text import printable
 
+    _suspects(manifest)
     failed, total = len(manifest.failed), len(manifest.experiments)
     summary = f"llem: {total - failed} of {total} experiment(s) ok; manifest: {manifest.path}"
     print(printable(summary), file=sys.stderr)

@@ -26,6 +26,12 @@ does not print.
 A ``Processes`` section lists per process ``GPU instance ID``, ``Compute instance ID``,
 ``Process ID`` and, under it, ``Type`` (``C``, ``G``, ``C+G``, ``M+C``...), ``Name`` and
 ``Used GPU Memory``; with no process it is the one line ``Processes : None``.
+
+Driver 580 (not 535 or 550) adds ``Clocks Event Reasons Counters``: per reason the time it
+has held the clocks down since the driver loaded (``SW Power Capping : 0 us``, ``Sync Boost``,
+``SW Thermal Slowdown``, ``HW Thermal Slowdown``, ``HW Power Braking``). None of the drivers
+seen prints locked clocks (``nvidia-smi -lgc``); ``Applications Clocks``, their defaults and
+``Clock Policy`` are read.
 """
 
 from __future__ import annotations
@@ -35,7 +41,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["ClockReasons", "GpuProcess", "GpuState", "MemoryHealth", "parse_states", "watts"]
+__all__ = [
+    "ClockPolicy",
+    "ClockReasons",
+    "GpuProcess",
+    "GpuState",
+    "MemoryHealth",
+    "parse_states",
+    "watts",
+]
 
 _GPU_HEADER = re.compile(
     r"^GPU\s+([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f])\s*$"
@@ -45,6 +59,8 @@ _NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)")
 _NOT_AVAILABLE = frozenset({"n/a", "[n/a]", "[not supported]", "not supported", "", "unknown"})
 
 CLOCK_SECTIONS = ("Clocks Event Reasons", "Clocks Throttle Reasons")
+COUNTERS_SECTION = "Clocks Event Reasons Counters"
+_MICROSECONDS = re.compile(r"^\s*(\d+)\s*us\s*$")
 # Reasons that make a measurement incomparable, as -q names them (children before parents).
 SLOWDOWNS = (
     "HW Thermal Slowdown",
@@ -108,6 +124,24 @@ class ClockReasons:
         if "HW Slowdown" in found and any(r.startswith("HW ") for r in found[:-1]):
             found.remove("HW Slowdown")
         return tuple(found)
+
+
+@dataclass(frozen=True)
+class ClockPolicy:
+    """The clocks a GPU is set to run at: ``Applications Clocks`` and their defaults
+    (``(label, value)`` as printed, e.g. ``("Graphics", "1980 MHz")``), ``Clock Policy / Auto
+    Boost``."""
+
+    applications: tuple[tuple[str, str], ...] = ()
+    default_applications: tuple[tuple[str, str], ...] = ()
+    auto_boost: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "applications": dict(self.applications),
+            "default_applications": dict(self.default_applications),
+            "auto_boost": self.auto_boost,
+        }
 
 
 @dataclass(frozen=True)
@@ -179,6 +213,11 @@ class GpuState:
     default_power_limit: str | None = None  # "Default Power Limit" of the same section
     memory: MemoryHealth = field(default_factory=MemoryHealth)
     processes: tuple[GpuProcess, ...] = ()
+    # ``Clocks Event Reasons Counters`` (580 on): (reason, microseconds) as printed; None
+    # when the driver prints no such section or no counter in it.
+    event_counters_us: tuple[tuple[str, int], ...] | None = None
+    temperature: str | None = None  # "Temperature / GPU Current Temp": "34 C", as printed
+    clocks: ClockPolicy = field(default_factory=ClockPolicy)
 
     @property
     def compute_processes(self) -> tuple[GpuProcess, ...]:
@@ -198,6 +237,8 @@ class GpuState:
             "utilization_gpu": self.utilization_gpu,
             "clock_events_active": list(self.clock_reasons.active) if self.clock_reasons else [],
             "processes": [p.summary() for p in self.processes],
+            "temperature": self.temperature,
+            "clocks": self.clocks.summary(),
         }
 
 
@@ -264,6 +305,33 @@ def _clock_reasons(gpu: _Node) -> ClockReasons | None:
             stack.extend(reversed(node.children))
         return ClockReasons(label, tuple(active))
     return None
+
+
+def _event_counters(gpu: _Node) -> tuple[tuple[str, int], ...] | None:
+    section = gpu.get(COUNTERS_SECTION)
+    if section is None:
+        return None
+    found = []
+    for node in section.children:
+        m = _MICROSECONDS.match(node.value or "")
+        if m:
+            found.append((node.label, int(m.group(1))))
+    return tuple(found) or None
+
+
+def _pairs(section: _Node | None) -> tuple[tuple[str, str], ...]:
+    if section is None:
+        return ()
+    pairs = ((node.label, _available(node.value)) for node in section.children)
+    return tuple((label, value) for label, value in pairs if value is not None)
+
+
+def _clock_policy(gpu: _Node) -> ClockPolicy:
+    return ClockPolicy(
+        applications=_pairs(gpu.get("Applications Clocks")),
+        default_applications=_pairs(gpu.get("Default Applications Clocks")),
+        auto_boost=_available(gpu.value_of("Clock Policy", "Auto Boost")),
+    )
 
 
 def watts(value: str | None) -> float | None:
@@ -362,6 +430,9 @@ def _state(position: int, bus_id: str, gpu: _Node) -> GpuState:
         default_power_limit=default_power_limit,
         memory=_memory(gpu),
         processes=_processes(gpu.get("Processes")),
+        event_counters_us=_event_counters(gpu),
+        temperature=_available(gpu.value_of("Temperature", "GPU Current Temp")),
+        clocks=_clock_policy(gpu),
     )
 
 

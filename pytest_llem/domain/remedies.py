@@ -202,6 +202,11 @@ _REMEDIES: dict[str, Remedy] = {
         "for NVIDIA's field diagnostic",
         GPU_MEMORY_ERRORS_URL,
     ),
+    "driver_reloaded": Remedy(
+        "Run the experiment again once the driver is settled: find what reloaded it or changed "
+        "the GPUs (a driver upgrade, a GPU reset, `nvidia-smi -r`) in the kernel log (`dmesg`)",
+        NVIDIA_SMI_URL,
+    ),
     "host_unreachable": Remedy(
         "Check that `ssh HOST` logs in without a prompt and that pytest-llem is installed for "
         "the Python named on that host (llem preflight --remote-python PATH)",

@@ -104,13 +104,13 @@ os._exit(code if code >= 0 else 128 - code)
 
 # What execnet's bootstrap sends first is read by this line (execnet's own).
 BOOTSTRAP_LINE = "import sys;exec(eval(sys.stdin.readline()))"
-# The spec's directory, niceness and environment, applied as `execnet.Group.makegateway` does.
+# The spec's directory, niceness and environment, applied as `execnet.Group.makegateway` does
+# (but made whether or not a second worker on the same host makes it at the same moment).
 _SETUP_SOURCE = """
 import os
 path, nice, env = channel.receive()
 if path:
-    if not os.path.exists(path):
-        os.mkdir(path)
+    os.makedirs(path, exist_ok=True)
     os.chdir(path)
 if nice and hasattr(os, "nice"):
     os.nice(nice)

@@ -59,10 +59,12 @@ def run_container(
     name: str,
     log_path: Path,
     timeout_s: float | None = None,
+    on_start: Callable[[int], None] | None = None,
     cli: str = "docker",
 ) -> WorkloadResult:
     """Run a ``docker run --name NAME ...`` (or ``docker start -a NAME``) client (``cli``'s:
-    docker or podman); at ``timeout_s`` or on interrupt ``docker rm -f -v NAME``."""
+    docker or podman); at ``timeout_s`` or on interrupt ``docker rm -f -v NAME``. ``on_start``
+    gets the client's pid once it has started."""
 
     def stop(proc: subprocess.Popen[bytes]) -> str | None:
         containers.remove(name, cli=cli)
@@ -70,7 +72,10 @@ def run_container(
         # A client killed between create and start leaves a created container behind.
         return containers.remove(name, cli=cli)
 
-    return _run(argv, cwd=None, env=None, log_path=log_path, stop=stop, timeout_s=timeout_s)
+    return _run(
+        argv, cwd=None, env=None, log_path=log_path, stop=stop, timeout_s=timeout_s,
+        on_start=on_start,
+    )  # fmt: skip
 
 
 def run_local(
@@ -80,9 +85,11 @@ def run_local(
     env: Mapping[str, str],
     log_path: Path,
     timeout_s: float | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> WorkloadResult:
     """Run a local command in ``cwd``; at ``timeout_s`` or on interrupt terminate, then kill,
-    its process group; then end what is left of its session (`end_session`)."""
+    its process group; then end what is left of its session (`end_session`). ``on_start``
+    gets its pid (its session's id) once it has started."""
 
     def stop(proc: subprocess.Popen[bytes]) -> str | None:
         _signal_group(proc, signal.SIGTERM)
@@ -91,8 +98,9 @@ def run_local(
         return None
 
     return _run(
-        argv, cwd=cwd, env=env, log_path=log_path, stop=stop, timeout_s=timeout_s, session=True
-    )
+        argv, cwd=cwd, env=env, log_path=log_path, stop=stop, timeout_s=timeout_s, session=True,
+        on_start=on_start,
+    )  # fmt: skip
 
 
 def _run(
@@ -104,6 +112,7 @@ def _run(
     stop: Callable[[subprocess.Popen[bytes]], str | None],
     timeout_s: float | None,
     session: bool = False,
+    on_start: Callable[[int], None] | None = None,
 ) -> WorkloadResult:
     """Run ``argv`` to its end or ``timeout_s``; with ``session``, then end what is left of
     its session (`end_session`)."""
@@ -120,6 +129,8 @@ def _run(
             return WorkloadResult(code, time.monotonic() - start, message, missing=True)
         cleanup, leftovers = None, []
         try:
+            if on_start is not None:
+                on_start(proc.pid)
             returncode = _wait(proc, deadline)
             timed_out = returncode is None
             if returncode is None:  # past its limit

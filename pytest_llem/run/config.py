@@ -181,12 +181,22 @@ class SlurmExecution(_Model):
     extra_args: list[NonEmpty] = Field(default_factory=list)  # more sbatch arguments
 
 
+def _attest_interval(value: float) -> float:
+    if not (value == 0 or 0.1 <= value <= 3600):
+        raise ValueError("must be 0 (before and after only) or from 0.1 to 3600 seconds")
+    return value
+
+
 class Execution(_Model):
     skip_preflight: bool | None = None
     skip_checks: CheckIds = Field(default_factory=list)  # check ids not to run
     # An experiment still running after this many seconds is stopped (None: no limit).
     experiment_timeout_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     slurm: SlurmExecution = Field(default_factory=SlurmExecution)
+    # The attestation of each experiment's measurement window (run/attest.py).
+    attest: bool = True
+    attest_interval_s: Annotated[float, AfterValidator(_attest_interval)] = 5.0
+    require_clean: bool = False  # a suspect experiment counts as failed
 
 
 class _DockerBase(_Model):

@@ -8,6 +8,7 @@ import os
 import secrets
 import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -16,6 +17,7 @@ from ..domain.text import printable
 from ..errors import ConfigError
 from ..host import runfiles, workloads
 from ..signals import Terminated, sigterm_interrupts
+from .attest import open_window, record_attestation
 from .config import Experiment, StudyConfig
 from .manifest import MANIFEST, ExperimentRecord, Manifest
 from .names import RUNS_DIR, STAMP_FORMAT, container_name, run_dir_name
@@ -126,17 +128,22 @@ def run_one(
         runfiles.write(config_path, config_bytes)
         gpus, path = study.gpus_of(experiment), gpu_path_of(study)
         launch = spec.kind.launch(exp_id, image, gpus, os.environ, path)
+        name = container_name(study.name, exp_id, run_id or new_run_id())
+        window = open_window(launch, study.execution, name)
         started = Started(
             run_dir=run_dir,
-            name=container_name(study.name, exp_id, run_id or new_run_id()),
+            name=name,
             config_bytes=config_bytes,
             config_path=config_path,
             log_path=run_dir / log_name,
             command=experiment.command,
             cwd=study.workdir,
             timeout_s=study.execution.experiment_timeout_s,
+            on_start=window.on_start if window is not None else None,
         )
-        outcome = spec.kind.start(launch, started)
+        with window or nullcontext():
+            outcome = spec.kind.start(launch, started)
+        attestation = window.attestation() if window is not None else None  # read at its end
     except runfiles.UnsafeRunFile as exc:
         record.duration_s = round(time.monotonic() - start, 3)
         _unsafe(record, exc)
@@ -148,6 +155,9 @@ def run_one(
         _timed_out(record, study.execution.experiment_timeout_s, spec.kind.containers)
     else:
         _judge(record, outcome, result_path, error_path)
+    if attestation is not None:
+        require_clean = study.execution.require_clean
+        record_attestation(record, attestation, require_clean=require_clean)
     return record
 
 

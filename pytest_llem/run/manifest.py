@@ -42,6 +42,8 @@ class ExperimentRecord:
     slurm_job_id: str | None = None
     node: str | None = None
     preflight: dict[str, Any] | None = None
+    # Whether its GPUs were undisturbed while it ran (`run.attest`); None when not attested.
+    attestation: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Its manifest entry; the Slurm keys only for a Slurm job's."""
@@ -105,7 +107,8 @@ class Manifest:
 
 def host_block(report: Report | None) -> dict[str, Any] | None:
     """What the pre-flight saw of the host: driver, CUDA, each GPU (name, UUID, architecture,
-    persistence and MIG mode, power limit and its default) and the findings of every
+    persistence and MIG mode, power limit and its default, temperature, clocks policy) and
+    the findings of every
     measurement check (gpu-idle ... power-limit, gpu-health); None when no pre-flight ran."""
     if report is None or report.skipped_by:
         return None
@@ -134,6 +137,8 @@ def host_block(report: Report | None) -> dict[str, Any] | None:
                     "mig_mode",
                     "power_limit",
                     "default_power_limit",
+                    "temperature",
+                    "clocks",
                 )
             }
             for _, gpu in sorted(states.items())

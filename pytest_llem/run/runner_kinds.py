@@ -9,7 +9,7 @@ pre-flight proves the very request that the run makes.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
@@ -69,6 +69,8 @@ class Started:
     command: list[str] | None
     cwd: Path  # a local process's working directory
     timeout_s: float | None = None  # execution.experiment_timeout_s (None: no limit)
+    # Called with the pid of its process (a local command, a `docker run` client) once started.
+    on_start: Callable[[int], None] | None = None
 
 
 class RunnerKind(Protocol):
@@ -137,7 +139,7 @@ class LocalRunner:
             env["CUDA_VISIBLE_DEVICES"] = visible
         return workloads.run_local(
             run.command or [], cwd=run.cwd, env=env, log_path=run.log_path,
-            timeout_s=run.timeout_s,
+            timeout_s=run.timeout_s, on_start=run.on_start,
         )  # fmt: skip
 
 
@@ -186,8 +188,9 @@ class DockerRunner:
             )  # fmt: skip
         argv = self.argv(launch, run)
         return workloads.run_container(
-            argv, name=run.name, log_path=run.log_path, timeout_s=run.timeout_s
-        )
+            argv, name=run.name, log_path=run.log_path, timeout_s=run.timeout_s,
+            on_start=run.on_start,
+        )  # fmt: skip
 
     def argv(self, launch: Launch, run: Started) -> list[str]:
         """`docker run` of the launch on a local engine, RUN_DIR mounted (DESIGN §6)."""
@@ -230,8 +233,9 @@ class PodmanRunner:
 
         argv = container_argv(self.name, launch, run)
         return workloads.run_container(
-            argv, name=run.name, log_path=run.log_path, timeout_s=run.timeout_s, cli=PODMAN
-        )
+            argv, name=run.name, log_path=run.log_path, timeout_s=run.timeout_s,
+            on_start=run.on_start, cli=PODMAN,
+        )  # fmt: skip
 
 
 def container_argv(cli: str, launch: Launch, run: Started) -> list[str]:

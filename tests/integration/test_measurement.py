@@ -267,6 +267,12 @@ def test_local_run_records_the_host_and_the_skipped_check(
             "mig_mode": "Disabled",
             "power_limit": "700.00 W",
             "default_power_limit": "700.00 W",
+            "temperature": "34 C",
+            "clocks": {
+                "applications": {"Graphics": "1980 MHz", "Memory": "3201 MHz"},
+                "default_applications": {"Graphics": "1980 MHz", "Memory": "3201 MHz"},
+                "auto_boost": None,
+            },
         }
     ]
     outcomes = {m["id"]: m["outcome"] for m in host["measurement"]}
@@ -278,6 +284,10 @@ def test_local_run_records_the_host_and_the_skipped_check(
         "CUDA_VISIBLE_DEVICES": "1",
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
     }
+    # The process that gpu-idle was not asked to see was on its GPU all along.
+    reasons = record["attestation"]["reasons"]
+    assert [(r["cause"], r["gpu"]) for r in reasons] == [("gpu_busy", 1)]
+    assert "llem: suspect measurement: 001: [gpu_busy] GPU 1: PID 31337 python3" in result.stderr
 
 
 def test_docker_study_gets_only_its_gpus(

@@ -125,6 +125,7 @@ def test_a_podman_study_passes_and_runs_without_docker(
         "ok", "podman", IMAGE,
     )  # fmt: skip
     assert experiment["result"]["energy_j"] == 12.5
+    assert experiment["attestation"]["status"] == "clean", experiment["attestation"]
     assert experiment["result"]["config"]["result_path"] == "/run/llem/001_result.json"
 
 

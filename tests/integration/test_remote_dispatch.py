@@ -82,6 +82,10 @@ def test_remote_run_copies_the_result_back(
     # The workload read the config at the path a local run gives it, and wrote beside it.
     first = records[0]["result"]
     assert first["energy_j"] == 12.5
+    # Its GPUs are the remote daemon's: not attested, and said so.
+    attestation = records[0]["attestation"]
+    assert attestation["status"] == "unverified"
+    assert "remote Docker daemon (tcp://127.0.0.1:" in attestation["reasons"][0]["message"]
     assert first["config"]["result_path"] == "/run/llem/001_result.json"
     assert json.loads((run_dir / "second_result.json").read_text())["config"]["id"] == "second"
     assert (run_dir / "001.log").read_text() == "llem-workload: done\n"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple, Protocol
 
 from .engine import Engine
+from .live import LiveGpus, live_smi_script
 from .scenario import GpuScenario, nvidia_smi_script, print_lines
 
 HostSmi = Literal["ok", "missing", "driver_not_loaded", "nvml_mismatch", "no_devices"]
@@ -118,6 +119,7 @@ class HostTools:
         for path in (self.bin, self.home, self.work):
             path.mkdir(parents=True, exist_ok=True)
         self.scenario = scenario or GpuScenario()
+        self.live: LiveGpus | None = None  # go_live(): nvidia-smi answers from a file
         self.use_docker(docker)
         self.use_nvidia_smi(nvidia_smi)
         self.use_toolkit(toolkit)
@@ -150,7 +152,9 @@ class HostTools:
     def use_nvidia_smi(self, state: HostSmi, nvml_library_version: str = "550.67") -> None:
         self._smi = state
         self.remove("nvidia-smi")
-        if state != "missing":
+        if state == "ok" and self.live is not None:
+            self.install("nvidia-smi", live_smi_script(self.live))
+        elif state != "missing":
             failure = None if state == "ok" else state
             self.install(
                 "nvidia-smi",
@@ -168,9 +172,19 @@ class HostTools:
             else:
                 self.remove(name)
 
+    def go_live(self) -> LiveGpus:
+        """From now on, `nvidia-smi` answers from a scenario file at every call (`testbed.live`):
+        the current scenario at first; a test or an experiment rewrites it to change the GPUs."""
+        self.live = LiveGpus(self.root / "gpus.json")
+        self.live.write(self.scenario)
+        self.use_nvidia_smi(self._smi)
+        return self.live
+
     def use_scenario(self, scenario: GpuScenario) -> None:
         """Show another GPU scenario through the host's nvidia-smi and toolkit tools."""
         self.scenario = scenario
+        if self.live is not None:
+            self.live.write(scenario)
         self.use_nvidia_smi(self._smi)
         self.use_toolkit([name for name in TOOLKIT if (self.bin / name).exists()])
 

@@ -58,6 +58,7 @@ CAUSES = frozenset(
         "energy_counter_unsupported",
         "power_limit_changed",
         "gpu_hardware_fault",
+        "driver_reloaded",
         "host_unreachable",
         "podman_cli_missing",
         "cdi_spec_missing",

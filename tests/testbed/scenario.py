@@ -87,6 +87,12 @@ class Gpu:
     processes: tuple[GpuProcess, ...] = ()
     power_limit_w: float | None = None  # None: the default (the capture's 700.00 W)
     remap_pending: bool = False  # a row remapping waits for a GPU reset (one uncorrectable row)
+    # `Clocks Event Reasons Counters`: microseconds each reason has held the clocks down.
+    sw_power_cap_us: int = 0
+    sw_thermal_us: int = 0
+    hw_thermal_us: int = 0
+    hw_power_brake_us: int = 0
+    temperature_c: int | None = None  # None: the capture's 34 C
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Gpu:
@@ -278,6 +284,16 @@ def _q_values(scenario: GpuScenario, gpu: Gpu, index: int) -> dict[tuple[str, ..
     if gpu.power_limit_w is not None:
         for label in ("Current Power Limit", "Requested Power Limit"):
             values[("GPU Power Readings", label)] = f"{gpu.power_limit_w:.2f} W"
+    counters = {
+        "SW Power Capping": gpu.sw_power_cap_us,
+        "SW Thermal Slowdown": gpu.sw_thermal_us,
+        "HW Thermal Slowdown": gpu.hw_thermal_us,
+        "HW Power Braking": gpu.hw_power_brake_us,
+    }
+    for label, micros in counters.items():
+        values[("Clocks Event Reasons Counters", label)] = f"{micros} us"
+    if gpu.temperature_c is not None:
+        values[("Temperature", "GPU Current Temp")] = f"{gpu.temperature_c} C"
     if gpu.remap_pending:
         values[("Remapped Rows", "Uncorrectable Error")] = "1"
         values[("Remapped Rows", "Pending")] = "Yes"
@@ -346,6 +362,11 @@ def _full_query(scenario: GpuScenario, gpus: Sequence[Gpu]) -> list[str]:
     for index, gpu in enumerate(gpus):
         lines += _gpu_section(scenario, gpu, index, section)
     return lines
+
+
+def query_text(scenario: GpuScenario) -> str:
+    """What `nvidia-smi -q` prints for `scenario` (every GPU), as the fake prints it."""
+    return "\n".join(_full_query(scenario, scenario.gpus)) + "\n"
 
 
 def print_lines(lines: Sequence[str]) -> str:

@@ -54,6 +54,7 @@ def test_every_failure_cause_that_text_can_show_is_in_the_corpus(
         "energy_counter_unsupported",
         "power_limit_changed",
         "gpu_hardware_fault",
+        "driver_reloaded",  # an attestation's, from snapshots of nvidia-smi -q
         # judged from the host's files and the engine's answers, never from an error text
         "podman_cli_missing",
         "cdi_spec_missing",

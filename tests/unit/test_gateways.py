@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -191,3 +192,19 @@ def test_a_host_that_goes_away_is_dropped_and_not_replaced() -> None:
     assert sched.tests_finished
     sched.add_node(Node("c"))  # a node that never collects holds the end back
     assert not sched.tests_finished
+
+
+def test_two_workers_on_one_host_both_get_their_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The directory a worker goes to may be made by another worker of the same host between
+    a look and a mkdir (seen: `FileExistsError: 'pyexecnetcache'`): the setup makes it either
+    way."""
+    from pytest_llem.host import gateways
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyexecnetcache").mkdir()  # made by the other worker...
+    monkeypatch.setattr(os.path, "exists", lambda path: False)  # ...after this one looked
+    channel = SimpleNamespace(receive=lambda: ("pyexecnetcache", 0, {}))
+    exec(gateways._SETUP_SOURCE, {"channel": channel})
+    assert Path.cwd() == tmp_path / "pyexecnetcache"

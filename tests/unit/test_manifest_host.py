@@ -22,6 +22,12 @@ GPU = {
     "utilization_gpu": 0,
     "clock_events_active": ["Idle"],
     "processes": [],
+    "temperature": "34 C",
+    "clocks": {
+        "applications": {"Graphics": "1980 MHz", "Memory": "3201 MHz"},
+        "default_applications": {"Graphics": "1980 MHz", "Memory": "3201 MHz"},
+        "auto_boost": None,
+    },
 }
 DETAILS = {"gpus": [GPU], "driver_version": "580.159.04", "cuda_version": "13.0"}
 
@@ -50,6 +56,7 @@ def test_the_host_block(tmp_path: Path) -> None:
     assert host["gpus"] == [
         {k: GPU[k] for k in ("index", "name", "uuid", "architecture", "persistence_mode")}
         | {"mig_mode": "Disabled", "power_limit": "700.00 W", "default_power_limit": "700.00 W"}
+        | {"temperature": "34 C", "clocks": GPU["clocks"]}
     ]
     assert host["measurement"] == [
         {"id": "energy-counter", "outcome": "passed", "cause": None, "message": "energy counter"},
