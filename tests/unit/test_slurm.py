@@ -324,7 +324,7 @@ def test_a_submission_round_trips(tmp_path: Path) -> None:
     study = _study(name="s", experiments=[{"model": "m", "backend": "pytorch",
                                            "command": ["python", "w.py"]}])  # fmt: skip
     submission = Submission(
-        study=study.model_dump(mode="json"), study_path="/work/study.yaml",
+        study=study.model_dump(mode="json"), study_path="/lab/study.yaml",
         runners={"pytorch": "local"}, skip_checks=["gpu-idle"], run_id="ab12",
         jobs=[Job("001", "12")],
     )  # fmt: skip
@@ -332,7 +332,7 @@ def test_a_submission_round_trips(tmp_path: Path) -> None:
     loaded = Submission.load(tmp_path)
     assert loaded == submission
     assert loaded.study_config().model_dump() == study.model_dump()
-    assert loaded.study_config().path == Path("/work/study.yaml")
+    assert loaded.study_config().path == Path("/lab/study.yaml")
     with pytest.raises(ConfigError, match="no Slurm submission"):
         Submission.load(tmp_path / "elsewhere")
 
