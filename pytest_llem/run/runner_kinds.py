@@ -120,9 +120,8 @@ class LocalRunner:
         env: Mapping[str, str],
         gpu_path: str = gpu_request.GPUS,
     ) -> Launch:
-        allocated = allocated_gpus(devices, env)
-        label = gpu_request.label_of(allocated or devices)
-        return Launch(exp_id, self.name, None, label, None, allocated=bool(allocated))
+        label, allocated = requested(devices, env)
+        return Launch(exp_id, self.name, None, label, None, allocated=allocated)
 
     def seen_dir(self, run_dir: Path) -> str:
         return str(run_dir)
@@ -143,15 +142,35 @@ class LocalRunner:
         )  # fmt: skip
 
 
-class DockerRunner:
-    """A container on the Docker engine the docker CLI reaches; RUN_DIR is bind-mounted on
-    a local engine and copied in and out on a remote one."""
+class _ContainerRunner:
+    """What every kind that runs containers shares: an image is needed, RUN_DIR is seen at
+    RUN_MOUNT, and the local `run` command line (`argv`)."""
 
-    name: ClassVar[str] = DOCKER
+    name: ClassVar[str]
     containers: ClassVar[bool] = True
 
     def needs(self, experiment: Experiment, image: str | None) -> str | None:
         return None if image else "an image"
+
+    def seen_dir(self, run_dir: Path) -> str:
+        return RUN_MOUNT
+
+    def argv(self, launch: Launch, run: Started) -> list[str]:
+        """`docker run` (`podman run`) of the launch on a local engine, RUN_DIR mounted
+        (DESIGN §6)."""
+        return [
+            self.name, "run", "--rm", *launch.gpu_args, "--name", run.name,
+            "-v", f"{run.run_dir}:{RUN_MOUNT}",
+            "-e", f"LLEM_CONFIG_PATH={RUN_MOUNT}/{launch.exp_id}_config.json",
+            str(launch.image), *(run.command or []),
+        ]  # fmt: skip
+
+
+class DockerRunner(_ContainerRunner):
+    """A container on the Docker engine the docker CLI reaches; RUN_DIR is bind-mounted on
+    a local engine and copied in and out on a remote one."""
+
+    name: ClassVar[str] = DOCKER
 
     def launch(
         self,
@@ -164,14 +183,9 @@ class DockerRunner:
         from ..host.docker import daemon_endpoint
 
         endpoint = daemon_endpoint(env)
-        allocated = None if endpoint.remote else allocated_gpus(devices, env)
-        label = gpu_request.label_of(allocated or devices)
-        return Launch(
-            exp_id, self.name, image, label, endpoint, gpu_path, allocated=bool(allocated)
-        )
-
-    def seen_dir(self, run_dir: Path) -> str:
-        return RUN_MOUNT
+        # (a remote engine's GPUs are not this node's allocation)
+        label, allocated = requested(devices, {} if endpoint.remote else env)
+        return Launch(exp_id, self.name, image, label, endpoint, gpu_path, allocated=allocated)
 
     def start(self, launch: Launch, run: Started) -> WorkloadResult:
         from ..host import workloads
@@ -192,21 +206,13 @@ class DockerRunner:
             on_start=run.on_start,
         )  # fmt: skip
 
-    def argv(self, launch: Launch, run: Started) -> list[str]:
-        """`docker run` of the launch on a local engine, RUN_DIR mounted (DESIGN §6)."""
-        return container_argv(self.name, launch, run)
 
-
-class PodmanRunner:
+class PodmanRunner(_ContainerRunner):
     """A container on this machine's Podman, its GPUs given through CDI (``--device
     nvidia.com/gpu=N``), RUN_DIR bind-mounted as for Docker. A remote Podman (CONTAINER_HOST,
     ``--remote``) is refused by the pre-flight (`podman-cli`)."""
 
     name: ClassVar[str] = PODMAN
-    containers: ClassVar[bool] = True
-
-    def needs(self, experiment: Experiment, image: str | None) -> str | None:
-        return None if image else "an image"
 
     def launch(
         self,
@@ -219,34 +225,17 @@ class PodmanRunner:
         from ..domain.records import Endpoint
 
         where = Endpoint("local", source="podman")  # (Podman has only CDI: gpu_path unused)
-        allocated = allocated_gpus(devices, env)
-        label = gpu_request.label_of(allocated or devices)
-        return Launch(
-            exp_id, self.name, image, label, where, gpu_request.CDI, allocated=bool(allocated)
-        )
-
-    def seen_dir(self, run_dir: Path) -> str:
-        return RUN_MOUNT
+        label, allocated = requested(devices, env)
+        return Launch(exp_id, self.name, image, label, where, gpu_request.CDI, allocated=allocated)
 
     def start(self, launch: Launch, run: Started) -> WorkloadResult:
         from ..host import workloads
 
-        argv = container_argv(self.name, launch, run)
+        argv = self.argv(launch, run)
         return workloads.run_container(
             argv, name=run.name, log_path=run.log_path, timeout_s=run.timeout_s,
             on_start=run.on_start, cli=PODMAN,
         )  # fmt: skip
-
-
-def container_argv(cli: str, launch: Launch, run: Started) -> list[str]:
-    """`docker run` (`podman run`) of the launch on a local engine, RUN_DIR mounted
-    (DESIGN §6)."""
-    return [
-        cli, "run", "--rm", *launch.gpu_args, "--name", run.name,
-        "-v", f"{run.run_dir}:{RUN_MOUNT}",
-        "-e", f"LLEM_CONFIG_PATH={RUN_MOUNT}/{launch.exp_id}_config.json",
-        str(launch.image), *(run.command or []),
-    ]  # fmt: skip
 
 
 def decided(launch: Launch) -> Launch:
@@ -259,6 +248,13 @@ def decided(launch: Launch) -> Launch:
     from ..host.gpu_path import docker_gpu_path
 
     return dataclasses.replace(launch, gpu_path=docker_gpu_path(os.environ))
+
+
+def requested(devices: list[int] | None, env: Mapping[str, str]) -> tuple[str, bool]:
+    """The GPU request label of an experiment on ``devices`` (None: all), and whether those
+    are the Slurm allocation it runs in (`allocated_gpus`)."""
+    allocated = allocated_gpus(devices, env)
+    return gpu_request.label_of(allocated or devices), bool(allocated)
 
 
 def allocated_gpus(devices: list[int] | None, env: Mapping[str, str]) -> list[int] | None:

@@ -488,9 +488,7 @@ def test_the_cdi_and_podman_run_argv(tmp_path: Path) -> None:
     ]  # fmt: skip
     podman = PodmanRunner()
     launch = podman.launch("001", "p/img:1", None, {})
-    from pytest_llem.run.runner_kinds import container_argv
-
-    assert container_argv("podman", launch, started) == [
+    assert podman.argv(launch, started) == [
         "podman", "run", "--rm", "--device", "nvidia.com/gpu=all", "--name", "llem-s-001",
         "-v", f"{tmp_path}:/run/llem", "-e", "LLEM_CONFIG_PATH=/run/llem/001_config.json",
         "p/img:1",
