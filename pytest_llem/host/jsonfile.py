@@ -124,7 +124,10 @@ def report_target(given: str) -> ReportTarget:
     elif not os.access(given, os.W_OK):  # written through
         raise ReportPathError("not writable")
     if stat.S_ISFIFO(st.st_mode):
-        _planted_fifo(resolved, st)
+        _planted(
+            resolved, st, os.path.dirname(resolved) or "/", "FIFO", "not written to",
+            "protected_fifos",
+        )  # fmt: skip
     return ReportTarget(given, identity=identity, resolved=resolved)
 
 
@@ -274,7 +277,7 @@ def _followed_safely(given: str) -> str:
         followed += 1
         if followed > _MAX_LINKS:
             raise ReportPathError(f"{given}: too many levels of symbolic links")
-        _planted_link(here, st, resolved)
+        _planted(here, st, resolved, "link", "not followed", "protected_symlinks")
         target = os.readlink(here)
         parts.extendleft(reversed(target.split("/")))
         if target.startswith("/"):
@@ -286,31 +289,20 @@ def _sticky_world_writable(directory: os.stat_result) -> bool:
     return bool(directory.st_mode & stat.S_ISVTX and directory.st_mode & stat.S_IWOTH)
 
 
-def _planted_link(link: str, st: os.stat_result, directory: str) -> None:
-    """fs.protected_symlinks: in a world-writable sticky directory, a link is followed only
-    when its owner is the follower or the directory's owner."""
+def _planted(
+    path: str, st: os.stat_result, directory: str, what: str, refused: str, rule: str
+) -> None:
+    """fs.protected_symlinks / protected_fifos: in a world-writable sticky directory, another
+    user's link is not followed and another user's FIFO not written to, unless that user owns
+    the directory."""
     try:
         where = os.stat(directory)
     except OSError:
         return
     if _sticky_world_writable(where) and st.st_uid not in (os.geteuid(), where.st_uid):
         raise ReportPathError(
-            f"{link} is a link of another user ({_user(st.st_uid)}) in the world-writable "
-            f"sticky directory {directory}: not followed (as fs.protected_symlinks refuses)"
-        )
-
-
-def _planted_fifo(path: str, st: os.stat_result) -> None:
-    """fs.protected_fifos: a FIFO of another user in a world-writable sticky directory."""
-    directory = os.path.dirname(path) or "/"
-    try:
-        where = os.stat(directory)
-    except OSError:
-        return
-    if _sticky_world_writable(where) and st.st_uid not in (os.geteuid(), where.st_uid):
-        raise ReportPathError(
-            f"{path} is a FIFO of another user ({_user(st.st_uid)}) in the world-writable "
-            f"sticky directory {directory}: not written to (as fs.protected_fifos refuses)"
+            f"{path} is a {what} of another user ({_user(st.st_uid)}) in the world-writable "
+            f"sticky directory {directory}: {refused} (as fs.{rule} refuses)"
         )
 
 
