@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+from .domain.gpu_request import ALL as ALL_GPUS
 from .host import docker, nvidia, podman
 from .host.proc import HOST_COMMAND_TIMEOUT_S, Started, kill_all, result_of
 
@@ -478,14 +479,17 @@ class Facts:
         """The GPU requests of ``image`` whose gpu-in-container check is not skipped."""
         from .domain.check_ids import BY_ID, is_skipped, param_ids
 
-        pairs = [pair for pair in self.settings.launch_requests if pair[0] == image]
-        ids = param_ids(BY_ID["gpu-in-container"], (), self.settings.launch_requests)
-        wanted = {
-            pair
-            for pair, cid in zip(self.settings.launch_requests, ids, strict=True)
-            if not is_skipped(self.settings.skip, cid)
-        }
-        return [request for pair in pairs if pair in wanted for request in pair[1:]]
+        requests, skip = self.settings.launch_requests, self.settings.skip
+        ids = param_ids(BY_ID["gpu-in-container"], (), requests)
+        return [
+            label
+            for (name, label), cid in zip(requests, ids, strict=True)
+            if name == image and not is_skipped(skip, cid)
+        ]
+
+    def _first_request(self, image: str) -> str:
+        """The request a probe of ``image`` makes when any one will do (all GPUs if none)."""
+        return (self._requests_of(image) or [ALL_GPUS])[0]
 
     def await_probe_start(self, limit_s: float) -> None:
         """Wait, at most ``limit_s``, until the image work has started its first probe
@@ -503,11 +507,13 @@ class Facts:
 
     def _wanted_images(self) -> list[str]:
         """The images some check will ask about (not every check of theirs is skipped)."""
+        from .domain.check_ids import PER_IMAGE_IDS, is_skipped
+
         skip = self.settings.skip
         return [
             name
             for name in self.settings.images_to_check
-            if not all(_skipped(skip, base, name) for base in ("cuda-compat", "gpu-in-container"))
+            if not all(is_skipped(skip, f"{base}[{name}]") for base in PER_IMAGE_IDS)
         ]
 
     def _start_images(self) -> None:
@@ -544,15 +550,10 @@ class Facts:
 
     def _check_of(self, image: str) -> str:
         """The first check that needs ``image`` (what its pull is for)."""
-        skip = self.settings.skip
-        return next(
-            (
-                f"{b}[{image}]"
-                for b in ("cuda-compat", "gpu-in-container")
-                if not _skipped(skip, b, image)
-            ),
-            f"cuda-compat[{image}]",
-        )
+        from .domain.check_ids import PER_IMAGE_IDS, is_skipped
+
+        ids = [f"{base}[{image}]" for base in PER_IMAGE_IDS]
+        return next((cid for cid in ids if not is_skipped(self.settings.skip, cid)), ids[0])
 
     def probe(self, image: str, request: str, eligible: Callable[[str], bool]) -> ProbeFacts | None:
         """The probe of ``image`` making GPU request ``request``; the first call starts every
@@ -598,9 +599,8 @@ class Facts:
             key=lambda f: _demands_cuda(f.info) if f.info else False,
         )
         for facts in candidates:
-            requests = self._requests_of(facts.image) or [ALL_GPUS]
             with self._lock:
-                future = self._start_probe(facts.image, requests[0])
+                future = self._start_probe(facts.image, self._first_request(facts.image))
             probe = result_of(future)
             if probe.result.ok and probe.gpus and probe.gpus[0].get("driver_version"):
                 return probe.gpus[0]["driver_version"]
@@ -678,7 +678,7 @@ class Facts:
         from .domain.nvidia_smi import parse_query_csv
 
         fields = ("driver_version",)
-        request = self.label((self._requests_of(image) or [ALL_GPUS])[0])
+        request = self.label(self._first_request(image))
         _, result = self._probe_container(
             image, f"cuda-compat[{image}]", request, fields, check_requirements=False
         )
@@ -707,13 +707,6 @@ def _passes(image: ImageFacts, host: HostFacts, capability: Callable[[], str | N
     from .domain import verdicts
 
     return verdicts.cuda_compat(image, host, lambda: None, capability).outcome == "passed"
-
-
-def _skipped(skip: frozenset[str], base: str, image: str) -> bool:
-    return bool({"all", base, f"{base}[{image}]"} & skip)
-
-
-ALL_GPUS = "all"  # the GPU request of every GPU (`domain.gpu_request`)
 
 
 def _demands_cuda(info: ImageInfo) -> bool:

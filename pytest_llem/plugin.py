@@ -549,10 +549,8 @@ def settings_from_plain(given: dict[str, Any]) -> PreflightSettings:
     from .settings import PreflightSettings
 
     known = {f.name for f in fields(PreflightSettings)}
-    values = {k: v for k, v in given.items() if k in known}
-    if "requests" in values:
-        values["requests"] = tuple(tuple(pair) for pair in values["requests"])
-    return PreflightSettings(**values)
+    # (each field's check turns the plain lists back into what it holds)
+    return PreflightSettings(**{k: v for k, v in given.items() if k in known})
 
 
 # Settings a caller of pytest.main hands the session as an object (llem does).
