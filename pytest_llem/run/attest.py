@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 from ..domain import gpu_request
 from ..domain.attestation import Attestation, Reason, judge, unverified
-from ..domain.check_ids import DOCKER, LOCAL, PODMAN
 from ..host.gpu_sampler import ContainerOwner, Owner, Sampler, SessionOwner
 
 if TYPE_CHECKING:
@@ -27,12 +26,13 @@ if TYPE_CHECKING:
 
 
 def _owner(launch: Launch, name: str, env: Mapping[str, str]) -> Owner | None:
-    """Who the experiment's processes are; None for a runner kind whose are not known."""
-    if launch.runner == LOCAL:
+    """Who the experiment's processes are: a local process's session, or a container's
+    (found through its kind's CLI, named as the kind)."""
+    from .runner_kinds import KINDS
+
+    if not KINDS[launch.runner].containers:
         return SessionOwner()
-    if launch.runner in (DOCKER, PODMAN):
-        return ContainerOwner(name, env, cli=launch.runner)
-    return None
+    return ContainerOwner(name, env, cli=launch.runner)
 
 
 class Window:

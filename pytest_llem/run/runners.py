@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..domain.check_ids import DOCKER
 from ..errors import ConfigError
 from ..host.paths import user_config_path
 from ..settings import PreflightSettings
@@ -204,7 +205,8 @@ def preflight_settings(
     found = launches(study, runners, env)
     containers = [launch for launch in found if launch.image]
     setting = study.skip_preflight_setting()
-    engine = "podman" if any(launch.runner == "podman" for launch in containers) else "docker"
+    # (one engine for all of them, `check_one_engine`): the container kind's own CLI
+    engine = containers[0].runner if containers else DOCKER
     return study.docker.preflight_settings().replace(
         engine=engine,
         images=tuple(dict.fromkeys(launch.image for launch in containers if launch.image)),
