@@ -33,7 +33,12 @@ else:  # imported by the fake nvidia-smi or an experiment, as a plain module
     )
 
 TESTBED = Path(__file__).resolve().parent
-GPU_ENV = "LLEM_TESTBED_GPU"  # in a process's environment: it holds a context on that GPU
+# In a process's environment: it holds a context on that GPU. The fake looks for it in every
+# process of this machine, so each xdist worker has a name of its own: the tests of one worker
+# never see another's marked processes as foreign.
+GPU_ENV = "LLEM_TESTBED_GPU" + "".join(
+    f"_{worker.upper()}" for worker in [os.environ.get("PYTEST_XDIST_WORKER", "")] if worker
+)
 CONTEXT_MIB = 512  # the memory a marked process is shown to use
 
 
@@ -99,14 +104,14 @@ def live_smi_script(gpus: LiveGpus) -> str:
         "import sys\n"
         f"sys.path.insert(0, {str(TESTBED)!r})\n"
         "import live\n"
-        f"live.answer({str(gpus.path)!r}, sys.argv[1:])\n"
+        f"live.answer({str(gpus.path)!r}, sys.argv[1:], {GPU_ENV!r})\n"
     )
 
 
-def marked_processes() -> dict[int, list[GpuProcess]]:
-    """GPU index -> the live processes whose environment names it (`GPU_ENV`)."""
+def marked_processes(name: str = GPU_ENV) -> dict[int, list[GpuProcess]]:
+    """GPU index -> the live processes whose environment names it (variable ``name``)."""
     found: dict[int, list[GpuProcess]] = {}
-    marker = f"{GPU_ENV}=".encode()
+    marker = f"{name}=".encode()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -124,11 +129,11 @@ def marked_processes() -> dict[int, list[GpuProcess]]:
     return found
 
 
-def answer(path: str, args: list[str]) -> None:
+def answer(path: str, args: list[str], marker: str = GPU_ENV) -> None:
     """Answer as `nvidia-smi ARGS` from the scenario file at ``path``, and log the call."""
     gpus = LiveGpus(path)
     scenario = gpus.read()
-    marked = marked_processes()
+    marked = marked_processes(marker)
     scenario = dataclasses.replace(
         scenario,
         gpus=tuple(
@@ -157,7 +162,9 @@ def experiment_script(gpus: LiveGpus, steps: str) -> str:
     return (
         "import json, os, sys, time\n"
         f"sys.path.insert(0, {str(TESTBED)!r})\n"
-        "from live import LiveGpus, marked_processes\n"
+        "from live import LiveGpus\n"
+        "import live\n"
+        f"def marked_processes(): return live.marked_processes({GPU_ENV!r})\n"
         "from scenario import GpuProcess\n"
         f"gpus = LiveGpus({str(gpus.path)!r})\n"
         "result = {}\n"
