@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -71,14 +72,19 @@ class QuickStart(NamedTuple):
 
 
 @pytest.fixture(scope="module")
-def quick_start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuickStart]:
-    """The quick start's command, run once in a fresh copy of this checkout."""
+def quick_start() -> Iterator[QuickStart]:
+    """The quick start's command, run once in a fresh copy of this checkout.
+
+    The copy lies outside pytest's own temporary root: every pytest session started without
+    --basetemp (the fast tests' own, in this copy) makes /tmp/pytest-of-<user> private again
+    (mode 0700), and a test that runs this copy's .venv as the non-root user then lost its way
+    in mid-import (`No module named 'pygments.formatters.terminal'`)."""
     reason = unavailable_reason()
     if reason:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{reason} (CI=true: the quick start must be proved)", pytrace=False)
         pytest.skip(reason)
-    top = tmp_path_factory.mktemp("quickstart")
+    top = Path(tempfile.mkdtemp(prefix="llem-quickstart-", dir="/tmp"))
     clone, home = top / "pytest-llem", top / "home"
     clone.mkdir()
     home.mkdir()
