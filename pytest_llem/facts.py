@@ -244,19 +244,12 @@ class Facts:
         started: Started | None = None,
     ) -> HostFacts:
         """The host's facts; ``started`` is an `nvidia-smi -q` started already, if any."""
-        import dataclasses
-
         smi: CommandResult | None = None
         if started is not None:
             smi = started.finish(timeout)
         elif self.settings.engine == "podman" or not docker.daemon_is_remote(self.env):
             smi = nvidia.nvidia_smi_query(timeout, self.env)
-        smi_info = None
-        if smi is not None and smi.ok:
-            from .domain.nvidia_smi import parse_q
-
-            smi_info = parse_q(smi.stdout)
-        return dataclasses.replace(result_of(docker_facts), smi=smi, smi_info=smi_info)
+        return self._with_smi(result_of(docker_facts), smi)
 
     def _gather_again(self, timeout: float) -> HostFacts:
         """Every host query once more, within ``timeout`` (an attempt of `--wait`)."""
@@ -276,13 +269,24 @@ class Facts:
         return result_of(future)
 
     def _with_local_smi(self, host: HostFacts) -> HostFacts:
+        return self._with_smi(host, nvidia.nvidia_smi_query(HOST_COMMAND_TIMEOUT_S, self.env))
+
+    def _with_smi(self, host: HostFacts, smi: CommandResult | None) -> HostFacts:
+        """``host`` with the `nvidia-smi -q` it was judged by, its GPUs in host indices (in a
+        Slurm job whose nvidia-smi numbers them from 0: `allocation.job_view`)."""
         import dataclasses
 
+        if smi is None or not smi.ok:
+            return dataclasses.replace(host, smi=smi, smi_info=None, job_view=None)
+        from .domain.allocation import allocation_of, in_host_indices, job_view
         from .domain.nvidia_smi import parse_q
 
-        smi = nvidia.nvidia_smi_query(HOST_COMMAND_TIMEOUT_S, self.env)
-        info = parse_q(smi.stdout) if smi.ok else None
-        return dataclasses.replace(host, smi=smi, smi_info=info)
+        info = parse_q(smi.stdout)
+        # (from the environment too: the host queries may start before the settings are known)
+        allocation = self.settings.allocation or allocation_of(self.env)
+        view = job_view(info.gpus, allocation)
+        info = dataclasses.replace(info, gpus=list(in_host_indices(info.gpus, view)))
+        return dataclasses.replace(host, smi=smi, smi_info=info, job_view=view)
 
     def _gather_identity(
         self, host: Future[HostFacts], asked_again: bool = False

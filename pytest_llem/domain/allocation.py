@@ -10,9 +10,11 @@ devices are not constrained, but renumbered from 0 where they are (and UUIDs for
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, TypeVar
 
+G = TypeVar("G", bound="Numbered")
 # Where the allocation is read, the step's first (a step may hold part of its job's GPUs).
 SOURCES = ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS")
 # Everything that can change what `allocation_of` returns.
@@ -115,6 +117,58 @@ def visible_note(gpus: tuple[int, ...], visible: str, source: str) -> str:
         f"CUDA_VISIBLE_DEVICES={visible or '(empty)'} does not match {source}="
         f"{_indices(gpus)}: the allocation is judged"
     )
+
+
+class Numbered(Protocol):
+    """A GPU as an `nvidia-smi -q` section gives it (`GpuState`, `GpuInfo`)."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def minor(self) -> int | None: ...
+
+
+def job_view(gpus: Sequence[Numbered], allocation: Allocation | None) -> dict[str, Any] | None:
+    """How a Slurm job's ``nvidia-smi`` numbers the allocated GPUs, when not as the host does:
+    ``{"note": ..., "host_index": {"0": 4, "1": 5}}``; None when it numbers them as the host.
+
+    With devices constrained by a cgroup, `nvidia-smi` in the job lists only the job's GPUs,
+    numbered from 0 (NVIDIA/nvidia-container-toolkit#211: "Inside the slurm job only the GPUs
+    we have requested are visible"), while the allocation names host indices. Such a view is
+    told by the allocation's indices being absent while it numbers its GPUs 0..n-1. Each GPU
+    takes the host index its device minor number gives (/dev/nvidiaN, the file the cgroup
+    allows) when the minors are exactly the allocation; otherwise, when it lists as many GPUs
+    as were allocated, the allocation's indices in order (both in PCI bus order). Anything
+    else is left as listed: a GPU that is not there stays missing, and is reported so."""
+    if allocation is None or not allocation.gpus:
+        return None
+    listed = sorted(g.index for g in gpus)
+    wanted = sorted(set(allocation.gpus))
+    if set(wanted) <= set(listed) or listed != list(range(len(listed))):
+        return None
+    minors = [g.minor for g in sorted(gpus, key=lambda g: g.index)]
+    if sorted(m for m in minors if m is not None) == wanted and None not in minors:
+        host, how = [m for m in minors if m is not None], "device minor number"
+    elif len(listed) == len(wanted):
+        host, how = wanted, "allocation order"
+    else:
+        return None
+    return {
+        "note": (
+            f"this job's nvidia-smi numbers its GPUs from 0 (devices constrained by a cgroup): "
+            f"GPU {_indices(tuple(listed))} here are host GPU {_indices(tuple(host))} "
+            f"({allocation.source}), matched by {how}"
+        ),
+        "host_index": {str(i): h for i, h in zip(listed, host, strict=True)},
+    }
+
+
+def in_host_indices(gpus: Sequence[G], view: Mapping[str, Any] | None) -> tuple[G, ...]:
+    """``gpus`` numbered as the host numbers them (`job_view`; as listed when None)."""
+    if not view:
+        return tuple(gpus)
+    host = view["host_index"]
+    return tuple(dataclasses.replace(g, index=host[str(g.index)]) for g in gpus)  # type: ignore[type-var]
 
 
 def _indices(indices: tuple[int, ...]) -> str:

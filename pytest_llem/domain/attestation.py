@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .gpu_state import GpuProcess, GpuState, parse_states
+
+if TYPE_CHECKING:
+    from .allocation import Allocation
 
 Status = Literal["clean", "suspect", "unverified"]
 # The causes of a reason (DESIGN §10), in the order reasons are listed.
@@ -56,10 +59,21 @@ class Snapshot:
     own_pids: frozenset[int] = frozenset()
 
     @classmethod
-    def parse(cls, text: str, at_s: float, own_pids: Iterable[int] = ()) -> Snapshot:
+    def parse(
+        cls,
+        text: str,
+        at_s: float,
+        own_pids: Iterable[int] = (),
+        allocation: Allocation | None = None,
+    ) -> Snapshot:
+        """``text`` read ``at_s`` into the window; inside a Slurm job (``allocation``) whose
+        nvidia-smi numbers its GPUs from 0, its GPUs under their host indices."""
+        from .allocation import in_host_indices, job_view
         from .nvidia_smi import parse_q
 
-        return cls(at_s, parse_q(text).driver_version, parse_states(text), frozenset(own_pids))
+        listed = parse_states(text)
+        gpus = in_host_indices(listed, job_view(listed, allocation))
+        return cls(at_s, parse_q(text).driver_version, gpus, frozenset(own_pids))
 
     def gpu(self, index: int) -> GpuState | None:
         return next((g for g in self.gpus if g.index == index), None)
@@ -141,6 +155,15 @@ def judge(
             throttle[str(index)] = counted
         reasons += _settings(series, index)
     reasons.sort(key=lambda r: REASON_CAUSES.index(r.cause))
+    unseen = [i for i in indices if first.gpu(i) is None]
+    if unseen and unreadable is None:  # (never "clean" for GPUs that were not read)
+        listed = ", ".join(str(g.index) for g in first.gpus) or "none"
+        unreadable = Reason(
+            "unknown",
+            f"GPU {', '.join(map(str, unseen))} not among the GPUs nvidia-smi lists here "
+            f"({listed}): its state could not be read",
+            gpu=unseen[0],
+        )
     partial = unreadable is not None or len(snapshots) < 2
     if partial:
         note = unreadable or Reason("unknown", "only one snapshot was read")

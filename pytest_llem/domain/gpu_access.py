@@ -339,7 +339,7 @@ def _stale(
         details["absent_files"] = absent
     gpus = host.smi_info.gpus if host.smi_info else []
     if gpus:
-        mismatch, seen = _other_gpus(used, gpus)
+        mismatch, seen = _other_gpus(used, gpus, part=host.job_view is not None)
         problems += mismatch
         details |= seen
         mig = _mig_mismatch(used, host)
@@ -347,13 +347,20 @@ def _stale(
     return problems, details
 
 
-def _other_gpus(used: list[CdiSpec], gpus: list[Any]) -> tuple[list[str], dict[str, Any]]:
-    """Whether the specs' GPUs (by index and by UUID) are the host's."""
+def _other_gpus(
+    used: list[CdiSpec], gpus: list[Any], part: bool = False
+) -> tuple[list[str], dict[str, Any]]:
+    """Whether the specs' GPUs (by index and by UUID) are the host's. ``part``: ``gpus`` are
+    only those a Slurm job sees (`allocation.job_view`): the specs must hold them, and may
+    hold the host's others."""
     names = {d.name for spec in used for d in spec.devices}
     indices = {int(n) for n in names if n.isdigit()}
     uuids = {n for n in names if n.startswith("GPU-")}
     host_indices = {g.index for g in gpus}
     host_uuids = {g.uuid for g in gpus if g.uuid}
+    if part:  # (what the job cannot see is not judged)
+        indices = indices & host_indices if host_indices <= indices else indices
+        uuids = uuids & host_uuids if host_uuids <= uuids else uuids
     problems: list[str] = []
     details: dict[str, Any] = {}
     if indices and indices != host_indices:

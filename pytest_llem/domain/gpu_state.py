@@ -218,6 +218,7 @@ class GpuState:
     event_counters_us: tuple[tuple[str, int], ...] | None = None
     temperature: str | None = None  # "Temperature / GPU Current Temp": "34 C", as printed
     clocks: ClockPolicy = field(default_factory=ClockPolicy)
+    minor: int | None = None  # "Minor Number": N of /dev/nvidiaN (N/A on WSL2)
 
     @property
     def compute_processes(self) -> tuple[GpuProcess, ...]:
@@ -433,7 +434,13 @@ def _state(position: int, bus_id: str, gpu: _Node) -> GpuState:
         event_counters_us=_event_counters(gpu),
         temperature=_available(gpu.value_of("Temperature", "GPU Current Temp")),
         clocks=_clock_policy(gpu),
+        minor=_minor(gpu.value_of("Minor Number")),
     )
+
+
+def _minor(value: str | None) -> int | None:
+    value = (value or "").strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 8 else None
 
 
 @lru_cache(maxsize=8)

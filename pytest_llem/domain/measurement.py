@@ -111,7 +111,9 @@ def _judged(
         why = "timed out" if smi.timed_out else f"failed (exit status {smi.returncode})"
         line = next((x.strip() for x in smi.output.splitlines() if x.strip()), "")
         return skipped(f"no GPU state: `{smi.command}` {why}" + (f": {line}" if line else ""))
-    states = parse_states(smi.stdout)
+    from .allocation import in_host_indices
+
+    states = in_host_indices(parse_states(smi.stdout), host.job_view)  # (in a Slurm job)
     if not states:
         reason = "no GPU state: host `nvidia-smi -q` listed no GPU"
         if local and speaks:
@@ -119,6 +121,8 @@ def _judged(
         return skipped(reason)
     chosen = [s for s in states if not gpus or s.index in gpus]
     details: dict[str, Any] = {"gpus": [s.summary() for s in chosen]}
+    if host.job_view is not None:
+        details["job_view"] = host.job_view
     if host.smi_info is not None:
         details["driver_version"] = host.smi_info.driver_version or ""
         details["cuda_version"] = host.smi_info.cuda_version or ""

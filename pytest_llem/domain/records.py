@@ -85,6 +85,9 @@ class HostFacts:
     podman_path: str | None = None
     podman_remote: str = ""  # why Podman would run containers elsewhere ("": it would not)
     gpu_access: GpuAccess | None = None  # the path GPU requests take (once settings are known)
+    # Inside a Slurm job whose nvidia-smi numbers its GPUs from 0: how they map to host
+    # indices (`allocation.job_view`); ``smi_info`` is in host indices already. None elsewhere.
+    job_view: dict[str, Any] | None = None
 
     @property
     def server_version(self) -> str:

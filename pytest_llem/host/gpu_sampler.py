@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from contextlib import suppress
 from typing import TYPE_CHECKING, Protocol
 
+from ..domain.allocation import allocation_of
 from .nvidia import start_smi_query
 from .proc import HOST_COMMAND_TIMEOUT_S, SLICE_S, run
 
@@ -148,6 +149,8 @@ class Sampler:
         self.interval_s = interval_s
         self.owner = owner
         self.env = env
+        # Inside a Slurm job: its allocation, under which its nvidia-smi's GPUs are numbered.
+        self.allocation = allocation_of(os.environ if env is None else env)
         self._read = read or (lambda e: query(e))
         self.snapshots: list[Snapshot] = []
         self._lock = threading.Lock()
@@ -213,7 +216,7 @@ class Sampler:
         pids = {p.pid for gpu in parse_states(result.stdout) for p in gpu.compute_processes}
         own = {pid for pid in pids if pid in self._own or self.owner.owns(pid)}
         self._own |= own
-        snapshot = Snapshot.parse(result.stdout, at, own)
+        snapshot = Snapshot.parse(result.stdout, at, own, self.allocation)
         with self._lock:
             self.snapshots.append(snapshot)
         return None

@@ -3,6 +3,7 @@ example prolog and health check, a pre-flight inside a job step, and `llem run -
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 from testbed import DEFAULT_GPUS, Engine, GpuScenario, HostTools
 from testbed.host import SOURCE_TREE, popen_in_session
-from testbed.scenario import GpuProcess
+from testbed.scenario import Gpu, GpuProcess, nvidia_smi_script
 from testbed.slurm import Slurm, slurm_unavailable_reason
 
 PROLOG = SOURCE_TREE / "examples" / "slurm" / "prolog.sh"
@@ -156,6 +157,24 @@ def test_a_busy_gpu_outside_the_allocation_lets_the_job_run(cluster: Cluster) ->
 # -- inside a job step ------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def gpu_0_held(cluster: Cluster) -> Iterator[None]:
+    """Another job holds GPU 0 (until the block ends): a step started in the block gets GPU 1."""
+    holder = cluster.run(
+        ["sbatch", "--parsable", "--gres=gpu:1", "--output=/dev/null", "--wrap", "sleep 120"]
+    )
+    assert holder.returncode == 0, holder.stderr
+    try:
+        state = ["squeue", "-h", "-j", holder.stdout.strip(), "-o", "%T"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "RUNNING" not in cluster.run(state).stdout:
+            time.sleep(0.2)
+        assert "RUNNING" in cluster.run(state).stdout
+        yield
+    finally:
+        cluster.run(["scancel", holder.stdout.strip()])
+
+
 def test_inside_a_step_the_dry_run_judges_the_allocation_alone(cluster: Cluster) -> None:
     cluster.busy(1)
     study = write_study(cluster.tools.work, "gpt2")
@@ -180,23 +199,12 @@ def test_inside_a_step_a_docker_probe_requests_the_allocated_gpu_by_host_index(
     cluster: Cluster, gpu_engine: Engine
 ) -> None:
     gpu_engine.build_image(IMAGE)
-    holder = cluster.run(
-        ["sbatch", "--parsable", "--gres=gpu:1", "--output=/dev/null", "--wrap", "sleep 120"]
-    )
-    assert holder.returncode == 0, holder.stderr
-    try:  # GPU 0 is held by another job: the step gets GPU 1
-        holder_state = ["squeue", "-h", "-j", holder.stdout.strip(), "-o", "%T"]
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "RUNNING" not in cluster.run(holder_state).stdout:
-            time.sleep(0.2)
-        assert "RUNNING" in cluster.run(holder_state).stdout
-        report = cluster.tools.work / "docker-step.json"
-        env = {**cluster.env, "DOCKER_HOST": gpu_engine.docker_host}
-        step = ["srun", "--gres=gpu:1", "llem", "preflight", "--image", IMAGE]
-        step += ["--json", str(report)]
+    report = cluster.tools.work / "docker-step.json"
+    env = {**cluster.env, "DOCKER_HOST": gpu_engine.docker_host}
+    step = ["srun", "--gres=gpu:1", "llem", "preflight", "--image", IMAGE]
+    step += ["--json", str(report)]
+    with gpu_0_held(cluster):  # the step gets GPU 1
         done = cluster.slurm.run(step, env=env, timeout=180)
-    finally:
-        cluster.run(["scancel", holder.stdout.strip()])
     assert done.returncode == 0, done.stdout + done.stderr
     data = json.loads(report.read_text())
     probe = next(c for c in data["checks"] if c["id"] == f"gpu-in-container[{IMAGE}]")
@@ -204,6 +212,54 @@ def test_inside_a_step_a_docker_probe_requests_the_allocated_gpu_by_host_index(
     [seen] = probe["details"]["gpus"]  # GPU 1 alone, by its UUID
     assert seen["uuid"] == SECOND.uuid
     assert data["host"]["slurm"]["gpus"] == [1]
+
+
+def test_a_step_whose_nvidia_smi_numbers_its_gpus_from_0_is_judged_in_host_indices(
+    cluster: Cluster, gpu_engine: Engine
+) -> None:
+    """With ConstrainDevices, nvidia-smi inside a job lists only the job's GPUs, from 0: here
+    the step's GPU 1 is "GPU 0" (minor number 1) to the step's nvidia-smi. Its GPU is judged
+    as GPU 1, and the container the daemon starts with `--gpus device=1` is found to be it."""
+    gpu_engine.build_image(IMAGE)
+    view = cluster.tools.work / "job-view"
+    view.mkdir(exist_ok=True)
+    view.chmod(0o755)
+
+    def constrained(gpu: Gpu) -> None:  # the step's view of the node
+        script = view / "nvidia-smi"
+        script.write_text(
+            nvidia_smi_script(GpuScenario(), gpus=[dataclasses.replace(gpu, minor=1)])
+        )
+        script.chmod(0o755)
+
+    constrained(SECOND)
+    study = write_study(cluster.tools.work, "gpt2")
+    local, image = cluster.tools.work / "view-local.json", cluster.tools.work / "view-image.json"
+    env = {**cluster.env, "DOCKER_HOST": gpu_engine.docker_host}
+    in_view = f"PATH={view}:$PATH; export PATH; "
+    steps = (
+        f"{in_view}llem preflight {study} --json {local} && "
+        f"llem preflight --image {IMAGE} --json {image}"
+    )
+    with gpu_0_held(cluster):  # the steps get GPU 1
+        done = cluster.slurm.run(["srun", "--gres=gpu:1", "sh", "-c", steps], env=env, timeout=180)
+        constrained(dataclasses.replace(SECOND, processes=(TRAINER,), utilization_pct=98))
+        busy = cluster.slurm.run(
+            ["srun", "--gres=gpu:1", "sh", "-c", f"{in_view}llem preflight {study}"],
+            env=env, timeout=180,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads(local.read_text())
+    idle = next(c for c in data["checks"] if c["id"] == "gpu-idle")
+    assert idle["outcome"] == "passed" and idle["reason"] == "GPU 1 idle"
+    assert [g["uuid"] for g in idle["details"]["gpus"]] == [SECOND.uuid]
+    assert idle["details"]["job_view"]["host_index"] == {"0": 1}
+    probe = json.loads(image.read_text())
+    check = next(c for c in probe["checks"] if c["id"] == f"gpu-in-container[{IMAGE}]")
+    assert check["outcome"] == "passed" and check["details"]["gpu_request"] == "--gpus device=1"
+    assert [g["uuid"] for g in check["details"]["gpus"]] == [SECOND.uuid]
+    assert busy.returncode == 1, busy.stdout + busy.stderr
+    assert "[gpu-idle]" in busy.stdout and "GPU 1: PID 31337 python3" in busy.stdout
 
 
 # -- the health check -------------------------------------------------------------------------

@@ -93,6 +93,9 @@ class Gpu:
     hw_thermal_us: int = 0
     hw_power_brake_us: int = 0
     temperature_c: int | None = None  # None: the capture's 34 C
+    # Its device minor number (/dev/nvidiaN); None: its index. A view that renumbers GPUs
+    # (a Slurm job's, with devices constrained by a cgroup) keeps the host's.
+    minor: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Gpu:
@@ -270,7 +273,7 @@ def _q_values(scenario: GpuScenario, gpu: Gpu, index: int) -> dict[tuple[str, ..
         ("Serial Number",): f"{1654923000000 + index}",
         ("GPU UUID",): gpu.uuid,
         ("GPU PDI",): f"0x{0x5A3C00000000 + index:016x}",
-        ("Minor Number",): str(index),
+        ("Minor Number",): str(index if gpu.minor is None else gpu.minor),
         ("Board ID",): f"0x{int(bus, 16) << 8 | int(device, 16):x}",
         ("Platform Info", "Module Id"): str(index + 1),
         ("PCI", "Bus"): f"0x{bus.upper()}",

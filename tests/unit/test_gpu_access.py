@@ -236,6 +236,27 @@ def test_a_spec_of_other_gpus_is_stale_naming_them(tmp_path: Path) -> None:
     assert f"lacks the host's {UUIDS[1]}" in v.finding.message
 
 
+def test_in_a_constrained_slurm_job_the_spec_must_hold_the_jobs_gpus(tmp_path: Path) -> None:
+    """The job's nvidia-smi shows GPU 4 and 5 of an 8-GPU node (`allocation.job_view`); the
+    node's spec names all eight: not stale. A spec without the job's GPUs is."""
+    import dataclasses
+
+    uuids = tuple(f"GPU-8f6b2c3a-1d4e-4b7a-9c2d-5e6f7a8b9c0{i}" for i in range(8))
+    write(tmp_path / "etc", spec(tmp_path, indices=tuple(range(8)), uuids=uuids))
+    facts = host(access((str(tmp_path / "etc"),)))
+    assert facts.smi_info is not None
+    job = [GpuInfo(i, "NVIDIA H100 80GB HBM3", uuids[i], minor=i) for i in (4, 5)]
+    view = {"note": "...", "host_index": {"0": 4, "1": 5}}
+    in_job = dataclasses.replace(
+        facts, smi_info=dataclasses.replace(facts.smi_info, gpus=job), job_view=view
+    )
+    assert cdi_spec(in_job).outcome == "passed"
+    write(tmp_path / "etc", spec(tmp_path, indices=(0, 1), uuids=uuids[:2]))
+    stale = cdi_spec(dataclasses.replace(in_job, gpu_access=access((str(tmp_path / "etc"),))))
+    assert stale.finding is not None and stale.finding.cause == "cdi_spec_stale"
+    assert "it lists GPU 0, 1, and the host has GPU 4, 5" in stale.finding.message
+
+
 def test_mig_on_without_mig_devices_is_stale(tmp_path: Path) -> None:
     smi_q = ASSEMBLED / "nvidia-smi-q_535.261.03_a100-mig.txt"
     text = smi_q.read_text().split("# ---- verbatim output below ----\n", 1)[-1]
