@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from .domain.gpu_request import ALL as ALL_GPUS
-from .host import docker, nvidia, podman
+from .host import docker, nvidia
+from .host.engines import EngineHost, engine_host
 from .host.proc import HOST_COMMAND_TIMEOUT_S, Started, kill_all, result_of
 
 if TYPE_CHECKING:
@@ -101,15 +102,9 @@ class Facts:
         with self._lock:
             if self._host is not None:
                 return
-            if self.settings.engine == "podman":
-                path = podman.podman_path(self.env)
-                local = path and not podman.remote_setting(path, self.env)
-                version = podman.start_version(self.env) if local else None
-                remote = False
-            else:
-                version = docker.start_version(self.env) if docker.docker_path(self.env) else None
-                remote = docker.daemon_is_remote(self.env)
-            smi = None if remote else nvidia.start_smi_query(self.env)
+            engine = self.engine
+            version = engine.start_version(self.env)
+            smi = nvidia.start_smi_query(self.env) if engine.runs_here(self.env) else None
             self._docker = self._pool.submit(self._gather_docker, HOST_COMMAND_TIMEOUT_S, version)
             self._host = self._pool.submit(
                 self._gather_host, self._docker, HOST_COMMAND_TIMEOUT_S, smi
@@ -191,51 +186,13 @@ class Facts:
     def _gather_docker(
         self, timeout: float = HOST_COMMAND_TIMEOUT_S, version: Started | None = None
     ) -> HostFacts:
-        """The daemon's facts; ``version`` is a `docker version` started already, if any
-        (for a Podman session, Podman's facts and `podman version`)."""
-        from .domain.records import HostFacts
+        """The engine's facts; ``version`` is its `<cli> version` started already, if any."""
+        return self.engine.gather(timeout, version, self.env)
 
-        if self.settings.engine == "podman":
-            return self._gather_podman(timeout, version)
-        endpoint = docker.daemon_endpoint(self.env)
-        docker_path = docker.docker_path(self.env)
-        result = None
-        if version is not None:
-            result = version.finish(timeout)
-        elif docker_path:
-            result = docker.docker_version(timeout, self.env)
-        return HostFacts(
-            endpoint=endpoint,
-            docker_path=docker_path,
-            version=result,
-            toolkit=nvidia.toolkit_tools(self.env),
-            smi=None,
-            smi_info=None,
-        )
-
-    def _gather_podman(self, timeout: float, version: Started | None) -> HostFacts:
-        """Podman's facts: its CLI, whether it is set to run containers elsewhere, and its
-        `podman version` (not asked of a remote Podman: the session refuses it)."""
-        from .domain.records import Endpoint, HostFacts
-
-        path = podman.podman_path(self.env)
-        remote = podman.remote_setting(path, self.env) if path else ""
-        result = None
-        if version is not None:
-            result = version.finish(timeout)
-        elif path and not remote:
-            result = podman.podman_version(timeout, self.env)
-        return HostFacts(
-            endpoint=Endpoint("local", source="podman"),
-            docker_path=None,
-            version=result,
-            toolkit=nvidia.toolkit_tools(self.env),
-            smi=None,
-            smi_info=None,
-            engine="podman",
-            podman_path=path,
-            podman_remote=remote,
-        )
+    @property
+    def engine(self) -> EngineHost:
+        """The adapter of the session's container engine (`host.engines`)."""
+        return engine_host(self.settings.engine)
 
     def _gather_host(
         self,
@@ -247,7 +204,7 @@ class Facts:
         smi: CommandResult | None = None
         if started is not None:
             smi = started.finish(timeout)
-        elif self.settings.engine == "podman" or not docker.daemon_is_remote(self.env):
+        elif self.engine.runs_here(self.env):
             smi = nvidia.nvidia_smi_query(timeout, self.env)
         return self._with_smi(result_of(docker_facts), smi)
 
@@ -296,32 +253,14 @@ class Facts:
         its CDI specs), the toolkit's version and config file. ``asked_again``: the engine is
         asked anew (it came up during `--wait`)."""
         facts = result_of(host)
-        if facts.engine == "podman":
-            return {
-                "engine": "podman",
-                "podman_version": facts.server_version,
-                "cdi_specs": nvidia.cdi_specs_digest(podman.CDI_SPEC_DIRS),
-                "toolkit_version": nvidia.toolkit_version(
-                    facts.toolkit, HOST_COMMAND_TIMEOUT_S, self.env
-                ),
-                "toolkit_config": nvidia.toolkit_config_digest(),
-            }
-        engine = None
-        if facts.docker_path and facts.version is not None and facts.version.ok:
-            engine = (
-                docker.engine_config(HOST_COMMAND_TIMEOUT_S, self.env)
-                if asked_again
-                else self.engine_config()
-            )
-        cdi_dirs = engine.cdi_spec_dirs if engine else None
-        # The spec files are read here only when they are this machine's.
-        local = not facts.endpoint.remote
+
+        def config() -> docker.EngineConfig | None:
+            if asked_again:
+                return docker.engine_config(HOST_COMMAND_TIMEOUT_S, self.env)
+            return self.engine_config()
+
         return {
-            "daemon_id": engine.id if engine else "",
-            "runtimes": engine.runtimes if engine else "",
-            "default_runtime": engine.default_runtime if engine else "",
-            "cdi_spec_dirs": "" if cdi_dirs is None else "\n".join(cdi_dirs),
-            "cdi_specs": nvidia.cdi_specs_digest(cdi_dirs) if cdi_dirs and local else "",
+            **engine_host(facts.engine).identity(facts, self.env, config),
             "toolkit_version": nvidia.toolkit_version(
                 facts.toolkit, HOST_COMMAND_TIMEOUT_S, self.env
             ),

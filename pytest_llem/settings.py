@@ -271,8 +271,10 @@ class PreflightSettings:
         cdi``). With ``auto``, the session adds it once the engine chose CDI."""
         if self.measurement_only:
             return frozenset({"local"})
+        from .domain.engines import profile
+
         kinds = {self.engine, *(("local",) if self.local_runs else ())}
-        if self.engine == "podman" or self.gpu_request == "cdi":
+        if profile(self.engine).cdi_only or self.gpu_request == "cdi":
             kinds.add("cdi")
         return frozenset(kinds)
 

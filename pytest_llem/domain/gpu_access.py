@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import gpu_request
 from .cdi import CdiSpec, resolve
+from .engines import profile
 from .remedies import PODMAN_CONNECTION_URL, PODMAN_INSTALL_URL
 from .verdicts import Verdict, diagnose, failed, first_line, not_run, passed, skipped
 
@@ -83,8 +84,8 @@ def choose_path(
 ) -> tuple[str, str]:
     """(path, why) of the session's GPU requests: `gpu_request.GPUS` or `gpu_request.CDI`."""
     gpus, cdi = gpu_request.GPUS, gpu_request.CDI
-    if engine == "podman":
-        return cdi, "Podman reaches GPUs through CDI only"
+    if profile(engine).cdi_only:
+        return cdi, f"{profile(engine).title} reaches GPUs through CDI only"
     if mode in (gpus, cdi):
         return mode, f"docker.gpu_request: {mode}"
     where = f"Docker {engine_version}" if engine_version else "the Docker engine"
@@ -171,13 +172,12 @@ def cdi_spec(host: HostFacts) -> Verdict:
     access = host.gpu_access
     engine_ok = host.version is not None and host.version.ok
     if access is None or not engine_ok:
-        needed = "podman-cli" if host.engine == "podman" else "docker-daemon"
-        return not_run(f"needs {needed}")
+        return not_run(f"needs {profile(host.engine).reached_by}")
     if access.path != gpu_request.CDI:
         return skipped(f"the GPU requests go through --gpus ({access.reason}): no CDI spec is used")
     names = ", ".join(access.wanted)
     base: dict[str, Any] = {"gpu_path": "cdi", "gpu_path_reason": access.reason}
-    if access.engine == "docker":
+    if not profile(access.engine).cdi_only:  # (CDI is the engine's option: is it on?)
         refusal = _docker_without_cdi(access, names)
         if refusal is not None:
             return refusal

@@ -95,7 +95,9 @@ class HostFacts:
         if self.version is None:
             return ""
         data = parse_version(self.version)
-        part = data.get("Client" if self.engine == "podman" else "Server") or {}
+        from .engines import profile
+
+        part = data.get(profile(self.engine).version_part) or {}
         return str(part.get("Version", "")) if isinstance(part, dict) else ""
 
     @property

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from . import cdi, docker, nvidia, podman
+from . import cdi, docker, nvidia
 from .proc import HOST_COMMAND_TIMEOUT_S
 
 if TYPE_CHECKING:
@@ -37,48 +37,23 @@ def gpu_access(
     (read when the path is CDI, the engine answered and its files are this machine's).
     ``engine_config`` is asked (`docker info`) only when the decision needs it."""
     from ..domain import gpu_request
-    from ..domain.gpu_access import GpuAccess, choose_path
+    from ..domain.gpu_access import GpuAccess
+    from .engines import engine_host
 
     wanted = tuple(dict.fromkeys(n for label in labels for n in gpu_request.cdi_names(label)))
     answered = host.version is not None and host.version.ok
-    if host.engine == "podman":
-        path, reason = choose_path("podman", mode)
-        version, client, remote = host.server_version, "", False
-        dirs: tuple[str, ...] | None = podman.CDI_SPEC_DIRS
-        discovered = None
-    else:
-        client, remote = host.client_version, host.endpoint.remote
-        hook_found = nvidia.HOOK_TOOL in host.toolkit
-        config = engine_config() if answered and _asks_engine(mode, host, hook_found) else None
-        version = (config.server_version if config else "") or host.server_version
-        dirs = config.cdi_spec_dirs if config else None
-        discovered = config.discovered if config else None
-        path, reason = choose_path(
-            "docker", mode, engine_version=version, spec_dirs=dirs, discovered=discovered,
-            hook_found=hook_found, remote=remote,
-        )  # fmt: skip
+    found = engine_host(host.engine).gpu_path(host, mode, engine_config)
     files = None
-    if read_specs and answered and path == gpu_request.CDI and dirs and not remote:
-        files = cdi.read_specs(dirs)
+    here = not found.remote
+    if read_specs and answered and found.path == gpu_request.CDI and found.spec_dirs and here:
+        files = cdi.read_specs(found.spec_dirs)
     return GpuAccess(
-        engine=host.engine, mode=mode, path=path, reason=reason, engine_version=version,
-        client_version=client, spec_dirs=dirs, specs=files.specs if files else (),
-        unread=files.unread if files else (), absent=files.absent if files else frozenset(),
-        discovered=discovered, wanted=wanted, remote=remote,
+        engine=host.engine, mode=mode, path=found.path, reason=found.reason,
+        engine_version=found.version, client_version=found.client, spec_dirs=found.spec_dirs,
+        specs=files.specs if files else (), unread=files.unread if files else (),
+        absent=files.absent if files else frozenset(), discovered=found.discovered,
+        wanted=wanted, remote=found.remote,
     )  # fmt: skip
-
-
-def _asks_engine(mode: str, host: HostFacts, hook_found: bool) -> bool:
-    """Whether the path of a Docker session's GPU requests needs `docker info` (its CDI spec
-    directories and devices): not for ``gpus``, nor where ``auto`` has its answer already (a
-    remote daemon, the NVIDIA hook installed, an engine older than CDI)."""
-    from ..domain.gpu_access import CDI_FIRST, version_tuple
-
-    if mode != "auto":
-        return mode == "cdi"
-    version = version_tuple(host.server_version)
-    old = version is not None and version < CDI_FIRST
-    return not (host.endpoint.remote or hook_found or old)
 
 
 def docker_gpu_path(env: Mapping[str, str]) -> str:

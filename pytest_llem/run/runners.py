@@ -122,10 +122,13 @@ def check_one_engine(study: StudyConfig, specs: Mapping[str, RunnerSpec]) -> Non
             f"{study.origin}: the experiments' containers must run on one engine, Docker or "
             f"Podman, not both ({named})"
         )
-    if "podman" in engines and gpu_path_of(study) == "gpus":
+    from ..domain.engines import profile
+
+    cdi_only = [profile(mode).title for mode in engines if profile(mode).cdi_only]
+    if cdi_only and gpu_path_of(study) == "gpus":
         raise ConfigError(
-            f"{study.origin}: docker.gpu_request: gpus: Podman gives containers GPUs through "
-            "CDI only (use cdi or auto)"
+            f"{study.origin}: docker.gpu_request: gpus: {cdi_only[0]} gives containers GPUs "
+            "through CDI only (use cdi or auto)"
         )
 
 

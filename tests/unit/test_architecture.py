@@ -172,3 +172,43 @@ def test_every_test_module_has_a_basename_of_its_own() -> None:
     for path in tests.rglob("test_*.py"):
         names.setdefault(path.name, []).append(str(path.relative_to(tests)))
     assert {name: where for name, where in names.items() if len(where) > 1} == {}
+
+
+# Where an engine's name may be compared: its profile and its adapter (the classifier reads
+# the engines' own messages, which name them).
+ENGINE_NAMED_IN = {
+    "pytest_llem.domain.engines",
+    "pytest_llem.host.engines",
+    "pytest_llem.domain.diagnosis",  # ("podman" in an error message)
+}
+
+
+def _engine_comparisons(tree: ast.AST) -> list[int]:
+    """Lines that compare something with the string "docker" or "podman"."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            named = [
+                o for o in operands
+                if isinstance(o, ast.Constant) and o.value in ("docker", "podman")
+            ]  # fmt: skip
+            if named:
+                lines.append(node.lineno)
+    return lines
+
+
+def test_no_engine_is_chosen_by_its_name_outside_its_profile_and_adapter() -> None:
+    found = {
+        name: lines
+        for name, path in MODULES.items()
+        if name not in ENGINE_NAMED_IN
+        and (lines := _engine_comparisons(ast.parse(path.read_text())))
+    }
+    assert found == {}, "compare domain.engines.profile(engine)'s attributes instead"
+
+
+def test_the_comparison_finder_finds_one() -> None:
+    assert _engine_comparisons(ast.parse('if engine == "podman":\n    pass\n')) == [1]
+    assert _engine_comparisons(ast.parse('if "docker" != x:\n    pass\n')) == [1]
+    assert _engine_comparisons(ast.parse('if "podman" in text:\n    pass\n')) == [1]
