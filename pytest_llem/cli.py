@@ -468,7 +468,6 @@ def _remember_plan(
     store_plan(
         key,
         Plan(
-            docker=any(spec.kind.containers for spec in runners.values()),
             settings=study_preflight_settings(study, runners, skip_checks),
             skipped_by=skip_source(study, False, cli_skip),
             lines=tuple(plan_lines(study, runners)),

@@ -1,7 +1,7 @@
 """Remembered dry-run plans: `llem run --dry-run` of an unchanged study skips re-validation.
 
-A plan is what a validated study means for a dry run: whether a runner is Docker, the
-pre-flight's settings, where a skip comes from, the plan lines. It is stored under a key made
+A plan is what a validated study means for a dry run: the pre-flight's settings, where a
+skip comes from, the plan lines. It is stored under a key made
 of the very bytes that were validated and everything else that went into it (the study's
 path, the user config, every LLEM_RUNNER_* variable, the Slurm allocation's variables, the
 command-line options, llem's and pydantic's installs), so an unchanged study gives the same
@@ -28,13 +28,12 @@ from ..host.jsonfile import read_trusted_json
 from ..host.paths import cache_dir, user_config_path
 from ..settings import PreflightSettings
 
-SCHEMA = 4
+SCHEMA = 5  # (4 had a "docker" field that nothing read)
 MAX_PLAN_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
 class Plan:
-    docker: bool  # a runner is Docker (the measurement tier runs either way)
     settings: PreflightSettings
     skipped_by: str | None  # where a skip of the pre-flight comes from, None when it runs
     lines: tuple[str, ...]  # what the dry run says it would run
@@ -96,8 +95,8 @@ def load_plan(key: str) -> Plan | None:
         if data.pop("schema") != SCHEMA:
             return None
         settings = data.pop("settings")
-        lines, skipped_by, docker = data.pop("lines"), data.pop("skipped_by"), data.pop("docker")
-        if data or not isinstance(settings, dict) or not isinstance(docker, bool):
+        lines, skipped_by = data.pop("lines"), data.pop("skipped_by")
+        if data or not isinstance(settings, dict):
             return None
         if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
             return None
@@ -111,7 +110,7 @@ def load_plan(key: str) -> Plan | None:
                 if not isinstance(settings[name], list):
                     return None
                 settings[name] = tuple(settings[name])
-        return Plan(docker, PreflightSettings(**settings), skipped_by, tuple(lines))
+        return Plan(PreflightSettings(**settings), skipped_by, tuple(lines))
     except (KeyError, TypeError, ValueError, AttributeError):
         return None  # a value out of range (SettingError is a ValueError) is a miss too
 
@@ -129,7 +128,6 @@ def store_plan(key: str, plan: Plan) -> None:
     }
     data = {
         "schema": SCHEMA,
-        "docker": plan.docker,
         "settings": settings,
         "skipped_by": plan.skipped_by,
         "lines": list(plan.lines),

@@ -53,7 +53,6 @@ def test_key_follows_every_input(tmp_path: Path) -> None:
 
 
 PLAN = Plan(
-    True,
     PreflightSettings(images=("a/b:1",), timeout_s=7, skip=frozenset({"docker-cli"})),
     None,
     ("llem: dry run: 001 ...",),
@@ -84,7 +83,7 @@ def test_store_load_and_damage() -> None:
         ({"skip": "docker-cli"}, {}),
         ({"unknown": 1}, {}),
         ({}, {"lines": [None]}),
-        ({}, {"docker": "yes"}),
+        ({}, {"docker": True}),  # (a field of schema 4)
         ({}, {"settings": []}),
         ({}, {"skipped_by": 3}),
         ({}, {"extra": 1}),
