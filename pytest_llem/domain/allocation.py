@@ -119,6 +119,20 @@ def visible_note(gpus: tuple[int, ...], visible: str, source: str) -> str:
     )
 
 
+def visible_in_job(devices: Sequence[int], allocation: Allocation | None) -> str | None:
+    """``CUDA_VISIBLE_DEVICES`` for the host GPUs ``devices`` of a process inside
+    ``allocation``: Slurm's own entries for them (its list follows the allocation's indices in
+    order, renumbered from 0 where devices are constrained). None when Slurm's list cannot
+    say: outside a job, no such list, or a GPU outside the allocation."""
+    if allocation is None or allocation.visible is None or not allocation.gpus:
+        return None
+    entries = [part.strip() for part in allocation.visible.split(",")]
+    order = list(allocation.gpus)
+    if len(entries) != len(order) or not all(entries) or not set(devices) <= set(order):
+        return None
+    return ",".join(entries[order.index(d)] for d in devices)
+
+
 class Numbered(Protocol):
     """A GPU as an `nvidia-smi -q` section gives it (`GpuState`, `GpuInfo`)."""
 

@@ -129,17 +129,30 @@ class LocalRunner:
     def start(self, launch: Launch, run: Started) -> WorkloadResult:
         from ..host import workloads
 
-        env = {**os.environ, "LLEM_CONFIG_PATH": str(run.config_path)}
-        visible = gpu_request.cuda_visible_devices(launch.request)
-        if launch.allocated and env.get("CUDA_VISIBLE_DEVICES"):
-            visible = None  # Slurm's own (renumbered from 0 where devices are constrained)
-        if visible is not None:  # numbered as nvidia-smi numbers them (PCI bus order)
-            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-            env["CUDA_VISIBLE_DEVICES"] = visible
+        env = {**gpu_environment(launch, os.environ), "LLEM_CONFIG_PATH": str(run.config_path)}
         return workloads.run_local(
             run.command or [], cwd=run.cwd, env=env, log_path=run.log_path,
             timeout_s=run.timeout_s, on_start=run.on_start,
         )  # fmt: skip
+
+
+def gpu_environment(launch: Launch, env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for a local process that makes ``launch``'s GPU request. Its GPUs are named
+    in ``CUDA_VISIBLE_DEVICES``, numbered as nvidia-smi numbers them (PCI bus order); inside
+    a Slurm job, as Slurm numbers them: its allocation keeps Slurm's own list, and GPUs named
+    in the study take Slurm's entries for them (renumbered from 0 where a cgroup constrains
+    the job's devices, where the host's indices would name no device)."""
+    env = dict(env)
+    visible = gpu_request.cuda_visible_devices(launch.request)
+    if launch.allocated and env.get("CUDA_VISIBLE_DEVICES"):
+        return env  # Slurm's own
+    if visible is not None:
+        from ..domain.allocation import allocation_of, visible_in_job
+
+        devices = gpu_request.devices_of(launch.request) or ()
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        env["CUDA_VISIBLE_DEVICES"] = visible_in_job(devices, allocation_of(env)) or visible
+    return env
 
 
 class _ContainerRunner:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llem.domain.allocation import Allocation, allocation_of, parse_gpu_ids
+from pytest_llem.domain.allocation import Allocation, allocation_of, parse_gpu_ids, visible_in_job
 from pytest_llem.domain.report import CheckResult, Finding, Report
 from pytest_llem.domain.slurm import (
     REASON_MAX_BYTES,
@@ -32,7 +32,7 @@ from pytest_llem.errors import ConfigError
 from pytest_llem.plugin import settings_from_plain, settings_to_plain
 from pytest_llem.run.config import StudyConfig
 from pytest_llem.run.manifest import ExperimentRecord
-from pytest_llem.run.runner_kinds import KINDS
+from pytest_llem.run.runner_kinds import KINDS, gpu_environment
 from pytest_llem.run.runners import preflight_settings, resolve_runners
 from pytest_llem.run.slurm_jobs import Job, Submission, _without_record, job_env
 from pytest_llem.settings import PreflightSettings, SettingError
@@ -175,6 +175,52 @@ def test_a_local_process_in_a_job_keeps_slurms_cuda_visible_devices() -> None:
     assert (named.request, named.allocated) == ("device=1", False)
     outside = KINDS["local"].launch("001", None, None, {})
     assert (outside.request, outside.allocated) == ("all", False)
+
+
+def test_a_local_process_gets_the_cuda_visible_devices_that_name_its_gpus_in_the_job() -> None:
+    """In a constrained step (GPU 2 and 3 are CUDA's 0 and 1) a study that names GPU 3 gets
+    Slurm's entry for it, "1": the host index 3 would name no device there."""
+
+    def visible(devices: list[int] | None, env: dict[str, str]) -> str | None:
+        launch = KINDS["local"].launch("001", None, devices, env)
+        return gpu_environment(launch, env).get("CUDA_VISIBLE_DEVICES")
+
+    assert visible(None, IN_STEP) == "0,1"  # its allocation: Slurm's own list
+    assert visible([3], IN_STEP) == "1"
+    assert visible([3, 2], IN_STEP) == "1,0"
+    unconstrained = {**IN_STEP, "CUDA_VISIBLE_DEVICES": "2,3"}
+    assert visible([3], unconstrained) == "3"
+    by_uuid = {**IN_STEP, "CUDA_VISIBLE_DEVICES": "GPU-aa,GPU-bb"}
+    assert visible([3], by_uuid) == "GPU-bb"
+    # A GPU outside the allocation, or no job: its host index, in PCI bus order.
+    assert visible([5], IN_STEP) == "5"
+    launch = KINDS["local"].launch("001", None, [1], {})
+    assert gpu_environment(launch, {}) == {
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "1",
+    }  # fmt: skip
+    assert "CUDA_VISIBLE_DEVICES" not in gpu_environment(
+        KINDS["local"].launch("001", None, None, {}), {}
+    )
+
+
+@pytest.mark.parametrize(
+    ("visible", "devices", "expected"),
+    [
+        ("0,1", (3,), "1"),
+        ("0,1", (2, 3), "0,1"),
+        ("0", (3,), None),  # a list of another length: it cannot say
+        ("0,,1", (3,), None),
+        ("0,1", (4,), None),
+    ],
+)
+def test_slurms_entries_for_host_gpus(
+    visible: str, devices: tuple[int, ...], expected: str | None
+) -> None:
+    found = allocation_of(
+        {"SLURM_JOB_ID": "7", "SLURM_JOB_GPUS": "2,3", "CUDA_VISIBLE_DEVICES": visible}
+    )
+    assert visible_in_job(devices, found) == expected
+    assert visible_in_job(devices, None) is None
 
 
 # -- the drain reason -------------------------------------------------------------------------
