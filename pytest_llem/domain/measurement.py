@@ -131,10 +131,14 @@ def _judged(
         details["gpus_not_on_host"] = missing
         details["host_gpus"] = sorted(s.index for s in states)
         if speaks:  # no experiment could get them: a failure, whatever runs them
+            have = _indices(s.index for s in states)
+            if host.job_view is not None:  # (the job sees its allocation alone)
+                where = f"in this Slurm job, which has host GPU {have} alone"
+            else:
+                where = f"on this host (it has GPU {have})"
             return failed(
                 "no_devices",
-                f"GPU {_indices(missing)} is not on this host (it has GPU "
-                f"{_indices(s.index for s in states)})",
+                f"GPU {_indices(missing)} is not {where}",
                 fix="Name GPUs that `nvidia-smi -L` lists in the study's `gpus:` (or --gpus)",
                 url=NVIDIA_SMI_URL,
                 **details,

@@ -140,6 +140,8 @@ def test_every_measurement_check_judges_the_jobs_gpus() -> None:
         assert verdict.outcome == "passed", (check.__name__, said(verdict))
         assert [g["index"] for g in verdict.details["gpus"]] == [4, 5], check.__name__
         assert verdict.details["job_view"]["host_index"] == {"0": 4, "1": 5}
+    outside = measurement.gpu_idle(host, [0], local=True)  # (not the job's GPU 0)
+    assert said(outside) == "GPU 0 is not in this Slurm job, which has host GPU 4, 5 alone"
     # Before, the allocation was looked for among the view's own numbers:
     before = measurement.gpu_idle(host_of(text), [4, 5], local=True)
     assert said(before) == "GPU 4, 5 is not on this host (it has GPU 0, 1)"
