@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from .domain.fleet import FleetReport, unreachable
 from .domain.report import Report
+from .domain.text import ascii_int
 from .errors import ConfigError
 from .session import Session
 
@@ -58,6 +59,9 @@ class Gateway:
         return self.ssh is not None or self.python is not None
 
 
+MAX_GATEWAYS_PER_SPEC = 1024  # `--tx N*spec`: beyond any fleet, short of a memory error
+
+
 def gateways_of(tx: Iterable[str]) -> list[Gateway]:
     """The hosts of ``--tx`` specs (``N*spec`` counts N), each with a name of its own."""
     from execnet import XSpec
@@ -65,7 +69,13 @@ def gateways_of(tx: Iterable[str]) -> list[Gateway]:
     texts: list[str] = []
     for text in tx:
         count, star, rest = text.partition("*")
-        texts += [rest] * int(count) if star and count.isdigit() else [text]
+        many = ascii_int(count, max_digits=100) if star else None
+        if many is not None and many > MAX_GATEWAYS_PER_SPEC:
+            raise ConfigError(
+                f"--tx {text[:40]}: {count[:20]} gateways from one spec "
+                f"(at most {MAX_GATEWAYS_PER_SPEC})"
+            )
+        texts += [rest] * many if many is not None else [text]
     gateways: list[Gateway] = []
     taken: set[str] = set()
     unnamed = 0

@@ -517,9 +517,14 @@ def _fleet(config: pytest.Config, session: Session) -> Fleet | None:
     tx = config.getoption("tx", None)
     if hasattr(config, "workerinput") or config.getoption("dist", "no") != "each" or not tx:
         return None
+    from .errors import ConfigError
     from .fleet import Fleet, gateways_of
 
-    fleet = Fleet(gateways_of(tx), session.settings, session.facts)
+    try:
+        gateways = gateways_of(tx)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    fleet = Fleet(gateways, session.settings, session.facts)
     config.stash[FLEET_KEY] = fleet
     fleet.ask_hosts()
     # The hosts that answered are started by the fleet's controller (`XdistHooks`), not by

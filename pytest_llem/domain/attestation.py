@@ -15,6 +15,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Literal
 
 from .gpu_state import GpuProcess, GpuState, parse_states
+from .text import is_decimal
 
 if TYPE_CHECKING:
     from .allocation import Allocation
@@ -233,7 +234,7 @@ def _driver(snapshots: Sequence[Snapshot]) -> list[Reason]:
 def _mib(memory: str) -> float:
     """The number of ``"20480 MiB"`` (0 when there is none)."""
     number = memory.split()[0] if memory.split() else ""
-    return float(number) if number.replace(".", "", 1).isdigit() else 0.0
+    return float(number) if is_decimal(number) else 0.0
 
 
 def _foreign(series: Sequence[tuple[Snapshot, GpuState]], index: int) -> list[Reason]:

@@ -30,6 +30,7 @@ from . import gpu_request
 from .cdi import CdiSpec, resolve
 from .engines import profile
 from .remedies import PODMAN_CONNECTION_URL, PODMAN_INSTALL_URL
+from .text import ascii_int
 from .verdicts import Verdict, diagnose, failed, first_line, not_run, passed, skipped
 
 if TYPE_CHECKING:
@@ -354,7 +355,7 @@ def _other_gpus(
     only those a Slurm job sees (`allocation.job_view`): the specs must hold them, and may
     hold the host's others."""
     names = {d.name for spec in used for d in spec.devices}
-    indices = {int(n) for n in names if n.isdigit()}
+    indices = {i for n in names if (i := ascii_int(n)) is not None}
     uuids = {n for n in names if n.startswith("GPU-")}
     host_indices = {g.index for g in gpus}
     host_uuids = {g.uuid for g in gpus if g.uuid}

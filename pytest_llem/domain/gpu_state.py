@@ -439,8 +439,9 @@ def _state(position: int, bus_id: str, gpu: _Node) -> GpuState:
 
 
 def _minor(value: str | None) -> int | None:
-    value = (value or "").strip()
-    return int(value) if value.isascii() and value.isdigit() and len(value) < 8 else None
+    from .text import ascii_int
+
+    return ascii_int(value, max_digits=7)
 
 
 @lru_cache(maxsize=8)

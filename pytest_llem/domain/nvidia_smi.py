@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .text import ascii_int
+
 __all__ = [
     "GpuInfo",
     "MigDevice",
@@ -108,7 +110,7 @@ def _version(pattern: re.Pattern[str], text: str) -> str | None:
 
 
 def _int(value: str | None) -> int | None:
-    return int(value) if value is not None and value.strip().isdigit() else None
+    return ascii_int(value)
 
 
 def _index(value: str | None, position: int) -> int:
@@ -375,7 +377,7 @@ def _guess_rows(text: str) -> list[dict[str, str]]:
                 row.setdefault("uuid", cell)
             elif _DRIVER_CELL.match(cell):
                 row.setdefault("driver_version", cell)
-            elif position == 0 and cell.isdigit() and len(cells) > 1:
+            elif position == 0 and ascii_int(cell) is not None and len(cells) > 1:
                 row["index"] = cell
             elif re.search(r"[A-Za-z]", cell) and not re.match(_BUS_ID, cell):
                 row.setdefault("name", cell)

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from .text import printable
+from .text import ascii_int, printable
 
 if TYPE_CHECKING:
     from .report import Report
@@ -179,7 +179,7 @@ def parse_scontrol_jobs(stdout: str) -> dict[str, JobState]:
             "" if fields.get("Reason") in (None, "None") else fields["Reason"],
             _node(fields.get("BatchHost") or fields.get("NodeList", "")),
             fields.get("ExitCode", ""),
-            int(restarts) if restarts.isdigit() else 0,
+            ascii_int(restarts) or 0,
         )
     return found
 

@@ -33,3 +33,19 @@ def printable(text: str, *, lines: bool = False) -> str:
     one-line field they are escaped too, so that a message cannot start a line of its own.
     """
     return (_UNSAFE_KEEP_LINES if lines else _UNSAFE).sub(_escape, text)
+
+
+def ascii_int(text: str | None, max_digits: int = 18) -> int | None:
+    """The number ``text`` spells in ASCII digits, blanks around it allowed; None for anything
+    else: a sign, another script's digits (``"²"`` passes ``str.isdigit`` and fails ``int``),
+    or more than ``max_digits`` digits (a tool's or a file's value is never that long)."""
+    text = (text or "").strip()
+    if not text or len(text) > max_digits or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
+def is_decimal(text: str) -> bool:
+    """``text`` is ASCII digits with at most one point in them (``"9.0"``, ``"20480"``)."""
+    digits = text.replace(".", "", 1)
+    return bool(digits) and digits.isascii() and digits.isdigit()

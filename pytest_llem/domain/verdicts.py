@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .records import HostFacts, ImageFacts, ProbeFacts
 from .remedies import DOCKER_CONTEXT_URL, remedy
 from .report import CheckResult, Finding
+from .text import ascii_int
 
 if TYPE_CHECKING:
     from .diagnosis import Diagnosis
@@ -494,7 +495,7 @@ def gpu_in_container(
             **where,
         )
     gpus: list[dict[str, Any]] = [
-        {**g, "index": int(g["index"])} if g.get("index", "").isdigit() else dict(g)
+        {**g, "index": index} if (index := ascii_int(g.get("index"))) is not None else dict(g)
         for g in probe.gpus
     ]
     details: dict[str, Any] = {**where, "gpus": gpus, "cached": probe.cached}

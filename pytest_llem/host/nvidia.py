@@ -107,4 +107,6 @@ def compute_capabilities(timeout: float, env: Mapping[str, str] | None = None) -
     if not result.ok:
         return []
     values = [line.strip() for line in result.stdout.splitlines() if line.strip()]
-    return values if all(v.replace(".", "").isdigit() for v in values) else []
+    from ..domain.text import is_decimal
+
+    return values if all(is_decimal(v) for v in values) else []
