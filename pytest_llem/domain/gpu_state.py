@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from .text import ascii_int
+
 __all__ = [
     "ClockPolicy",
     "ClockReasons",
@@ -439,8 +441,6 @@ def _state(position: int, bus_id: str, gpu: _Node) -> GpuState:
 
 
 def _minor(value: str | None) -> int | None:
-    from .text import ascii_int
-
     return ascii_int(value, max_digits=7)
 
 

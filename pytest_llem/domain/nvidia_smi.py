@@ -109,12 +109,8 @@ def _version(pattern: re.Pattern[str], text: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _int(value: str | None) -> int | None:
-    return ascii_int(value)
-
-
 def _index(value: str | None, position: int) -> int:
-    number = _int(value)
+    number = ascii_int(value)
     return position if number is None else number
 
 
@@ -228,7 +224,7 @@ def parse_q(text: str) -> SmiInfo:
         elif key == "CUDA Version" and cuda is None:
             cuda = value if re.fullmatch(_V, value) else None
         elif key == "Attached GPUs":
-            attached = _int(value)
+            attached = ascii_int(value)
     gpus = [
         GpuInfo(
             index=position,
@@ -236,7 +232,7 @@ def parse_q(text: str) -> SmiInfo:
             uuid=s.get("uuid", ""),
             brand=_available(s.get("brand")),
             architecture=_available(s.get("architecture")),
-            minor=_int(s.get("minor")),
+            minor=ascii_int(s.get("minor")),
             bus_id=s["bus_id"],
         )
         for position, s in enumerate(sections)
@@ -272,7 +268,7 @@ def parse_container_cli_info(text: str) -> SmiInfo:
             uuid=b.get("gpu uuid", ""),
             brand=_available(b.get("brand")),
             compute_capability=_available(b.get("architecture")),
-            minor=_int(b.get("device minor")),
+            minor=ascii_int(b.get("device minor")),
         )
         for position, b in enumerate(blocks)
     ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from ..domain.engines import profile
 from . import docker, nvidia, podman
 from .proc import Started
 
@@ -178,8 +177,8 @@ HOSTS: dict[str, EngineHost] = {h.name: h for h in (DockerHost(), PodmanHost())}
 
 
 def engine_host(engine: str) -> EngineHost:
-    """The adapter of ``engine`` (as `domain.engines.profile` knows it)."""
-    return HOSTS[profile(engine).name]
+    """The adapter of ``engine`` (a name `domain.engines.ENGINES` knows)."""
+    return HOSTS[engine]
 
 
 def _asks_engine(mode: str, host: HostFacts, hook_found: bool) -> bool:

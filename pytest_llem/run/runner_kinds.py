@@ -178,6 +178,18 @@ class _ContainerRunner:
             str(launch.image), *(run.command or []),
         ]  # fmt: skip
 
+    def start(self, launch: Launch, run: Started) -> WorkloadResult:
+        return self.run_here(launch, run)
+
+    def run_here(self, launch: Launch, run: Started) -> WorkloadResult:
+        """Run the launch on the engine of this machine, through this kind's CLI."""
+        from ..host import workloads
+
+        return workloads.run_container(
+            self.argv(launch, run), name=run.name, log_path=run.log_path,
+            timeout_s=run.timeout_s, on_start=run.on_start, cli=self.name,
+        )  # fmt: skip
+
 
 class DockerRunner(_ContainerRunner):
     """A container on the Docker engine the docker CLI reaches; RUN_DIR is bind-mounted on
@@ -201,8 +213,6 @@ class DockerRunner(_ContainerRunner):
         return Launch(exp_id, self.name, image, label, endpoint, gpu_path, allocated=allocated)
 
     def start(self, launch: Launch, run: Started) -> WorkloadResult:
-        from ..host import workloads
-
         launch = decided(launch)
         assert launch.image is not None  # (needs(): a Docker experiment has an image)
         if launch.remote:  # a remote engine cannot mount RUN_DIR
@@ -213,11 +223,7 @@ class DockerRunner(_ContainerRunner):
                 gpu_args=launch.gpu_args, config=run.config_bytes, mount=RUN_MOUNT,
                 run_dir=run.run_dir, log_path=run.log_path, timeout_s=run.timeout_s,
             )  # fmt: skip
-        argv = self.argv(launch, run)
-        return workloads.run_container(
-            argv, name=run.name, log_path=run.log_path, timeout_s=run.timeout_s,
-            on_start=run.on_start,
-        )  # fmt: skip
+        return self.run_here(launch, run)
 
 
 class PodmanRunner(_ContainerRunner):
@@ -240,15 +246,6 @@ class PodmanRunner(_ContainerRunner):
         where = Endpoint("local", source="podman")  # (Podman has only CDI: gpu_path unused)
         label, allocated = requested(devices, env)
         return Launch(exp_id, self.name, image, label, where, gpu_request.CDI, allocated=allocated)
-
-    def start(self, launch: Launch, run: Started) -> WorkloadResult:
-        from ..host import workloads
-
-        argv = self.argv(launch, run)
-        return workloads.run_container(
-            argv, name=run.name, log_path=run.log_path, timeout_s=run.timeout_s,
-            on_start=run.on_start, cli=PODMAN,
-        )  # fmt: skip
 
 
 def decided(launch: Launch) -> Launch:
